@@ -1,0 +1,54 @@
+"""Relative cost of an activation: forward + backward time per element against ReLU.
+
+Measured on the module that training uses (`Activation.module()`), float32,
+2**16 elements, one thread, ReLU timed in the same loop, interleaved, median
+of rounds: a ratio, because absolute times on a shared machine mislead. A
+small activation on small tensors is dominated by per-op overhead, so a
+formula of many torch ops costs many times ReLU even when each op is cheap.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from typing import TYPE_CHECKING
+
+import torch
+
+if TYPE_CHECKING:
+    from gradvet.activations.core import Activation
+
+SIZE = 1 << 16
+ROUNDS = 7
+INNER = 4
+
+
+def _time(module: torch.nn.Module, x: torch.Tensor, ones: torch.Tensor) -> float:
+    start = time.perf_counter()
+    for _ in range(INNER):
+        xr = x.detach().requires_grad_(True)
+        module(xr).backward(ones)
+    return time.perf_counter() - start
+
+
+def relative_cost(act: Activation, seed: int = 0) -> float:
+    """Median over rounds of time(act) / time(relu) for forward + backward."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a second thread on a busy 2-core machine makes timings erratic
+    try:
+        return _relative_cost(act, seed)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _relative_cost(act: Activation, seed: int) -> float:
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.randn(SIZE, generator=generator)
+    ones = torch.ones(SIZE)
+    module, relu = act.module().train(False), torch.nn.ReLU()
+    _time(module, x, ones), _time(relu, x, ones)  # warm up
+    ratios = []
+    for _ in range(ROUNDS):
+        base = _time(relu, x, ones)
+        ratios.append(_time(module, x, ones) / base)
+    return round(statistics.median(ratios), 2)

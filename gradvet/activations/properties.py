@@ -1,0 +1,476 @@
+"""Properties of an activation, computed from its `fn` and `grad`, never typed by hand.
+
+All checks are numerical, in float64, on a window [-W, W] (W = 16, wider when a
+parameter asks for it) sampled on a grid shifted off the "round" numbers where
+kinks sit, plus tail points x = +-1e4 ... +-1e16 for limits:
+
+- kinks and smoothness: a jump of f, f', f'' or f''' is found by cutting
+  every grid interval whose change stands out from its neighbours into 16
+  pieces, again and again, down to the resolution of float64; the first order with a jump gives the class
+  (discontinuous, C0, C1, C2), none up to f''' gives "C-inf". f'' and f''' come
+  from autograd of the closed-form f'.
+- output range and max |f'|: grid extremum refined by bounded Brent search,
+  compared with the tail limits. An end of the range is closed when it is
+  reached at a finite x: an interior extremum, or a flat stretch where f' is
+  exactly 0 (an asymptote reached only by float64 rounding has f' != 0 there).
+- E[f(z)], E[f'(z)^2] for z ~ N(0, 1): composite Gauss-Legendre on [-40, 40]
+  split at the breakpoints (exact to ~1e-15 for piecewise-analytic f).
+- saturation: |f'| <= 1e-6 at every tail point on that side; dead region: an
+  interval where f' is exactly 0, bounded by breakpoints.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+if TYPE_CHECKING:
+    from gradvet.activations.core import Activation
+
+Fn = Callable[[torch.Tensor], torch.Tensor]
+DTYPE = torch.float64
+GRID_INTERVALS = 4096
+TAIL = (1e4, 1e5, 1e6, 1e8, 1e16)
+SATURATION_TOL = 1e-6
+GAUSS_HALF_WIDTH = 40.0
+GAUSS_NODES = 24
+SECTIONS = 13  # 16-way cuts: 16**13 shrinks a grid step below float64 resolution
+
+
+@dataclass(frozen=True)
+class Range:
+    """An interval [lo, hi] with open or closed ends; +-inf for unbounded."""
+
+    lo: float
+    hi: float
+    lo_closed: bool
+    hi_closed: bool
+
+    def __str__(self) -> str:
+        left = "[" if self.lo_closed else "("
+        right = "]" if self.hi_closed else ")"
+        return f"{left}{_fmt(self.lo)}, {_fmt(self.hi)}{right}"
+
+
+@dataclass(frozen=True)
+class Properties:
+    """What gradvet knows of an activation, all computed (see module docstring).
+
+    `grad_sq_gauss` = E[f'(z)^2] is the factor by which one layer scales the
+    squared backward signal at unit pre-activation variance (chi_1 of
+    mean-field theory with sigma_w^2 = 1); below 1 gradients shrink with depth.
+    """
+
+    output_range: Range
+    monotonic: bool
+    increasing: bool
+    derivative_monotonic: bool
+    smoothness: str
+    kinks: tuple[float, ...]
+    breakpoints: tuple[float, ...]
+    f0: float
+    fprime0: float
+    identity_near_0: bool
+    max_grad: float
+    max_grad_at: float
+    mean_gauss: float
+    grad_sq_gauss: float
+    saturates_left: bool
+    saturates_right: bool
+    dead_regions: tuple[tuple[float, float], ...]
+    window: float
+    cost: float | None = field(default=None, compare=False)
+
+    @property
+    def zero_centred(self) -> bool:
+        """|E[f(z)]| < 0.05 for z ~ N(0, 1)."""
+        return abs(self.mean_gauss) < 0.05
+
+    @property
+    def saturation(self) -> str:
+        """'both', 'left', 'right' or 'none'."""
+        sides = {(True, True): "both", (True, False): "left", (False, True): "right"}
+        return sides.get((self.saturates_left, self.saturates_right), "none")
+
+    def dead_text(self) -> str:
+        """Dead regions as text, e.g. '(-inf, 0)', or '-'."""
+        if not self.dead_regions:
+            return "-"
+        return " u ".join(f"({_fmt(a)}, {_fmt(b)})" for a, b in self.dead_regions)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["output_range"] = str(self.output_range)
+        data["range_lo"], data["range_hi"] = self.output_range.lo, self.output_range.hi
+        data["zero_centred"] = self.zero_centred
+        data["saturation"] = self.saturation
+        return data
+
+    def to_cache(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_cache(cls, data: dict[str, Any]) -> Properties:
+        data = dict(data)
+        data["output_range"] = Range(**data["output_range"])
+        data["kinks"] = tuple(data["kinks"])
+        data["breakpoints"] = tuple(data["breakpoints"])
+        data["dead_regions"] = tuple(tuple(r) for r in data["dead_regions"])
+        return cls(**data)
+
+
+def _fmt(v: float) -> str:
+    if math.isinf(v):
+        return "inf" if v > 0 else "-inf"
+    return f"{v:.6g}"
+
+
+def _clean(v: float, digits: int = 15) -> float:
+    """Round to `digits` significant digits and turn -0.0 into 0.0."""
+    if not math.isfinite(v) or v == 0:
+        return 0.0 if v == 0 else v
+    return float(f"{v:.{digits}g}") + 0.0
+
+
+def _t(values) -> torch.Tensor:
+    return torch.as_tensor(values, dtype=DTYPE)
+
+
+def _call(f: Fn, x: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        return f(x).to(DTYPE)
+
+
+def _grid(window: float) -> torch.Tensor:
+    """Grid on [-W, W] shifted by an irrational fraction of a step, so no grid
+    point sits on a round number (kinks live at 0, +-1, +-3, 6, ...)."""
+    h = 2 * window / GRID_INTERVALS
+    shift = h * (math.sqrt(2) - 1) / 7
+    return torch.linspace(-window, window, GRID_INTERVALS + 1, dtype=DTYPE) + shift
+
+
+def _d(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """dy/dx for elementwise y(x), differentiable again."""
+    if not y.requires_grad:
+        return torch.zeros_like(x)
+    (d,) = torch.autograd.grad(y.sum(), x, create_graph=True, allow_unused=True)
+    return torch.zeros_like(x) if d is None else d
+
+
+def derivatives(act: Activation) -> Callable[[torch.Tensor], torch.Tensor]:
+    """x -> stack [f(x), f'(x), f''(x), f'''(x)]: f' closed form, f'' and f''' by autograd of f'.
+
+    One autograd graph serves both higher orders. Rows autograd cannot give
+    (a callable with numpy inside) are NaN.
+    """
+
+    def orders(x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            f = act.fn(x).to(DTYPE)
+        with torch.enable_grad():
+            xd = x.detach().requires_grad_(True)
+            g1 = act.grad(xd)
+            try:
+                g2 = _d(g1, xd)
+                g3 = _d(g2, xd)
+            except RuntimeError:
+                g2 = g3 = torch.full_like(x, math.nan)
+        return torch.stack([f, g1.detach().to(DTYPE), g2.detach().to(DTYPE), g3.detach().to(DTYPE)])
+
+    return orders
+
+
+def _jump_points(orders: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> list[list[float]]:
+    """For each order k = 0..3, the points in the grid's span where the k-th derivative jumps.
+
+    Candidate intervals: the change of g exceeds 3x the smaller change of its
+    neighbours (a steep but continuous g does not). Each candidate is cut into
+    16 pieces and the piece with the largest change kept, until its width is
+    below float64's resolution; a gap still there is a jump.
+    """
+    values = orders(x)
+    n_orders = values.shape[0]
+    finite = torch.isfinite(values)
+    clean = torch.where(finite, values, torch.zeros_like(values))
+    scale = 1.0 + clean.abs().amax(dim=1)
+    d = (clean[:, 1:] - clean[:, :-1]).abs()
+    inf = torch.full((n_orders, 1), math.inf, dtype=DTYPE)
+    neighbour = torch.minimum(torch.cat([inf, d[:, :-1]], 1), torch.cat([d[:, 1:], inf], 1))
+    bad = ~(finite[:, 1:] & finite[:, :-1]) & finite.any(dim=1, keepdim=True)
+    cand = ((d > 3 * neighbour) & (d > 1e-10 * scale[:, None])) | bad
+    order, idx = torch.nonzero(cand, as_tuple=True)
+    found: list[list[float]] = [[] for _ in range(n_orders)]
+    if idx.numel() == 0:
+        return found
+    a, b = x[idx].clone(), x[idx + 1].clone()
+    rows = torch.arange(len(idx))
+    frac = torch.linspace(0, 1, 17, dtype=DTYPE)
+    gap = d[order, idx]
+    for _ in range(SECTIONS):
+        t = a[:, None] + (b - a)[:, None] * frac[None, :]
+        v = orders(t.flatten()).reshape(n_orders, len(idx), 17)[order, rows]
+        step = (v[:, 1:] - v[:, :-1]).abs().nan_to_num(math.inf)
+        j = step.argmax(dim=1)
+        a, b = t[rows, j], t[rows, j + 1]
+        gap = step[rows, j]
+    jumps = gap > 1e-7 * scale[order]
+    for k, i in zip(order[jumps].tolist(), torch.nonzero(jumps).flatten().tolist()):
+        found[k].append(_snap((float(a[i]) + float(b[i])) / 2))
+    return [sorted(set(pts)) for pts in found]
+
+
+def _snap(v: float) -> float:
+    """A located jump, rounded to 10 decimals (the search's last bits are noise)."""
+    return round(v, 10) + 0.0
+
+
+def _window(act: Activation) -> float:
+    """16, or wider (up to 24, where exp(-x^2) still does not underflow) for large parameters."""
+    largest = max((abs(v) for v in act.params.values()), default=0.0)
+    return float(min(24.0, max(16.0, 2 * largest + 2)))
+
+
+def _smoothness(act: Activation, x: torch.Tensor) -> tuple[str, list[float], list[float]]:
+    """(class, kinks where f or f' jumps, breakpoints where any of f..f''' jumps)."""
+    classes = ["discontinuous", "C0", "C1", "C2"]
+    found = _jump_points(derivatives(act), x)
+    kinks = sorted(set(found[0]) | set(found[1]))
+    breakpoints = sorted({p for pts in found for p in pts})
+    for order, pts in enumerate(found):
+        if pts:
+            return classes[order], kinks, breakpoints
+    return "C-inf", kinks, breakpoints
+
+
+def _tail_unbounded(ts: torch.Tensor, best: float) -> float:
+    """+inf x-direction if sign*f grows without bound at a tail, else 0.
+
+    ts holds sign*f at -TAIL then +TAIL. Unbounded: some tail value exceeds
+    1e8 (oscillating growth such as x cos x included), or the values rise
+    steadily out to 1e16, still move by > 1e-4 between 1e8 and 1e16 and end
+    above the best value inside the window (logarithmic growth included;
+    a bounded oscillation that happens to rise at the sample points not).
+    """
+    n = len(TAIL)
+    for direction, side in ((-1.0, ts[:n]), (1.0, ts[n:])):
+        vals = side[torch.isfinite(side) | (side == math.inf)]
+        if vals.numel() == 0:
+            continue
+        if bool((vals > 1e8).any()):
+            return direction
+        rising = bool((vals[1:] >= vals[:-1]).all())
+        moving = len(vals) >= 2 and float(vals[-1] - vals[-2]) > 1e-4 * (1 + abs(float(vals[-2])))
+        if rising and moving and float(vals[-1]) > best + 1e-4 * (1 + abs(best)):
+            return direction
+    return 0.0
+
+
+def _extremum(f: Fn, x: torch.Tensor, fx: torch.Tensor, tail_x: torch.Tensor, sign: float,
+              special: list[float], grad: Fn | None) -> tuple[float, bool, float]:
+    """sup of sign*f over the real line: (value, attained at a finite x, where).
+
+    Grid maximum refined by bounded Brent search; the special points (0 and
+    the kinks) win ties, so a maximum at 0 is reported at 0 exactly. The tail
+    limits decide unboundedness and asymptotes.
+    """
+    from scipy.optimize import minimize_scalar
+
+    s = torch.nan_to_num(sign * fx, nan=-math.inf)
+    top = float(s.max())
+    near_top = torch.nonzero(s >= top - 1e-9 * (1 + abs(top))).flatten()
+    i = int(near_top[torch.argmin(x[near_top].abs())])  # of equal maxima, the one nearest 0
+    best, where = float(s[i]), float(x[i])
+    if 0 < i < len(x) - 1:
+        res = minimize_scalar(
+            lambda t: -sign * float(_call(f, _t([t]))[0]),
+            bounds=(float(x[i - 1]), float(x[i + 1])), method="bounded",
+            options={"xatol": 1e-13, "maxiter": 200},
+        )
+        if -res.fun > best:
+            best, where = float(-res.fun), float(res.x)
+    inside = sorted((p for p in special if float(x[0]) <= p <= float(x[-1])), key=abs)
+    if inside:
+        sv = torch.nan_to_num(sign * _call(f, _t(inside)), nan=-math.inf)
+        k = int(torch.argmax(sv))
+        if float(sv[k]) >= best - 1e-13 * (1 + abs(best)):
+            best, where = max(best, float(sv[k])), inside[k]
+    ts = sign * _call(f, tail_x)
+    direction = _tail_unbounded(ts, best)
+    if direction:
+        return math.inf, False, direction * math.inf
+    tail = torch.nan_to_num(ts, nan=-math.inf)
+    if float(tail.max()) > best:
+        j = int(torch.argmax(tail))
+        return float(tail[j]), False, math.copysign(math.inf, float(tail_x[j]))
+    attained = True
+    ties = torch.nonzero(s == s[i]).flatten()
+    if grad is not None and where == float(x[i]) and (i in (0, len(x) - 1) or len(ties) > 1):
+        # The maximum lies on a stretch of equal values: a true flat piece has f' = 0
+        # exactly; an asymptote merely rounded to its limit has f' != 0 there.
+        inner = ties[torch.argmin(x[ties].abs())]
+        attained = float(_call(grad, x[inner : inner + 1])[0]) == 0.0
+        where = float(x[inner])
+    return best, attained, where
+
+
+def _output_range(act: Activation, x, fx, tail_x, special: list[float]) -> Range:
+    hi, hi_closed, _ = _extremum(act.fn, x, fx, tail_x, 1.0, special, act.grad)
+    lo, lo_closed, _ = _extremum(act.fn, x, fx, tail_x, -1.0, special, act.grad)
+    return Range(_clean(-lo), _clean(hi), lo_closed, hi_closed)
+
+
+def _max_grad(act: Activation, x, gx, tail_x, special: list[float]) -> tuple[float, float]:
+    """max |f'| and a point where it is reached (on a plateau: the point nearest 0,
+    snapped to a breakpoint; +-inf for a limit at the tails)."""
+    value, _, where = _extremum(lambda t: act.grad(t).abs(), x, gx.abs(), tail_x, 1.0, special, None)
+    if math.isfinite(where) and math.isfinite(value):
+        plateau = torch.nonzero(gx.abs() >= value * (1 - 1e-12)).flatten()
+        if len(plateau) > 2 and where not in special:
+            where = _nearest(float(x[plateau[torch.argmin(x[plateau].abs())]]), special, float(x[1] - x[0]))
+        near = [p for p in special if abs(p - where) <= 1e-6]  # a supremum at a kink, one-sided
+        where = _clean(near[0] if near else where, 10)
+    return _clean(value), where
+
+
+def _monotone(values: torch.Tensor) -> tuple[bool, bool]:
+    """(monotonic, non-decreasing) for values on an increasing grid.
+
+    Each step may go against the direction by float noise only: 1e-12 of the
+    magnitude of its two ends.
+    """
+    v = values[torch.isfinite(values)]
+    d = v[1:] - v[:-1]
+    tol = 1e-12 * (1 + v[1:].abs() + v[:-1].abs())
+    up, down = bool((d >= -tol).all()), bool((d <= tol).all())
+    return up or down, up
+
+
+def gauss_expectation(g: Fn, breakpoints: list[float] | tuple[float, ...] = ()) -> float:
+    """E[g(z)] for z ~ N(0, 1) by composite Gauss-Legendre on [-40, 40].
+
+    Pieces are split at `breakpoints` (where g or a derivative jumps) and at
+    every integer, with 24 nodes each, so a piecewise-analytic g integrates to
+    about machine precision.
+    """
+    L = GAUSS_HALF_WIDTH
+    cuts = sorted({float(c) for c in range(-int(L), int(L) + 1)} | {b for b in breakpoints if -L < b < L})
+    nodes, weights = np.polynomial.legendre.leggauss(GAUSS_NODES)
+    a, b = np.array(cuts[:-1]), np.array(cuts[1:])
+    half, mid = (b - a)[:, None] / 2, (a + b)[:, None] / 2
+    z = (mid + half * nodes[None, :]).ravel()
+    w = (half * weights[None, :]).ravel()
+    density = np.exp(-0.5 * z * z) / math.sqrt(2 * math.pi)
+    with torch.no_grad():
+        gz = g(_t(z)).to(DTYPE).numpy()
+    terms = np.where(density > 0, gz * density * w, 0.0)
+    return float(np.sum(terms))
+
+
+def _dead_regions(gx: torch.Tensor, x: torch.Tensor, breakpoints: list[float], tail_grad: torch.Tensor
+                  ) -> tuple[tuple[float, float], ...]:
+    """Intervals where f' is exactly 0.
+
+    A run of zero f' on the grid counts only if each finite end is a
+    breakpoint: an analytic f' cannot vanish on an interval, so a run ending
+    elsewhere is float64 underflow (tanh-GELU far left), not a dead region.
+    """
+    n = len(TAIL)
+    h = float(x[1] - x[0])
+    zero = (gx == 0).tolist()
+    out, i, size = [], 0, len(zero)
+    while i < size:
+        if not zero[i]:
+            i += 1
+            continue
+        j = i
+        while j + 1 < size and zero[j + 1]:
+            j += 1
+        if j - i >= 2:
+            ends = []
+            for at_edge, k, tail in ((i == 0, i, tail_grad[:n]), (j == size - 1, j, tail_grad[n:])):
+                if at_edge and bool((tail == 0).all()):
+                    ends.append(math.copysign(math.inf, float(x[k])))
+                else:
+                    ends.append(_nearest(float(x[k]), breakpoints, h, default=None))
+            if None not in ends:
+                out.append((ends[0], ends[1]))
+        i = j + 1
+    return tuple(out)
+
+
+def _nearest(v: float, points: list[float], h: float, default: float | str = "value") -> float | None:
+    """The point of `points` within 2h of v, else v itself (or `default` when given as None)."""
+    near = [p for p in points if abs(p - v) <= 2 * h]
+    if near:
+        return min(near, key=lambda p: abs(p - v))
+    return None if default is None else v
+
+
+def compute(act: Activation) -> Properties:
+    """Compute every property of `act` (no cache; see `properties_of`).
+
+    Runs on one thread: the tensors are small, and a second thread only adds
+    hand-over latency (ten times the work on a busy two-core machine).
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _compute(act)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _compute(act: Activation) -> Properties:
+    window = _window(act)
+    x = _grid(window)
+    n = len(TAIL)
+    tail_x = _t([-t for t in TAIL] + list(TAIL))
+    smooth, kinks, breakpoints = _smoothness(act, x)
+    special = sorted({0.0, *breakpoints})
+    fx, gx = _call(act.fn, x), _call(act.grad, x)
+    tail_f, tail_grad = _call(act.fn, tail_x), _call(act.grad, tail_x).abs()
+    monotonic, increasing = _monotone(torch.cat([tail_f[:n].flip(0), fx, tail_f[n:]]))
+    derivative_monotonic, _ = _monotone(gx)
+    f0 = float(_call(act.fn, _t([0.0]))[0])
+    fprime0 = float(_call(act.grad, _t([0.0]))[0])
+    near0 = _call(act.grad, _t([-1e-9, 1e-9]))
+    max_grad, max_grad_at = _max_grad(act, x, gx, tail_x, special)
+    return Properties(
+        output_range=_output_range(act, x, fx, tail_x, special),
+        monotonic=monotonic,
+        increasing=monotonic and increasing,
+        derivative_monotonic=derivative_monotonic,
+        smoothness=smooth,
+        kinks=tuple(kinks),
+        breakpoints=tuple(breakpoints),
+        f0=_clean(f0),
+        fprime0=_clean(fprime0),
+        identity_near_0=abs(f0) <= 1e-12 and bool(((near0 - 1).abs() <= 1e-8).all()),
+        max_grad=max_grad,
+        max_grad_at=max_grad_at,
+        mean_gauss=round(gauss_expectation(act.fn, breakpoints), 15) + 0.0,
+        grad_sq_gauss=round(gauss_expectation(lambda t: act.grad(t) ** 2, breakpoints), 15) + 0.0,
+        saturates_left=bool((tail_grad[:n] <= SATURATION_TOL).all()),
+        saturates_right=bool((tail_grad[n:] <= SATURATION_TOL).all()),
+        dead_regions=_dead_regions(gx, x, breakpoints, tail_grad),
+        window=window,
+    )
+
+
+def compute_with_cost(act: Activation) -> Properties:
+    """`compute` plus the measured relative cost (see `activations.cost`)."""
+    from gradvet.activations.cost import relative_cost
+
+    return replace(compute(act), cost=relative_cost(act))
+
+
+def properties_of(act: Activation) -> Properties:
+    """Properties of `act`, from the on-disk cache when it has them (see `cache`)."""
+    from gradvet.activations import cache
+
+    return cache.properties(act, compute_with_cost)
