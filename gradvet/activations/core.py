@@ -138,6 +138,8 @@ class Activation:
         if not self.params:
             return self.name
         inner = ", ".join(f"{k}={v:g}" for k, v in self.params.items())
+        if self.source == "formula":
+            return f"{self.name} with {inner}"
         return f"{self.name}({inner})"
 
     def __call__(self, x: Tensor) -> Tensor:

@@ -53,10 +53,11 @@ ENTRIES = [
     ),
     Entry(
         "hard_sigmoid", "sigmoid", "clip(x/6 + 1/2, 0, 1)",
-        fn=F.hardsigmoid,
+        fn=lambda x: (x / 6 + 0.5).clamp(0, 1),
         grad=lambda x: ((x > -3) & (x < 3)).to(x.dtype) / 6,
         aliases=("hardsigmoid",),
         pros=("piecewise linear: cheap, no exp", "PyTorch's definition relu6(x + 3)/6"),
+        # fn is written out: F.hardsigmoid's float64 backward uses 1/6 rounded to float32.
         cons=("f' = 1/6 inside [-3, 3] and exactly 0 outside: dead beyond the corners",),
         paper="Howard et al., Searching for MobileNetV3 (this form); Courbariaux et al., BinaryConnect",
         year=2019, module=nn.Hardsigmoid,

@@ -1,0 +1,225 @@
+"""The `gradvet` command line: a thin typer app over the Python API.
+
+User mistakes (GradvetError) print one line to stderr and exit with status 2,
+never a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from gradvet.errors import GradvetError, did_you_mean
+
+app = typer.Typer(
+    help="gradvet: see, explain and fix vanishing and exploding gradients; choose activations with evidence.",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+SORT_KEYS = ("name", "family", "max_grad", "mean_gauss", "grad_sq_gauss", "cost", "smoothness", "year")
+
+
+def fail(message: str) -> None:
+    """Print one line to stderr and exit with status 2."""
+    typer.echo(f"gradvet: error: {message}", err=True)
+    raise typer.Exit(2)
+
+
+def user_errors(command):
+    """Turn GradvetError into one line on stderr and exit status 2."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except GradvetError as err:
+            fail(str(err))
+
+    return wrapper
+
+
+def _parse_params(pairs: list[str] | None) -> dict[str, float]:
+    params: dict[str, float] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise GradvetError(f"parameter {pair!r} is not of the form NAME=VALUE (for example negative_slope=0.2).")
+        try:
+            params[key.strip()] = float(value)
+        except ValueError:
+            raise GradvetError(f"parameter {pair!r}: value {value!r} is not a number.") from None
+    return params
+
+
+def jsonable(value: Any) -> Any:
+    """Strict JSON: non-finite floats become the strings 'inf', '-inf', 'nan'."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    if isinstance(value, dict):
+        return {k: jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    return value
+
+
+def activation_record(act) -> dict[str, Any]:
+    """One activation as a JSON-ready dict: name, family, formula, parameters, properties."""
+    return jsonable({
+        "name": act.name,
+        "family": act.family,
+        "formula": act.formula,
+        "params": dict(act.params),
+        "aliases": list(act.aliases),
+        "paper": act.paper,
+        "year": act.year,
+        "properties": act.properties.to_dict(),
+    })
+
+
+@app.command("activations")
+@user_errors
+def activations_command(
+    family: Annotated[str | None, typer.Option("--family", "-f", help="only this family (relu, tanh, sigmoid, shrink, other)")] = None,
+    sort: Annotated[str, typer.Option("--sort", "-s", help="sort key: " + ", ".join(SORT_KEYS))] = "family",
+    as_json: Annotated[bool, typer.Option("--json", help="print a JSON list instead of a table")] = False,
+) -> None:
+    """The catalog with its computed properties."""
+    from gradvet.activations import catalog
+    from gradvet.activations.registry import check_family
+
+    if family is not None:
+        check_family(family)
+    if sort not in SORT_KEYS:
+        raise GradvetError(f"unknown sort key {sort!r}{did_you_mean(sort, SORT_KEYS)}; allowed: {', '.join(SORT_KEYS)}.")
+    acts = catalog(family)
+    acts.sort(key=_sort_key(sort))
+    if as_json:
+        typer.echo(json.dumps([activation_record(a) for a in acts], indent=1))
+        return
+    from gradvet.report.tables import catalog_table, console
+
+    console().print(catalog_table(acts))
+
+
+def _sort_key(key: str):
+    from gradvet.activations.registry import FAMILIES
+
+    def value(act):
+        if key == "name":
+            return (act.name,)
+        if key == "family":
+            return (FAMILIES.index(act.family), act.name)
+        if key == "year":
+            return (act.year or 9999, act.name)
+        prop = getattr(act.properties, key)
+        if isinstance(prop, str):
+            return (prop, act.name)
+        number = float("inf") if prop is None else prop
+        return (-number if key in ("max_grad", "grad_sq_gauss") else number, act.name)
+
+    return value
+
+
+@app.command("show")
+@user_errors
+def show_command(
+    name: Annotated[str, typer.Argument(help="a catalog name or alias, or a formula in x such as 'x*tanh(softplus(x))'")],
+    param: Annotated[list[str] | None, typer.Option("--param", "-p", help="parameter NAME=VALUE (repeatable)")] = None,
+    plot: Annotated[Path | None, typer.Option("--plot", help="write a figure of f and f' (.png, .svg or .pdf)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of text")] = False,
+) -> None:
+    """One activation: formula, derivative, every property, pros and cons."""
+    from gradvet.activations import activation
+
+    act = activation(name, **_parse_params(param))
+    if plot is not None:
+        from gradvet.report.activation_plots import check_output, plot_activation
+
+        check_output(plot)
+    record = activation_record(act)
+    record["derivative"] = act.derivative_formula
+    record["latex"] = act.latex
+    record["pros"], record["cons"] = list(act.pros), list(act.cons)
+    written = None
+    if plot is not None:
+        written = plot_activation(act, plot)
+        record["plot"] = str(written)
+    if as_json:
+        typer.echo(json.dumps(record, indent=1))
+        return
+    from gradvet.report.tables import activation_panel, console
+
+    console().print(activation_panel(act))
+    if written:
+        typer.echo(f"wrote {written}")
+
+
+@app.command("plot")
+@user_errors
+def plot_command(
+    names: Annotated[list[str] | None, typer.Argument(help="names or formulas to overlay")] = None,
+    family: Annotated[str | None, typer.Option("--family", "-f", help="draw the family chart (relu, tanh, sigmoid, ...)")] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="output file (.png, .svg or .pdf)")] = Path("activations.png"),
+    xmin: Annotated[float, typer.Option(help="left end of the x axis")] = -5.0,
+    xmax: Annotated[float, typer.Option(help="right end of the x axis")] = 5.0,
+) -> None:
+    """Overlay activations (function and derivative panels), or draw a family chart."""
+    from gradvet.activations import activation
+    from gradvet.activations.registry import check_family
+    from gradvet.report.activation_plots import check_output, plot_family, plot_overlay
+
+    if not xmin < xmax:
+        raise GradvetError(f"x range [{xmin:g}, {xmax:g}] is empty; allowed: --xmin below --xmax.")
+    check_output(out)
+    if family is not None and names:
+        raise GradvetError("give either activation names or --family, not both.")
+    if family is not None:
+        written = plot_family(check_family(family), out, (xmin, xmax))
+    else:
+        if not names:
+            raise GradvetError("nothing to plot: give activation names or formulas, or --family relu|tanh|sigmoid.")
+        written = plot_overlay([activation(n) for n in names], out, (xmin, xmax))
+    typer.echo(f"wrote {written}")
+
+
+@app.command("demo")
+@user_errors
+def demo_command(
+    out: Annotated[Path, typer.Option("--out", "-o", help="folder for the figures")] = Path("gradvet-report"),
+) -> None:
+    """The catalog tour: the table of every activation and the three family charts."""
+    from gradvet.activations import catalog
+    from gradvet.report.activation_plots import plot_family
+    from gradvet.report.tables import catalog_table, console
+
+    acts = catalog()
+    acts.sort(key=_sort_key("family"))
+    con = console()
+    con.print(catalog_table(acts))
+    written = []
+    for family in ("relu", "tanh", "sigmoid"):
+        for suffix in (".png", ".svg"):
+            written.append(plot_family(family, out / f"family-{family}{suffix}"))
+    con.print(f"\nwrote {len(written)} figures to {out}/: " + ", ".join(p.name for p in written))
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        app()
+    except GradvetError as err:  # raised outside a command (should not happen)
+        typer.echo(f"gradvet: error: {err}", err=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()
