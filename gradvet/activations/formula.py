@@ -67,57 +67,61 @@ _SIMPLIFY_MAX_OPS = 12
 # --------------------------------------------------------------------------
 
 
-class sigmoid(sympy.Function):  # noqa: N801  (lower case like sympy.exp)
-    """The logistic function 1 / (1 + exp(-u)); its derivative is sigmoid*(1 - sigmoid)."""
+class _PositiveFunction(sympy.Function):
+    """A one-argument function, real and positive for real arguments, printed in
+    LaTeX as `latex_name`; numeric values come from its explicit form."""
 
     nargs = 1
+    latex_name = ""
+
+    def explicit(self) -> sympy.Expr:
+        raise NotImplementedError
+
+    def _eval_evalf(self, prec: int) -> sympy.Expr:
+        return self.explicit()._eval_evalf(prec)
+
+    def _eval_is_extended_real(self) -> bool | None:
+        return self.args[0].is_extended_real
+
+    def _eval_is_positive(self) -> bool | None:
+        return True if self.args[0].is_extended_real else None
+
+    def _latex(self, printer: sympy.printing.latex.LatexPrinter, exp: str | None = None) -> str:
+        power = f"^{{{exp}}}" if exp else ""
+        return rf"{self.latex_name}{power}\left({printer._print(self.args[0])}\right)"
+
+
+class sigmoid(_PositiveFunction):  # noqa: N801  (lower case like sympy.exp)
+    """The logistic function 1 / (1 + exp(-u)); its derivative is sigmoid*(1 - sigmoid)."""
+
+    latex_name = r"\sigma"
 
     def fdiff(self, argindex: int = 1) -> sympy.Expr:
         """d sigmoid(u) / du = sigmoid(u) * (1 - sigmoid(u))."""
         s = sigmoid(self.args[0])
         return s * (1 - s)
 
+    def explicit(self) -> sympy.Expr:
+        return 1 / (1 + sympy.exp(-self.args[0]))
+
     def _eval_rewrite_as_exp(self, arg: sympy.Expr, **kwargs: object) -> sympy.Expr:
         return 1 / (1 + sympy.exp(-arg))
 
-    def _eval_evalf(self, prec: int) -> sympy.Expr:
-        return (1 / (1 + sympy.exp(-self.args[0])))._eval_evalf(prec)
 
-    def _eval_is_extended_real(self) -> bool | None:
-        return self.args[0].is_extended_real
-
-    def _eval_is_positive(self) -> bool | None:
-        return True if self.args[0].is_extended_real else None
-
-    def _latex(self, printer: sympy.printing.latex.LatexPrinter, exp: str | None = None) -> str:
-        power = f"^{{{exp}}}" if exp else ""
-        return rf"\sigma{power}\left({printer._print(self.args[0])}\right)"
-
-
-class softplus(sympy.Function):  # noqa: N801
+class softplus(_PositiveFunction):  # noqa: N801
     """log(1 + exp(u)), computed without overflow; its derivative is sigmoid(u)."""
 
-    nargs = 1
+    latex_name = r"\operatorname{softplus}"
 
     def fdiff(self, argindex: int = 1) -> sympy.Expr:
         """d softplus(u) / du = sigmoid(u)."""
         return sigmoid(self.args[0])
 
+    def explicit(self) -> sympy.Expr:
+        return sympy.log(1 + sympy.exp(self.args[0]))
+
     def _eval_rewrite_as_log(self, arg: sympy.Expr, **kwargs: object) -> sympy.Expr:
         return sympy.log(1 + sympy.exp(arg))
-
-    def _eval_evalf(self, prec: int) -> sympy.Expr:
-        return sympy.log(1 + sympy.exp(self.args[0]))._eval_evalf(prec)
-
-    def _eval_is_extended_real(self) -> bool | None:
-        return self.args[0].is_extended_real
-
-    def _eval_is_positive(self) -> bool | None:
-        return True if self.args[0].is_extended_real else None
-
-    def _latex(self, printer: sympy.printing.latex.LatexPrinter, exp: str | None = None) -> str:
-        power = f"^{{{exp}}}" if exp else ""
-        return rf"\operatorname{{softplus}}{power}\left({printer._print(self.args[0])}\right)"
 
 
 # --------------------------------------------------------------------------
