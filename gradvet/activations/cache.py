@@ -21,19 +21,13 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from gradvet.paths import cache_dir
+
 if TYPE_CHECKING:
     from gradvet.activations.core import Activation
     from gradvet.activations.properties import Properties
 
 _memory: dict[str, dict] = {}
-
-
-def cache_dir() -> Path:
-    """The directory gradvet caches into."""
-    if os.environ.get("GRADVET_CACHE_DIR"):
-        return Path(os.environ["GRADVET_CACHE_DIR"])
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "gradvet"
 
 
 @functools.lru_cache(maxsize=1)

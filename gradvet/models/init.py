@@ -1,0 +1,125 @@
+"""Weight initialisation schemes, each with the variance it promises.
+
+For a linear layer with n_in inputs and n_out outputs:
+- normal: W, b ~ N(0, 1) (the article's and Nielsen's "large weight" start)
+- nielsen: W ~ N(0, 1/n_in), b ~ N(0, 1) (Nielsen, NNDL ch. 3)
+- xavier: W ~ U[-a, a], a = sqrt(6/(n_in + n_out)), Var = 2/(n_in + n_out), b = 0 (Glorot & Bengio 2010)
+- he: W ~ N(0, 2/n_in), b = 0 (He et al. 2015)
+- lecun: W ~ N(0, 1/n_in), b = 0 (LeCun et al. 1998; SELU's init)
+- orthogonal: W with orthonormal rows or columns, b = 0 (Saxe et al. 2014)
+- lsuv: orthogonal, then each layer's weights rescaled in turn until its
+  pre-activation output has unit variance on a data batch (Mishkin & Matas 2016)
+- default: PyTorch's own (U[-1/sqrt(n_in), 1/sqrt(n_in)], Glorot's "standard")
+Normalisation layers keep weight 1 and bias 0.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from gradvet.errors import GradvetError, did_you_mean
+
+SCHEMES = ("normal", "nielsen", "xavier", "he", "lecun", "orthogonal", "lsuv", "default")
+LSUV_TOL = 0.01
+LSUV_MAX_ITER = 20
+
+
+def _linear_init(layer: nn.Linear, scheme: str) -> None:
+    w = layer.weight
+    b = layer.bias if layer.bias is not None else torch.empty(0)  # a bias-free layer: nothing to set
+    n_out, n_in = w.shape
+    with torch.no_grad():
+        if scheme == "normal":
+            w.normal_(0.0, 1.0)
+            b.normal_(0.0, 1.0)
+        elif scheme == "nielsen":
+            w.normal_(0.0, 1.0 / math.sqrt(n_in))
+            b.normal_(0.0, 1.0)
+        elif scheme == "xavier":
+            nn.init.xavier_uniform_(w)
+            b.zero_()
+        elif scheme == "he":
+            nn.init.kaiming_normal_(w, nonlinearity="relu")
+            b.zero_()
+        elif scheme == "lecun":
+            w.normal_(0.0, 1.0 / math.sqrt(n_in))
+            b.zero_()
+        elif scheme in ("orthogonal", "lsuv"):
+            nn.init.orthogonal_(w)
+            b.zero_()
+        elif scheme == "default":
+            layer.reset_parameters()
+
+
+def linear_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """(name, module) of every layer with a `weight` matrix: Linear, and recurrent cells' input/hidden maps."""
+    return [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+
+
+def initialise(model: nn.Module, scheme: str, data: torch.Tensor | None = None) -> nn.Module:
+    """Initialise every linear layer of `model` with `scheme`; `lsuv` also needs `data`."""
+    if scheme not in SCHEMES:
+        raise GradvetError(f"init={scheme!r} is not a scheme{did_you_mean(scheme, SCHEMES)}; allowed: {', '.join(SCHEMES)}.")
+    for _, layer in linear_layers(model):
+        _linear_init(layer, scheme)
+    for module in model.modules():
+        if isinstance(module, (nn.BatchNorm1d, nn.LayerNorm)) and module.weight is not None:
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+        if isinstance(module, (nn.LSTMCell, nn.GRUCell)):
+            _recurrent_init(module, scheme)
+    if scheme == "lsuv":
+        if data is None:
+            raise GradvetError("init='lsuv' is data-driven: pass a batch of inputs (data=...).")
+        lsuv(model, data)
+    return model
+
+
+def _recurrent_init(cell: nn.Module, scheme: str) -> None:
+    """Gate matrices of LSTM/GRU cells: each gate's block initialised like a linear layer."""
+    if scheme == "default":
+        cell.reset_parameters()
+        return
+    for name, param in cell.named_parameters():
+        with torch.no_grad():
+            if name.startswith("bias"):
+                if scheme in ("normal", "nielsen"):
+                    param.normal_(0.0, 1.0)
+                else:
+                    param.zero_()
+                continue
+            gates = param.shape[0] // cell.hidden_size
+            for block in param.chunk(gates, dim=0):
+                fake = nn.Linear(block.shape[1], block.shape[0])
+                _linear_init(fake, "orthogonal" if scheme == "lsuv" else scheme)
+                block.copy_(fake.weight)
+
+
+def lsuv(model: nn.Module, data: torch.Tensor, tol: float = LSUV_TOL, max_iter: int = LSUV_MAX_ITER) -> None:
+    """Layer-sequential unit variance: for each linear layer in forward order, scale its
+    weights (and bias) until the variance of its output on `data` is 1 within `tol`."""
+    layers = [m for _, m in linear_layers(model)]
+    was_training = model.training
+    model.eval()
+    try:
+        for layer in layers:
+            seen: dict[str, torch.Tensor] = {}
+            handle = layer.register_forward_hook(lambda m, i, o: seen.__setitem__("out", o.detach()))
+            try:
+                for _ in range(max_iter):
+                    with torch.no_grad():
+                        model(data)
+                    var = float(seen["out"].var()) if "out" in seen else 1.0
+                    if not math.isfinite(var) or var <= 0 or abs(var - 1.0) < tol:
+                        break
+                    with torch.no_grad():
+                        layer.weight.div_(math.sqrt(var))
+                        if layer.bias is not None:
+                            layer.bias.div_(math.sqrt(var))
+            finally:
+                handle.remove()
+    finally:
+        model.train(was_training)

@@ -1,0 +1,178 @@
+"""`RunSpec`: a frozen, hashable description of one training run.
+
+Every remedy against vanishing or exploding gradients is a field: activation,
+init, norm, residual, clip / clip_value (gradient clipping), weight_decay,
+pretrain (greedy layer-wise autoencoder pre-training), tbptt (truncated
+back-propagation through time), model = lstm / gru. `spec.key` is a stable
+hash of the content, so a store can key runs by it and a sweep can resume.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from gradvet.errors import GradvetError, did_you_mean
+
+MODELS = ("mlp", "rnn", "lstm", "gru")
+INITS = ("normal", "nielsen", "xavier", "he", "lecun", "orthogonal", "lsuv", "default")
+NORMS = (None, "batch", "layer")
+OPTIMIZERS = ("sgd", "momentum", "adam", "rmsprop")
+LOSSES = ("auto", "cross_entropy", "mse")
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One training run. Defaults: a depth-4, width-64 ReLU MLP with He init on digits.
+
+    data: dataset name or path (see `gradvet.data.load`); data_options: extra
+    loader options as (name, value) pairs (e.g. (("length", 50),) for the
+    adding problem). activation: a catalog name or formula; activation_params
+    its parameters as (name, value) pairs. steps: optimiser steps; eval_every:
+    steps between test evaluations (0: only at the end). pretrain: steps of
+    greedy layer-wise autoencoder pre-training per hidden layer (0: none).
+    tbptt: truncation length for RNNs (None: full BPTT).
+    """
+
+    data: str = "digits"
+    model: str = "mlp"
+    activation: str = "relu"
+    depth: int = 4
+    width: int = 64
+    init: str = "he"
+    norm: str | None = None
+    residual: bool = False
+    optimizer: str = "sgd"
+    lr: float = 0.1
+    momentum: float = 0.9
+    batch_size: int = 64
+    steps: int = 500
+    clip: float | None = None
+    clip_value: float | None = None
+    weight_decay: float = 0.0
+    pretrain: int = 0
+    tbptt: int | None = None
+    seed: int = 0
+    loss: str = "auto"
+    eval_every: int = 50
+    activation_params: tuple[tuple[str, float], ...] = ()
+    data_options: tuple[tuple[str, Any], ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        # Normalise containers so equal specs hash equally whatever they were built from.
+        for name in ("activation_params", "data_options"):
+            value = getattr(self, name)
+            if isinstance(value, dict):
+                value = value.items()
+            object.__setattr__(self, name, tuple(sorted((str(k), v) for k, v in value)))
+        validate(self)
+
+    @property
+    def key(self) -> str:
+        """Stable content hash: sha256 of the canonical JSON of every field, 16 hex digits."""
+        text = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["activation_params"] = dict(self.activation_params)
+        data["data_options"] = dict(self.data_options)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunSpec:
+        """A RunSpec from a mapping; unknown field names get a clear error with close matches."""
+        known = field_names()
+        for name in data:
+            if name not in known:
+                raise GradvetError(
+                    f"unknown run field {name!r}{did_you_mean(name, known)}; fields are: {', '.join(known)}."
+                )
+        return cls(**data)
+
+    def replace(self, **changes: Any) -> RunSpec:
+        return dataclasses.replace(self, **changes)
+
+    def label(self) -> str:
+        """A short human label: 'mlp relu d4 w64 he sgd lr=0.1 seed=0' plus active remedies."""
+        parts = [self.model, self.activation, f"d{self.depth}", f"w{self.width}", self.init]
+        if self.norm:
+            parts.append(f"{self.norm}norm")
+        if self.residual:
+            parts.append("residual")
+        if self.pretrain:
+            parts.append(f"pretrain{self.pretrain}")
+        if self.clip is not None:
+            parts.append(f"clip{self.clip:g}")
+        if self.clip_value is not None:
+            parts.append(f"clipv{self.clip_value:g}")
+        if self.weight_decay:
+            parts.append(f"wd{self.weight_decay:g}")
+        if self.tbptt:
+            parts.append(f"tbptt{self.tbptt}")
+        parts += [self.optimizer, f"lr={self.lr:g}", f"seed={self.seed}"]
+        return " ".join(parts)
+
+
+def field_names() -> list[str]:
+    return [f.name for f in fields(RunSpec)]
+
+
+def _choice(name: str, value: Any, allowed: tuple) -> None:
+    if value not in allowed:
+        shown = ", ".join("none" if a is None else str(a) for a in allowed)
+        hint = did_you_mean(str(value), [str(a) for a in allowed if a is not None])
+        raise GradvetError(f"{name}={value!r} is not allowed{hint}; allowed: {shown}.")
+
+
+def _positive_int(name: str, value: Any, minimum: int = 1) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise GradvetError(f"{name}={value!r} must be a whole number >= {minimum}.")
+
+
+def _number(name: str, value: Any, low: float = 0.0, allow_none: bool = False, strict: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    ok = ok and (value > low if strict else value >= low)
+    if not ok:
+        bound = f"> {low:g}" if strict else f">= {low:g}"
+        extra = " or none" if allow_none else ""
+        raise GradvetError(f"{name}={value!r} must be a finite number {bound}{extra}.")
+
+
+def validate(spec: RunSpec) -> None:
+    """Check every field; one GradvetError naming the first bad one."""
+    _choice("model", spec.model, MODELS)
+    _choice("init", spec.init, INITS)
+    _choice("norm", spec.norm, NORMS)
+    _choice("optimizer", spec.optimizer, OPTIMIZERS)
+    _choice("loss", spec.loss, LOSSES)
+    if not isinstance(spec.data, str) or not spec.data:
+        raise GradvetError(f"data={spec.data!r} must be a dataset name or a path.")
+    if not isinstance(spec.activation, str) or not spec.activation:
+        raise GradvetError(f"activation={spec.activation!r} must be a catalog name or a formula.")
+    _positive_int("depth", spec.depth)
+    _positive_int("width", spec.width)
+    _positive_int("batch_size", spec.batch_size)
+    _positive_int("steps", spec.steps, minimum=0)
+    _positive_int("pretrain", spec.pretrain, minimum=0)
+    _positive_int("eval_every", spec.eval_every, minimum=0)
+    _positive_int("seed", spec.seed, minimum=0)
+    _number("lr", spec.lr, strict=True)
+    _number("momentum", spec.momentum)
+    _number("weight_decay", spec.weight_decay)
+    _number("clip", spec.clip, allow_none=True, strict=True)
+    _number("clip_value", spec.clip_value, allow_none=True, strict=True)
+    if spec.tbptt is not None:
+        _positive_int("tbptt", spec.tbptt)
+    if not isinstance(spec.residual, bool):
+        raise GradvetError(f"residual={spec.residual!r} must be true or false.")
+    if spec.tbptt is not None and spec.model == "mlp":
+        raise GradvetError("tbptt is for recurrent models; allowed with model = rnn, lstm or gru.")
+    if spec.pretrain and spec.model != "mlp":
+        raise GradvetError("pretrain (greedy layer-wise autoencoders) is for model = mlp.")
