@@ -117,7 +117,7 @@ def run(spec: RunSpec, probe: StepObserver | None = None, progress: bool = False
         norm = _total_norm(params, spec.clip)
         if spec.clip_value is not None:
             torch.nn.utils.clip_grad_value_(params, spec.clip_value)
-        loss_value, norm_value = float(loss), float(norm)
+        loss_value, norm_value = float(loss.detach()), float(norm)
         history["step"].append(step)
         history["loss"].append(loss_value)
         history["grad_norm"].append(norm_value)

@@ -3,6 +3,9 @@
 Weight decay is the optimiser's own: it adds weight_decay * w to every
 gradient, i.e. the gradient of the L2 penalty (weight_decay / 2) ||w||^2
 (for SGD, momentum, RMSprop and Adam alike; not AdamW's decoupled form).
+Gradient clipping (`clip`, `clip_value`) acts on the loss gradient before the
+optimiser step, so the decay term is added after clipping, as in any plain
+PyTorch loop that calls clip_grad_norm_ and then optimizer.step().
 """
 
 from __future__ import annotations
