@@ -3,7 +3,9 @@
 from gradvet import activations
 from gradvet.activations import Activation, activation, register
 from gradvet.errors import GradvetError
+from gradvet.probe import Diagnosis, Probe, Trace, diagnose
 
 __version__ = "0.1.0"
 
-__all__ = ["Activation", "GradvetError", "activation", "activations", "register", "__version__"]
+__all__ = ["Activation", "Diagnosis", "GradvetError", "Probe", "Trace", "activation", "activations", "diagnose",
+           "register", "__version__"]

@@ -1,0 +1,324 @@
+"""`diagnose(probe_or_trace) -> Diagnosis`: vanishing, exploding or healthy, why, and what to do.
+
+The verdict reads the backward signal, not the weight gradients: for the
+hidden weight layers 1..L (the read-out excluded) it takes delta_l =
+||dL/d z_l||, the norm of the gradient at layer l's output (for a linear
+layer the bias gradient is its batch sum), and the ratio delta_1 / delta_L.
+
+    ratio < vanishing (default 1e-2)  -> "vanishing"
+    ratio > exploding (default 1e2)   -> "exploding"; any NaN/Inf gradient too
+    otherwise                         -> "healthy"
+
+Weight-gradient norms alone mislead: dL/dW_l = delta_l a_{l-1}^T, so a
+forward signal that shrinks as fast as the backward one keeps them level
+across layers (Glorot & Bengio 2010, eq. 14) while delta_1 is tiny. The cause
+splits the ratio into the chain-rule factors measured by the probe: per hidden
+layer an activation factor (gain through f') and a weight factor (gain through
+W^T of the layer above); their products telescope to delta_1 / delta_L.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+import statistics
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from gradvet.errors import GradvetError
+from gradvet.probe.trace import INPUT, Trace
+
+VANISHING = 1e-2
+EXPLODING = 1e2
+DEAD = 0.5
+SATURATED = 0.6  # ReLU has f' = 0 on about half its units by design: not flagged
+
+
+@dataclass
+class LayerReport:
+    """One hidden weight layer and the activation after it."""
+
+    name: str
+    activation: str | None
+    delta: float
+    ratio_to_last: float
+    weight_grad_norm: float | None
+    bias_grad_norm: float | None
+    activation_gain: float | None
+    weight_gain: float | None
+    forward_std: float | None
+    dead_fraction: float | None
+    saturated_fraction: float | None
+    flags: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Remedy:
+    action: str
+    why: str
+
+
+@dataclass
+class Diagnosis:
+    verdict: str
+    step: int
+    ratio: float
+    thresholds: dict[str, float]
+    layers: list[LayerReport]
+    cause: str
+    remedies: list[Remedy]
+    notes: list[str]
+    activation_factor: float | None = None
+    weight_factor: float | None = None
+    forward_ratio: float | None = None
+    nonfinite: tuple[int, str] | None = None
+    output_layer: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return _jsonable(asdict(self))
+
+    def to_json(self, indent: int | None = 1) -> str:
+        return json.dumps(self.to_dict(), indent=indent)
+
+    def __rich__(self):
+        from gradvet.report.diagnosis_view import render
+
+        return render(self)
+
+    def _repr_html_(self) -> str:
+        rows = "".join(
+            "<tr>" + "".join(f"<td>{html.escape(_fmt(v))}</td>" for v in (
+                lay.name, lay.delta, lay.ratio_to_last, lay.activation_gain, lay.weight_gain,
+                lay.forward_std, lay.dead_fraction, lay.saturated_fraction)) + "</tr>"
+            for lay in self.layers)
+        remedies = "".join(f"<li><b>{html.escape(r.action)}</b>: {html.escape(r.why)}</li>" for r in self.remedies)
+        head = "".join(f"<th>{h}</th>" for h in ("layer", "||dL/dz||", "ratio to last", "activation factor",
+                                                  "weight factor", "forward std", "dead", "saturated"))
+        colour = {"vanishing": "#b35900", "exploding": "#b00020", "healthy": "#2e7d32"}[self.verdict]
+        return (f"<div><p><b style='color:{colour}'>{self.verdict}</b> at step {self.step}: "
+                f"{html.escape(self.cause)}</p><table><tr>{head}</tr>{rows}</table>"
+                f"<ol>{remedies}</ol></div>")
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.3g}"
+    return str(v)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def _geomean(values: list[float]) -> float | None:
+    good = [v for v in values if v is not None and v > 0 and math.isfinite(v)]
+    if not good:
+        return None
+    return math.exp(sum(math.log(v) for v in good) / len(good))
+
+
+def _product(values: list[float | None]) -> float | None:
+    good = [v for v in values if v is not None and math.isfinite(v)]
+    return math.prod(good) if good else None
+
+
+def _pick_step(trace: Trace, step: int | str) -> int:
+    steps = trace.steps()
+    if not steps:
+        raise GradvetError("nothing to diagnose: the probe recorded no step (run a forward and backward pass inside it).")
+    if step == "last":
+        return steps[-1]
+    if step == "first":
+        return steps[0]
+    if step not in steps:
+        raise GradvetError(f"step {step!r} was not recorded; recorded steps: {steps[0]}..{steps[-1]}.")
+    return int(step)
+
+
+def diagnose(source, step: int | str = "last", vanishing: float = VANISHING, exploding: float = EXPLODING,
+             activation_names: dict[str, str] | None = None) -> Diagnosis:
+    """Diagnose the gradient flow recorded by a Probe (or a Trace) at one step
+    ('last' by default, 'first', or a step number)."""
+    from gradvet.probe.probe import Probe
+
+    probe = source if isinstance(source, Probe) else None
+    trace = source.trace if probe is not None else source
+    if not isinstance(trace, Trace):
+        raise GradvetError(f"diagnose needs a Probe or a Trace; got {type(source).__name__}.")
+    if not (0 < vanishing < 1 < exploding):
+        raise GradvetError(f"thresholds vanishing={vanishing:g}, exploding={exploding:g}: need 0 < vanishing < 1 < exploding.")
+    at = _pick_step(trace, step)
+    table = trace.at(at)
+    kinds = trace.kinds
+    order = [name for name in table if name != INPUT]
+    weights = [n for n in order if kinds.get(n) == "weight"]
+    acts_of = _activation_after(order, kinds)
+    names = dict(activation_names or {})
+    if probe is not None:
+        names.update({w.name: w.activation.name for w in probe._watched if w.activation is not None})
+    nonfinite = _nonfinite(trace, probe)
+    input_std = table.get(INPUT, {}).get("std")
+    hidden, out_layer = weights[:-1], (weights[-1] if weights else None)
+    notes: list[str] = []
+    if not hidden:
+        notes.append("the model has a single weight layer: no depth for gradients to vanish through.")
+    deltas = [table[n].get("output_grad_norm", math.nan) for n in hidden]
+    last = deltas[-1] if deltas else math.nan
+    layers: list[LayerReport] = []
+    for i, name in enumerate(hidden):
+        act = acts_of.get(name)
+        act_row = table.get(act, {}) if act else {}
+        upper = hidden[i + 1] if i + 1 < len(hidden) else out_layer
+        std = act_row.get("std")
+        report = LayerReport(
+            name=name, activation=act, delta=deltas[i],
+            ratio_to_last=deltas[i] / last if last and math.isfinite(last) and last > 0 else math.nan,
+            weight_grad_norm=table[name].get("weight_grad_norm"), bias_grad_norm=table[name].get("bias_grad_norm"),
+            activation_gain=act_row.get("gain"), weight_gain=table.get(upper, {}).get("gain") if upper else None,
+            forward_std=(std / input_std) if (std is not None and input_std) else std,
+            dead_fraction=act_row.get("dead_fraction"), saturated_fraction=act_row.get("saturated_fraction"),
+        )
+        if report.dead_fraction is not None and report.dead_fraction >= DEAD:
+            report.flags.append("dead")
+        if report.saturated_fraction is not None and report.saturated_fraction >= SATURATED:
+            report.flags.append("saturated")
+        layers.append(report)
+    ratio = deltas[0] / last if len(deltas) >= 2 and last > 0 else (1.0 if len(deltas) < 2 else math.nan)
+    if nonfinite is not None or (deltas and not all(math.isfinite(d) for d in deltas)):
+        verdict = "exploding"
+    elif ratio < vanishing:
+        verdict = "vanishing"
+    elif ratio > exploding:
+        verdict = "exploding"
+    else:
+        verdict = "healthy"
+    for lay in layers:
+        if verdict == "vanishing" and lay.ratio_to_last < vanishing:
+            lay.flags.append("vanishing")
+        if verdict == "exploding" and lay.ratio_to_last > exploding:
+            lay.flags.append("exploding")
+    act_factors = [lay.activation_gain for lay in layers[:-1]] if len(layers) > 1 else []
+    weight_factors = [lay.weight_gain for lay in layers[:-1]] if len(layers) > 1 else []
+    forward = [lay.forward_std for lay in layers if lay.forward_std is not None]
+    forward_ratio = forward[-1] / forward[0] if len(forward) >= 2 and forward[0] > 0 else None
+    diagnosis = Diagnosis(
+        verdict=verdict, step=at, ratio=ratio, thresholds={"vanishing": vanishing, "exploding": exploding},
+        layers=layers, cause="", remedies=[], notes=notes,
+        activation_factor=_product(act_factors), weight_factor=_product(weight_factors),
+        forward_ratio=forward_ratio, nonfinite=nonfinite, output_layer=out_layer,
+    )
+    main_act = _main_activation(layers, names)
+    diagnosis.cause = _cause(diagnosis, act_factors, weight_factors, main_act)
+    diagnosis.notes += _notes(diagnosis, trace, probe)
+    from gradvet.probe.remedies import suggest
+
+    diagnosis.remedies = suggest(diagnosis, trace, main_act, recurrent=_recurrent(trace, probe))
+    return diagnosis
+
+
+def _activation_after(order: list[str], kinds: dict[str, str]) -> dict[str, str]:
+    """Weight layer -> the first activation after it in forward order (before the next weight layer)."""
+    out: dict[str, str] = {}
+    current = None
+    for name in order:
+        kind = kinds.get(name)
+        if kind == "weight":
+            current = name
+        elif kind == "activation" and current is not None and current not in out:
+            out[current] = name
+    return out
+
+
+def _nonfinite(trace: Trace, probe) -> tuple[int, str] | None:
+    if probe is not None and probe.first_nonfinite is not None:
+        return probe.first_nonfinite
+    for s, layer, metric, _ in trace.rows:
+        if metric == "nonfinite":
+            return (s, layer)
+    return None
+
+
+def _recurrent(trace: Trace, probe) -> bool:
+    if probe is not None:
+        from torch import nn
+
+        recurrent = (nn.RNNBase, nn.RNNCellBase)
+        if any(isinstance(m, recurrent) for m in probe.model.modules()):
+            return True
+    return any(metric == "calls" and value > 1 for _, layer, metric, value in trace.rows
+               if trace.kinds.get(layer) == "weight")
+
+
+def _main_activation(layers: list[LayerReport], names: dict[str, str]) -> str | None:
+    found = [names.get(lay.activation) for lay in layers if lay.activation]
+    found = [f for f in found if f]
+    return statistics.mode(found) if found else None
+
+
+def _sci(v: float | None) -> str:
+    if v is None:
+        return "?"
+    if not math.isfinite(v):
+        return str(v)
+    return f"{v:.2g}" if 1e-3 <= abs(v) < 1e4 else f"{v:.1e}"
+
+
+def _cause(d: Diagnosis, act_factors: list, weight_factors: list, main_act: str | None) -> str:
+    if d.nonfinite is not None:
+        step, layer = d.nonfinite
+        return f"a gradient became NaN or Inf at step {step}, first at layer {layer!r}: the backward signal overflowed."
+    n = len(act_factors)
+    if n == 0:
+        return "too few hidden layers to split the gradient into chain-rule factors."
+    act_mean, weight_mean = _geomean(act_factors), _geomean(weight_factors)
+    bound = ""
+    if main_act:
+        from gradvet.activations import activation
+
+        try:
+            top = activation(main_act).properties.max_grad
+            bound = f", {main_act}' <= {top:.3g}" if math.isfinite(top) else ""
+        except ValueError:
+            bound = ""
+    core = (f"the activation derivative factors multiply to {_sci(d.activation_factor)} across {n} layers "
+            f"(mean {_sci(act_mean)} per layer{bound}); the weight factors to {_sci(d.weight_factor)} "
+            f"(mean {_sci(weight_mean)} per layer)")
+    if d.verdict == "healthy":
+        return f"the backward signal keeps its size: delta_1/delta_L = {_sci(d.ratio)}; {core}."
+    lead = "vanishes" if d.verdict == "vanishing" else "grows"
+    return f"the backward signal {lead}: delta_1/delta_L = {_sci(d.ratio)}; {core}."
+
+
+def _notes(d: Diagnosis, trace: Trace, probe) -> list[str]:
+    notes = []
+    wg = [lay.weight_grad_norm for lay in d.layers if lay.weight_grad_norm]
+    if d.verdict == "vanishing" and len(wg) >= 2 and max(wg) / min(wg) < 1 / d.thresholds["vanishing"]:
+        spread = max(wg) / min(wg)
+        fwd = f"; the forward signal shrinks too (last/first activation std {_sci(d.forward_ratio)})" if d.forward_ratio else ""
+        notes.append(f"weight-gradient norms are level across layers (max/min {spread:.2g}) although the backward "
+                     f"signal vanishes (delta_1/delta_L = {_sci(d.ratio)}): dL/dW = delta a^T, and small deltas "
+                     f"meet large activations{fwd}. Judge by the backward signal, not by weight gradients alone.")
+    if d.forward_ratio is not None and (d.forward_ratio < 1e-2 or d.forward_ratio > 1e2):
+        notes.append(f"the forward signal {'collapses' if d.forward_ratio < 1 else 'blows up'}: the last hidden "
+                     f"layer's activation std is {_sci(d.forward_ratio)} of the first's.")
+    shared = {}
+    if probe is not None:
+        shared = dict(probe.shared)
+    else:
+        for _, layer, metric, value in trace.rows:
+            if metric == "calls":
+                shared[layer] = max(shared.get(layer, 0), int(value))
+    if shared:
+        listed = ", ".join(f"{k} ({v} calls)" for k, v in list(shared.items())[:5])
+        notes.append(f"modules called more than once per step (weight sharing or recurrence): {listed}; "
+                     "their norms combine every call.")
+    return notes

@@ -1,0 +1,120 @@
+"""Remedies for a diagnosis, ranked for the case at hand, each tied to its evidence.
+
+Vanishing: a non-saturating activation with its matching init (He et al. 2015),
+an init matched to the activation, batch normalisation (Ioffe & Szegedy 2015),
+residual connections (He et al. 2016), greedy layer-wise pre-training
+(Hinton et al. 2006; Bengio et al. 2007), LSTM/GRU for recurrent nets
+(Hochreiter & Schmidhuber 1997). Exploding: gradient-norm clipping at a
+threshold read off the observed norms (Pascanu et al. 2013), a smaller init or
+learning rate, weight decay, truncated BPTT for recurrent nets.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+
+from gradvet.probe.trace import Trace
+
+SATURATING_FAMILIES = ("sigmoid", "tanh")
+
+
+def _family(name: str | None) -> str | None:
+    if not name:
+        return None
+    from gradvet.activations import activation
+
+    try:
+        return activation(name).family
+    except ValueError:
+        return None
+
+
+def total_grad_norms(trace: Trace) -> list[float]:
+    """Total gradient norm per recorded step: sqrt of the sum of squared weight and bias gradient norms."""
+    per_step: dict[int, float] = {}
+    for step, _, metric, value in trace.rows:
+        if metric in ("weight_grad_norm", "bias_grad_norm"):
+            per_step[step] = per_step.get(step, 0.0) + value * value
+    return [math.sqrt(v) for _, v in sorted(per_step.items())]
+
+
+def suggest(d, trace: Trace, main_act: str | None, recurrent: bool) -> list:
+    from gradvet.probe.diagnosis import Remedy, _geomean, _sci
+
+    remedies: list[Remedy] = []
+    family = _family(main_act)
+    acts = [lay.activation_gain for lay in d.layers[:-1]]
+    weights = [lay.weight_gain for lay in d.layers[:-1]]
+    act_mean, weight_mean = _geomean(acts), _geomean(weights)
+    depth = len(d.layers) + 1
+    dead = [lay.dead_fraction for lay in d.layers if lay.dead_fraction is not None]
+    saturated = [lay.saturated_fraction for lay in d.layers if lay.saturated_fraction is not None]
+    mean_dead = statistics.fmean(dead) if dead else 0.0
+    mean_sat = statistics.fmean(saturated) if saturated else 0.0
+
+    if d.verdict == "vanishing":
+        if recurrent:
+            remedies.append(Remedy("use an LSTM or GRU instead of a plain RNN",
+                                   "their additive cell path carries the gradient across time steps where the plain "
+                                   f"recurrence multiplies it by f'(a) W_hh at every step (ratio {_sci(d.ratio)})."))
+        per_layer = act_mean * weight_mean if act_mean is not None and weight_mean is not None else None
+        if family in SATURATING_FAMILIES or (act_mean is not None and act_mean < 0.5):
+            remedies.append(Remedy("use relu (or leaky_relu / gelu) in the hidden layers, with init he",
+                                   f"the activation factors average {_sci(act_mean)} per layer "
+                                   f"({main_act or 'this activation'}' is small); relu' = 1 where active, and He init "
+                                   "keeps the signal's scale."))
+        elif act_mean is not None and act_mean < 0.9 and per_layer is not None and per_layer < 0.95:
+            who = main_act or "the activation"
+            remedies.append(Remedy("use init he (weights N(0, 2/n_in))",
+                                   f"the activation factors average {_sci(act_mean)} per layer ({who} passes about "
+                                   f"half the units) and the weight factors only {_sci(weight_mean)}: He init's "
+                                   "factor sqrt(2) makes their product about 1."))
+        elif weight_mean is not None and weight_mean < 0.9:
+            init = "he" if family not in SATURATING_FAMILIES else "xavier (or lecun)"
+            remedies.append(Remedy(f"use init {init}, matched to {main_act or 'the activation'}",
+                                   f"the weight factors average {_sci(weight_mean)} per layer and multiply to "
+                                   f"{_sci(d.weight_factor)}: the weights shrink the backward signal at every layer."))
+        remedies.append(Remedy("add batch normalisation after each hidden linear layer (before its activation)",
+                               "it rescales every layer's pre-activations to unit variance, keeping f'(z) away from "
+                               f"saturation and the weight factors near 1 (ratio now {_sci(d.ratio)})."))
+        if depth > 8:
+            remedies.append(Remedy("add residual connections around the hidden blocks",
+                                   f"with {depth} layers an identity path lets the gradient skip the "
+                                   "multiplicative chain (dL/dx = dL/dy (1 + df/dx))."))
+        if family == "sigmoid" and not recurrent:
+            remedies.append(Remedy("pre-train greedily layer by layer (autoencoders), then fine-tune",
+                                   "the classic remedy for deep sigmoid nets: each layer starts from useful weights "
+                                   "instead of waiting for a vanished gradient."))
+    elif d.verdict == "exploding":
+        norms = [v for v in total_grad_norms(trace) if math.isfinite(v)]
+        if norms:
+            threshold = statistics.median(norms)
+            remedies.append(Remedy(f"clip the gradient norm at {threshold:.3g}",
+                                   f"the median total gradient norm observed is {threshold:.3g} and the largest "
+                                   f"{max(norms):.3g}; clipping at the median bounds the steps that blow up "
+                                   "(Pascanu et al. 2013)."))
+        else:
+            remedies.append(Remedy("clip the gradient norm (e.g. at 1.0)",
+                                   "every recorded gradient norm was NaN or Inf: no finite norm to read a threshold from."))
+        if weight_mean is not None and weight_mean > 1.1:
+            remedies.append(Remedy("use a smaller init (xavier or he instead of N(0, 1)) or a smaller learning rate",
+                                   f"the weight factors average {_sci(weight_mean)} per layer: each layer multiplies "
+                                   "the backward signal."))
+        else:
+            remedies.append(Remedy("lower the learning rate",
+                                   "large steps grow the weights until the backward signal overflows."))
+        remedies.append(Remedy("add weight decay (e.g. 1e-4)", "it keeps the weights, and so the weight factors, small."))
+        if recurrent:
+            remedies.append(Remedy("truncate back-propagation through time (e.g. 20-50 steps)",
+                                   "the recurrent product of W_hh factors grows with every step it spans."))
+        remedies.append(Remedy("add batch normalisation after each hidden linear layer",
+                               "it rescales each layer's pre-activations, breaking the chain of growing factors."))
+    if mean_dead >= 0.25:
+        remedies.append(Remedy("use leaky_relu (or elu) and a smaller learning rate",
+                               f"on average {mean_dead:.0%} of the units are dead (f'(z) = 0 for every sample): "
+                               "they pass no gradient and will not recover."))
+    if d.verdict != "exploding" and (mean_sat >= 0.6 or (family in SATURATING_FAMILIES and mean_sat >= 0.25)):
+        remedies.append(Remedy("reduce the scale of the pre-activations (batch norm, or a smaller init)",
+                               f"on average {mean_sat:.0%} of the units are saturated (|f'(z)| < 5% of its maximum)."))
+    return remedies
