@@ -29,7 +29,6 @@ under torch.no_grad() record nothing.
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass, field
 
 import torch
@@ -41,9 +40,6 @@ from gradvet.probe.trace import INPUT, Row, Trace
 
 SATURATION_LEVEL = 0.05
 
-# The first layer's input needs no gradient; its full backward hook then still fires with
-# grad_input None, which is what the probe expects. PyTorch warns about exactly this case.
-warnings.filterwarnings("ignore", message="Full backward hook is firing when gradients are computed with respect to module outputs")
 
 
 @dataclass
@@ -130,10 +126,8 @@ class Probe:
         self._reset_state()
         self._module_hooks.append(self.model.register_forward_pre_hook(self._on_model_input))
         for w in self._watched:
+            self._module_hooks.append(w.module.register_forward_pre_hook(self._input_hook(w)))
             self._module_hooks.append(w.module.register_forward_hook(self._forward_hook(w)))
-            if getattr(w.module, "inplace", False):
-                continue  # full backward hooks refuse in-place outputs; its output grad comes from a tensor hook
-            self._module_hooks.append(w.module.register_full_backward_hook(self._backward_hook(w.name)))
 
     def _detach(self) -> None:
         for handle in self._module_hooks:
@@ -154,6 +148,29 @@ class Probe:
             if x.is_floating_point():
                 self._input_std = x.std() if x.numel() > 1 else x.new_zeros(())
 
+    def _input_hook(self, w: Watched):
+        """Give the module a private copy of its input and hook that copy: its gradient is the
+        part of dL/d input that flows through this module only (a skip path adds its own part
+        to the original tensor, not to the copy). Tensor hooks, unlike full backward hooks,
+        survive in-place operations on the module's output (ReLU(inplace=True), out += x)."""
+
+        def hook(module, args):
+            if not torch.is_grad_enabled() or not args or not torch.is_tensor(args[0]):
+                return None
+            st = self._state.get(w.name)
+            if st is None:
+                return None
+            x = args[0]
+            if w.kind == "activation":
+                st.inputs.append(x.detach().clone() if getattr(module, "inplace", False) else x.detach())
+            if not x.requires_grad:
+                return None
+            private = x.clone()
+            private.register_hook(lambda g: st.grad_in.append(g.detach()))
+            return (private, *args[1:])
+
+        return hook
+
     def _forward_hook(self, w: Watched):
         def hook(module, inputs, output):
             if not torch.is_grad_enabled():
@@ -165,28 +182,19 @@ class Probe:
                 self._order.append(w.name)
             st.calls += 1
             out = _first_tensor(output)
-            if w.kind == "activation" and out is not None:
-                z = _first_tensor(inputs)
-                if z is not None:
-                    st.inputs.append(z.detach())
+            if out is None:
+                return
+            if w.kind == "activation":
                 st.outputs.append(out.detach())
-            if getattr(module, "inplace", False) and out is not None and out.requires_grad:
-                out.register_hook(lambda g: st.grad_out.append(g.detach()))
+            if out.requires_grad:
+                out.register_hook(self._output_grad_hook(w.name, st))
 
         return hook
 
-    def _backward_hook(self, name: str):
-        def hook(module, grad_input, grad_output):
-            st = self._state.get(name)
-            if st is None:
-                return
-            g_out = _first_tensor(grad_output)
-            g_in = _first_tensor(grad_input)
-            if g_out is not None:
-                st.grad_out.append(g_out.detach())
-                self._backward_order.append(name)
-            if g_in is not None:
-                st.grad_in.append(g_in.detach())
+    def _output_grad_hook(self, name: str, st: _LayerStep):
+        def hook(g: torch.Tensor) -> None:
+            st.grad_out.append(g.detach())
+            self._backward_order.append(name)
 
         return hook
 

@@ -113,19 +113,24 @@ INPUT = "<input>"  # pseudo-layer holding the model input's statistics
 
 
 def infer_kinds(rows: Iterable[Row]) -> dict[str, str]:
-    """Layer kinds from the metrics a layer has (for traces read back from a store)."""
+    """Layer kinds from the metrics a layer has (for traces read back from a store):
+    activation statistics make an activation, a norm_layer flag a norm layer,
+    parameter gradients a weight layer; anything else is 'other'."""
+    rank = {"other": 0, "weight": 1, "norm": 2, "activation": 3}
     kinds: dict[str, str] = {}
     for _, layer, metric, _ in rows:
         if layer == INPUT:
             continue
         if metric in ("saturated_fraction", "dead_fraction", "mean"):
-            kinds[layer] = "activation"
+            kind = "activation"
         elif metric == "norm_layer":
-            kinds[layer] = "norm"
-        elif metric == "weight_grad_norm" and kinds.get(layer) != "activation":
-            kinds[layer] = kinds.get(layer, "weight")
+            kind = "norm"
+        elif metric in ("weight_grad_norm", "bias_grad_norm", "update_ratio"):
+            kind = "weight"
         else:
-            kinds.setdefault(layer, "weight" if metric in ("bias_grad_norm", "update_ratio") else "other")
+            kind = "other"
+        if rank[kind] > rank[kinds.get(layer, "other")] or layer not in kinds:
+            kinds[layer] = kind
     return kinds
 
 
