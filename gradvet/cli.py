@@ -212,6 +212,79 @@ def demo_command(
     con.print(f"\nwrote {len(written)} figures to {out}/: " + ", ".join(p.name for p in written))
 
 
+INTERRUPTED = 130  # the shell's status for a process ended by Ctrl-C (128 + SIGINT)
+
+
+@app.command("sweep")
+@user_errors
+def sweep_command(
+    grid: Annotated[Path, typer.Argument(help="grid file (TOML): a [base] table of fixed fields, a [grid] table of lists")],
+    store: Annotated[Path, typer.Option("--store", help="SQLite file the runs go into (created if missing)")] = Path("runs.db"),
+    workers: Annotated[int, typer.Option("--workers", "-w", help="runs to train in parallel (processes)")] = 1,
+) -> None:
+    """Train every run of a grid into a store; finished runs are skipped, so rerunning resumes."""
+    from gradvet.sweep import load_grid, run_sweep
+
+    if workers < 1:
+        raise GradvetError(f"--workers {workers} is too small; allowed: a whole number >= 1.")
+    specs = load_grid(grid)
+    try:  # a bad store is reported (GradvetError) before anything runs
+        summary = run_sweep(specs, store, workers=workers, progress=True)
+    except KeyboardInterrupt:
+        typer.echo(f"gradvet: interrupted; finished runs are kept in {store}, run the same command to resume.", err=True)
+        raise typer.Exit(INTERRUPTED) from None
+    typer.echo(summary.line())
+
+
+@app.command("runs")
+@user_errors
+def runs_command(
+    store: Annotated[Path, typer.Option("--store", help="SQLite file written by `gradvet sweep`")] = Path("runs.db"),
+    status: Annotated[str | None, typer.Option("--status", help="only runs with this status: running, done, diverged or failed")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print a JSON list instead of a table")] = False,
+) -> None:
+    """The runs in a store: key, label, status, steps, final loss, test accuracy, wall time."""
+    from gradvet.sweep import Store
+
+    with Store(store, create=False) as db:
+        records = db.runs(status)
+    if as_json:
+        typer.echo(json.dumps(jsonable(records), indent=1, allow_nan=False))
+        return
+    from gradvet.report.tables import console
+
+    console().print(_runs_table(records, str(store)))
+
+
+def _runs_table(records: list[dict[str, Any]], store: str):
+    """A rich table of stored runs (an error column when some failed)."""
+    from rich.table import Table
+    from rich.text import Text
+
+    from gradvet.report.tables import num
+
+    def metric(record: dict[str, Any], name: str, digits: int = 4) -> str:
+        value = (record.get("metrics") or {}).get(name)
+        return num(float(value), digits) if isinstance(value, (int, float)) else "-"
+
+    failed = any(r["error"] for r in records)
+    table = Table(title=f"{len(records)} runs in {store}", header_style="bold", pad_edge=False)
+    for col, justify in (("key", "left"), ("label", "left"), ("status", "left"), ("steps", "right"),
+                         ("final loss", "right"), ("test acc", "right"), ("wall time", "right")):
+        table.add_column(Text(col), justify=justify, no_wrap=col in ("key", "status"))
+    if failed:
+        table.add_column(Text("error"), justify="left")
+    for r in records:
+        steps = (r.get("metrics") or {}).get("steps_done")
+        wall = metric(r, "wall_time", 3)
+        cells = [r["key"], r["label"], r["status"], "-" if steps is None else str(steps),
+                 metric(r, "final_loss"), metric(r, "test_accuracy", 3), "-" if wall == "-" else f"{wall} s"]
+        if failed:
+            cells.append(r["error"] or "")
+        table.add_row(*(Text(c) for c in cells))
+    return table
+
+
 def main() -> None:
     """Console-script entry point."""
     try:

@@ -5,15 +5,17 @@ norm (before clipping), optional clipping by norm and by value, NaN/Inf
 check (a diverged run stops, keeps what it recorded and says at which step),
 optimiser step, periodic test evaluation.
 
-A probe plugs in through `probe`: any object with
-    start(model, optimizer) -> None       called once before the first step
-    after_backward(step) -> None          called after each backward, before clipping/stepping
-    finish() -> list[(step, layer, metric, value)]   its per-layer records
-so per-layer recording lives in one place (gradvet's probe), not here.
+Per-layer recording is gradvet's Probe (`gradvet.probe`): by default a run
+records a probe trace, every step for runs of up to 100 steps and every
+ceil(steps / 100)-th step beyond, so every experiment and sweep has per-layer
+learning speeds. `probe=None` records none; any object with
+    start(model, optimizer), after_backward(step), finish() -> rows
+may be passed instead (a custom observer).
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import sys
 import time
@@ -70,11 +72,18 @@ def _total_norm(params: list[torch.Tensor], clip: float | None) -> torch.Tensor:
     return torch.nn.utils.get_total_norm(grads)
 
 
-def run(spec: RunSpec, probe: StepObserver | None = None, progress: bool = False, dataset=None) -> Run:
-    """Train the model `spec` describes and return its Run (history, metrics, profiles).
+AUTO = "auto"
+PROBE_RECORDS = 100
 
-    `dataset` may be passed to skip loading (a `gradvet.data.Dataset`).
-    """
+
+def probe_every(steps: int) -> int:
+    """Probe sampling interval for a run of `steps` steps: about PROBE_RECORDS recorded steps."""
+    return max(1, math.ceil(steps / PROBE_RECORDS))
+
+
+def run(spec: RunSpec, probe: StepObserver | str | None = AUTO, progress: bool = False, dataset=None) -> Run:
+    """Train the model `spec` describes and return its Run (history, metrics, profiles,
+    per-layer probe records). `dataset` may be passed to skip loading."""
     from gradvet.data import load
     from gradvet.models.build import build
     from gradvet.train.optim import make_loss, make_optimizer
@@ -97,39 +106,24 @@ def run(spec: RunSpec, probe: StepObserver | None = None, progress: bool = False
         result.pretrain = pretrain(model, spec, data.x_train, generator)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = make_optimizer(spec, params)
-    if probe is not None:
+    recorder = contextlib.nullcontext()
+    if probe == AUTO:
+        from gradvet.probe import Probe
+
+        recorder = Probe(model, optimizer, every=probe_every(spec.steps))
+        probe = None
+    elif probe is not None:
         probe.start(model, optimizer)
     history: dict[str, list[Any]] = {"step": [], "loss": [], "grad_norm": [],
                                      "eval_step": [], "test_loss": [], "test_accuracy": []}
     sampler = BatchSampler(data.x_train.shape[0], spec.batch_size, generator)
-    diverged_at = None
     bar = _progress(progress, spec)
     train_start = time.perf_counter()
-    step = 0
-    for step in range(1, spec.steps + 1):
-        idx = sampler.next()
-        out = model(data.x_train[idx])
-        loss = loss_fn(out, data.y_train[idx])
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if probe is not None:
-            probe.after_backward(step)
-        norm = _total_norm(params, spec.clip)
-        if spec.clip_value is not None:
-            torch.nn.utils.clip_grad_value_(params, spec.clip_value)
-        loss_value, norm_value = float(loss.detach()), float(norm)
-        history["step"].append(step)
-        history["loss"].append(loss_value)
-        history["grad_norm"].append(norm_value)
-        if not (math.isfinite(loss_value) and math.isfinite(norm_value)):
-            diverged_at = step
-            break
-        optimizer.step()
-        if spec.eval_every and step % spec.eval_every == 0 and step != spec.steps:
-            _record_eval(history, step, *evaluate(model, loss_fn, data.x_test, data.y_test, data.task))
-        if bar is not None:
-            bar.update(step)
+    with recorder:  # a Probe's exit removes its hooks, and records a diverged step's numbers too
+        step, diverged_at = _steps(spec, model, data, loss_fn, optimizer, params, sampler, history, probe, bar)
     train_time = time.perf_counter() - train_start
+    if recorder is not None and hasattr(recorder, "trace"):
+        result.layer_records = recorder.trace.rows
     if bar is not None:
         bar.close()
     steps_done = step if diverged_at is None else diverged_at - 1
@@ -154,6 +148,34 @@ def run(spec: RunSpec, probe: StepObserver | None = None, progress: bool = False
         "step_time": train_time / max(len(history["step"]), 1),
     }
     return result
+
+
+def _steps(spec, model, data, loss_fn, optimizer, params, sampler, history, observer, bar) -> tuple[int, int | None]:
+    """The optimisation loop; returns (last step, step at which it diverged or None)."""
+    step = 0
+    for step in range(1, spec.steps + 1):
+        idx = sampler.next()
+        out = model(data.x_train[idx])
+        loss = loss_fn(out, data.y_train[idx])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if observer is not None:
+            observer.after_backward(step)
+        norm = _total_norm(params, spec.clip)
+        if spec.clip_value is not None:
+            torch.nn.utils.clip_grad_value_(params, spec.clip_value)
+        loss_value, norm_value = float(loss.detach()), float(norm)
+        history["step"].append(step)
+        history["loss"].append(loss_value)
+        history["grad_norm"].append(norm_value)
+        if not (math.isfinite(loss_value) and math.isfinite(norm_value)):
+            return step, step
+        optimizer.step()
+        if spec.eval_every and step % spec.eval_every == 0 and step != spec.steps:
+            _record_eval(history, step, *evaluate(model, loss_fn, data.x_test, data.y_test, data.task))
+        if bar is not None:
+            bar.update(step)
+    return step, None
 
 
 def _record_eval(history: dict[str, list], step: int, loss: float, acc: float | None) -> None:
