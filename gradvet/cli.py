@@ -285,6 +285,56 @@ def _runs_table(records: list[dict[str, Any]], store: str):
     return table
 
 
+@app.command("diagnose")
+@user_errors
+def diagnose_command(
+    depth: Annotated[int, typer.Option(help="hidden layers of the built MLP")] = 10,
+    width: Annotated[int, typer.Option(help="units per hidden layer")] = 64,
+    activation: Annotated[str, typer.Option(help="catalog name or formula")] = "sigmoid",
+    init: Annotated[str, typer.Option(help="normal, nielsen, xavier, he, lecun, orthogonal, lsuv, default")] = "xavier",
+    norm: Annotated[str | None, typer.Option(help="batch or layer normalisation")] = None,
+    residual: Annotated[bool, typer.Option(help="identity skips around hidden blocks")] = False,
+    data: Annotated[str, typer.Option(help="dataset name or .npz path")] = "digits",
+    steps: Annotated[int, typer.Option(help="SGD steps before the diagnosis (0: at initialisation)")] = 0,
+    lr: Annotated[float, typer.Option(help="learning rate for --steps")] = 0.1,
+    batch_size: Annotated[int, typer.Option(help="examples per step")] = 128,
+    model: Annotated[str | None, typer.Option("--model", help="your own model: package.module:factory")] = None,
+    seed: Annotated[int, typer.Option(help="random seed")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="print the diagnosis as JSON")] = False,
+) -> None:
+    """Probe a model's gradient flow and say whether it vanishes or explodes, why, and what to do."""
+    import torch
+
+    from gradvet.checkup import checkup, load_factory
+    from gradvet.data import load
+    from gradvet.models.build import build
+    from gradvet.spec import RunSpec
+
+    dataset = load(data)
+    if model is not None:
+        torch.manual_seed(seed)
+        net = load_factory(model)
+        what = model
+    else:
+        spec = RunSpec(data=data, depth=depth, width=width, activation=activation, init=init,
+                       norm=None if norm in (None, "none") else norm, residual=residual, seed=seed)
+        n_out = 1 if dataset.task == "regression" else dataset.n_classes
+        sample = dataset.x_train[:512]
+        net = build(spec, dataset.n_features, n_out, dataset.sequence, sample=sample)
+        what = f"MLP depth {depth} width {width} {activation} init {init}" + (f" {norm}norm" if norm else "") + \
+            (" residual" if residual else "")
+    diagnosis, _ = checkup(net, dataset, steps=steps, lr=lr, batch_size=batch_size, seed=seed)
+    if as_json:
+        typer.echo(json.dumps({**diagnosis.to_dict(), "model": what, "data": data, "steps": steps}, indent=1))
+        return
+    from gradvet.report.tables import console
+
+    con = console()
+    when = "at initialisation" if steps == 0 else f"after {steps} SGD steps (lr {lr:g})"
+    con.print(f"[bold]{what}[/bold] on {dataset.describe()}, {when}")
+    con.print(diagnosis)
+
+
 def main() -> None:
     """Console-script entry point."""
     try:

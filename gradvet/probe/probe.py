@@ -51,6 +51,7 @@ class _LayerStep:
     outputs: list[torch.Tensor] = field(default_factory=list)
     grad_out: list[torch.Tensor] = field(default_factory=list)
     grad_in: list[torch.Tensor] = field(default_factory=list)
+    samples: int = 0
 
 
 class Probe:
@@ -70,12 +71,16 @@ class Probe:
         self.shared: dict[str, int] = {}  # modules seen called more than once in a step: max calls
         self._watched: list[Watched] = []
         self._module_hooks: list = []
+        self._params: list[tuple[str, str, torch.Tensor]] = []
+        self._params_of: dict[str, list[tuple[str, torch.Tensor]]] = {}
         self._optimizer_hooks: list = []
         self._state: dict[str, _LayerStep] = {}
         self._order: list[str] = []
         self._backward_order: list[str] = []
         self._input_std: torch.Tensor | None = None
-        self._before: list[torch.Tensor] | None = None
+        self._before: list[torch.Tensor] | None = None  # parameters before the optimiser step
+        self._buffers: list[torch.Tensor] = []  # reused across steps: no allocation (or page faults) per step
+        self._size: torch.Tensor | None = None  # ||W|| before the step, per parameter
         self._active = False
 
     # -- context -------------------------------------------------------------------------------
@@ -89,6 +94,13 @@ class Probe:
             if w.activation is not None:
                 w.activation.properties  # noqa: B018  (load max |f'| now, not inside a timed step)
         self.trace.kinds = {w.name: w.kind for w in self._watched}
+        # (layer, metric, parameter) of every watched layer's own parameters, looked up once
+        self._params = [(w.name, "bias_grad_norm" if pname.startswith("bias") else "weight_grad_norm", p)
+                        for w in self._watched if w.kind != "activation"
+                        for pname, p in w.module.named_parameters(recurse=False)]
+        self._params_of: dict[str, list[tuple[str, torch.Tensor]]] = {}
+        for layer, metric, p in self._params:
+            self._params_of.setdefault(layer, []).append((metric, p))
         if self.optimizer is not None:
             self._optimizer_hooks = [self.optimizer.register_step_pre_hook(self._before_optimizer_step),
                                      self.optimizer.register_step_post_hook(self._after_optimizer_step)]
@@ -199,11 +211,17 @@ class Probe:
         return hook
 
     def _weight_params(self) -> list[torch.Tensor]:
-        return [p for w in self._watched if w.kind != "activation" for p in w.module.parameters(recurse=False)]
+        return [p for _, _, p in self._params]
 
     def _before_optimizer_step(self, optimizer, args, kwargs) -> None:
         if self._module_hooks and self.record_updates:
-            self._before = [p.detach().clone() for p in self._weight_params()]
+            params = [p.detach() for p in self._weight_params()]
+            if len(self._buffers) != len(params) or any(b.shape != p.shape or b.dtype != p.dtype
+                                                        for b, p in zip(self._buffers, params)):
+                self._buffers = [torch.empty_like(p) for p in params]
+            torch._foreach_copy_(self._buffers, params)
+            self._size = torch.stack(torch._foreach_norm(params))
+            self._before = self._buffers
 
     def _after_optimizer_step(self, optimizer, args, kwargs) -> None:
         self._finish_step()
@@ -214,36 +232,33 @@ class Probe:
             raise GradvetError("probe.step() called outside the `with Probe(...)` block.")
         if self._module_hooks:
             self.trace.extend(self._collect())
+            self._reset_state()  # let go of this step's tensors now
         self._before = None
         self.step_index += 1
         if self._sampled(self.step_index):
             self._attach()
-            self._reset_state()
         else:
             self._detach()
 
     def _collect(self) -> list[Row]:
         """Every number of the step, computed as tensors, stacked and copied to the host once."""
         step = self.step_index
-        values: list[torch.Tensor] = []
-        slots: list[tuple[str, str, str]] = []  # (layer, metric, how) per entry of `values`
+        scalars: list[torch.Tensor] = []
+        slots: list[tuple[str, str]] = []  # (layer, metric) per entry of `scalars`
 
-        def put(layer: str, metric: str, tensor: torch.Tensor, how: str = "plain") -> None:
-            values.append(tensor.detach().reshape(()).to(torch.float64))
-            slots.append((layer, metric, how))
+        def put(layer: str, metric: str, tensor: torch.Tensor) -> None:
+            scalars.append(tensor.detach())
+            slots.append((layer, metric))
 
         norms_of: list[torch.Tensor] = []
         norm_slots: list[tuple[str, str]] = []
 
         def norm_all(layer: str, metric: str, tensors: list[torch.Tensor]) -> None:
-            for t in tensors:
-                norms_of.append(t.reshape(-1))
-                norm_slots.append((layer, metric))
+            norms_of.extend(tensors)
+            norm_slots.extend((layer, metric) for _ in tensors)
 
         order = self._order + [w.name for w in self._watched if w.name not in self._order]
         by_name = {w.name: w for w in self._watched}
-        params_before = self._before
-        weight_params = self._weight_params() if params_before is not None else []
         for name in order:
             w, st = by_name[name], self._state[name]
             if st.calls == 0 and not st.grad_out:
@@ -251,60 +266,54 @@ class Probe:
             norm_all(name, "output_grad_norm", st.grad_out)
             norm_all(name, "input_grad_norm", st.grad_in)
             if w.kind != "activation":
-                for pname, p in w.module.named_parameters(recurse=False):
+                for metric, p in self._params_of.get(name, ()):
                     if p.grad is not None:
-                        metric = "bias_grad_norm" if pname.startswith("bias") else "weight_grad_norm"
                         norm_all(name, metric, [p.grad])
-            if w.kind == "activation" and st.outputs:
-                out = torch.cat([o.reshape(o.shape[0], -1) if o.dim() > 0 else o.reshape(1, 1) for o in st.outputs])
-                put(name, "mean", out.float().mean())
-                put(name, "std", out.float().std() if out.numel() > 1 else out.new_zeros(()))
+            elif st.outputs:
+                out = _rows_of(st.outputs)
+                st.samples = out.numel()
+                put(name, "mean", out.mean())
+                put(name, "mean_sq", (out * out).mean())  # std from E[a^2] - E[a]^2: two fast reductions
                 if st.inputs and w.activation is not None:
-                    z = torch.cat([i.reshape(i.shape[0], -1) if i.dim() > 0 else i.reshape(1, 1) for i in st.inputs])
-                    d = w.activation.grad(z).abs()
+                    d = w.activation.grad(_rows_of(st.inputs)).abs()
                     top = w.activation.properties.max_grad
                     if math.isfinite(top) and top > 0:
-                        put(name, "saturated_fraction", (d < SATURATION_LEVEL * top).float().mean())
-                    put(name, "dead_fraction", (d == 0).all(dim=0).float().mean())
+                        put(name, "saturated_fraction", (d < SATURATION_LEVEL * top).mean(dtype=out.dtype))
+                    put(name, "dead_fraction", (d == 0).all(dim=0).mean(dtype=out.dtype))
         if self._input_std is not None:
             put(INPUT, "std", self._input_std)
-        if weight_params:
-            deltas = torch._foreach_sub([p.detach() for p in weight_params], params_before)
-            update = torch.stack(torch._foreach_norm(deltas))
-            size = torch.stack(torch._foreach_norm(params_before))
-            owner = [w.name for w in self._watched if w.kind != "activation"
-                     for _ in w.module.parameters(recurse=False)]
-            values.append(update.double())
-            slots.append(("", "update", "vector"))
-            values.append(size.double())
-            slots.append(("", "size", "vector"))
+        pieces = [torch.stack(scalars)] if scalars else []
+        n_updates = 0
+        if self._before is not None:
+            params = [p.detach() for p in self._weight_params()]
+            torch._foreach_sub_(self._before, params)  # the buffers now hold W_before - W_after
+            pieces += [torch.stack(torch._foreach_norm(self._before)), self._size]
+            n_updates = len(params)
         if norms_of:
-            values.append(torch.stack(torch._foreach_norm(norms_of)).double())
-            slots.append(("", "norms", "vector"))
-        flat = torch.cat([v.reshape(-1) for v in values]).tolist() if values else []  # the one host copy
-        return self._rows(step, flat, slots, norm_slots, owner if weight_params else [], order)
+            pieces.append(torch.stack(torch._foreach_norm(norms_of)))
+        flat = torch.cat(pieces).tolist() if pieces else []  # the one host copy (cat promotes dtypes)
+        owners = [layer for layer, _, _ in self._params] if n_updates else []
+        return self._rows(step, flat, slots, norm_slots, owners, order)
 
     def _rows(self, step: int, flat: list[float], slots, norm_slots, owners: list[str], order: list[str]) -> list[Row]:
         plain: dict[str, dict[str, float]] = {}
-        sums: dict[tuple[str, str], float] = {}
+        for (layer, metric), value in zip(slots, flat):
+            plain.setdefault(layer, {})[metric] = value
+        for layer, stats in plain.items():
+            if "mean_sq" in stats:
+                n = max(self._state[layer].samples, 2)
+                var = max(stats.pop("mean_sq") - stats["mean"] ** 2, 0.0) if math.isfinite(stats["mean"]) else math.nan
+                stats["std"] = math.sqrt(var * n / (n - 1))  # unbiased, as torch.std
+        pos = len(slots)
         update: dict[str, float] = {}
         size: dict[str, float] = {}
-        pos = 0
-        for layer, metric, how in slots:
-            if how == "plain":
-                plain.setdefault(layer, {})[metric] = flat[pos]
-                pos += 1
-                continue
-            n = len(norm_slots) if metric == "norms" else len(owners)
-            chunk = flat[pos : pos + n]
-            pos += n
-            if metric == "norms":
-                for (lay, met), v in zip(norm_slots, chunk):
-                    sums[(lay, met)] = sums.get((lay, met), 0.0) + v * v
-            else:
-                target = update if metric == "update" else size
-                for lay, v in zip(owners, chunk):
-                    target[lay] = target.get(lay, 0.0) + v * v
+        for target in (update, size):
+            for layer, value in zip(owners, flat[pos : pos + len(owners)]):
+                target[layer] = target.get(layer, 0.0) + value * value
+            pos += len(owners)
+        sums: dict[tuple[str, str], float] = {}
+        for key, value in zip(norm_slots, flat[pos:]):
+            sums[key] = sums.get(key, 0.0) + value * value
         rows: list[Row] = []
         if INPUT in plain:
             rows.append((step, INPUT, "std", plain[INPUT]["std"]))
@@ -338,6 +347,12 @@ class Probe:
                 first = next((n for n in self._backward_order if n in flagged), None)
                 self.first_nonfinite = (step, first or next(n for n in order if n in flagged))
         return rows
+
+
+def _rows_of(tensors: list[torch.Tensor]) -> torch.Tensor:
+    """The tensors of every call as one (samples, units) matrix; no copy for a single call."""
+    flat = [t.reshape(t.shape[0], -1) if t.dim() > 0 else t.reshape(1, 1) for t in tensors]
+    return flat[0] if len(flat) == 1 else torch.cat(flat)
 
 
 def _first_tensor(value) -> torch.Tensor | None:

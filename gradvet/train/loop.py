@@ -64,16 +64,17 @@ class BatchSampler:
 
 
 def _total_norm(params: list[torch.Tensor], clip: float | None) -> torch.Tensor:
+    """Total gradient norm sqrt(sum ||g||^2) before clipping (clipping in place when asked)."""
     grads = [p.grad for p in params if p.grad is not None]
     if not grads:
         return torch.zeros(())
     if clip is not None:
         return torch.nn.utils.clip_grad_norm_(params, clip)  # returns the norm before clipping
-    return torch.nn.utils.get_total_norm(grads)
+    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
 
 
 AUTO = "auto"
-PROBE_RECORDS = 100
+PROBE_RECORDS = 50
 
 
 def probe_every(steps: int) -> int:

@@ -1,0 +1,83 @@
+"""A quick check-up of any model on a dataset: probe it at initialisation (or over a few
+SGD steps) and diagnose its gradient flow. Used by `gradvet diagnose`."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from gradvet.data import Dataset, load
+from gradvet.errors import GradvetError
+from gradvet.probe import Probe, diagnose
+from gradvet.probe.diagnosis import Diagnosis
+
+
+def load_factory(target: str) -> nn.Module:
+    """Call `package.module:factory` and return the nn.Module it builds (the current
+    directory is importable, as for `python -m`)."""
+    module_name, sep, attr = target.partition(":")
+    if not sep or not module_name or not attr:
+        raise GradvetError(f"--model {target!r} must look like package.module:factory (a callable returning the model).")
+    if str(Path.cwd()) not in sys.path:
+        sys.path.insert(0, str(Path.cwd()))
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as err:
+        raise GradvetError(f"--model {target!r}: cannot import module {module_name!r} ({err}).") from None
+    factory = getattr(module, attr, None)
+    if factory is None or not callable(factory):
+        raise GradvetError(f"--model {target!r}: module {module_name!r} has no callable {attr!r}.")
+    model = factory()
+    if not isinstance(model, nn.Module):
+        raise GradvetError(f"--model {target!r}: {attr}() returned {type(model).__name__}, not a torch.nn.Module.")
+    if not any(p.requires_grad for p in model.parameters()):
+        raise GradvetError(f"--model {target!r}: the model has no trainable parameters.")
+    return model
+
+
+def _loss(data: Dataset) -> nn.Module:
+    return nn.MSELoss() if data.task == "regression" else nn.CrossEntropyLoss()
+
+
+def _first_batch_loss(model: nn.Module, data: Dataset, loss_fn: nn.Module, x: torch.Tensor, y: torch.Tensor):
+    try:
+        out = model(x)
+        return loss_fn(out, y)
+    except (RuntimeError, ValueError, IndexError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise GradvetError(
+            f"data {data.name!r} ({data.describe()}) does not fit the model: {first}."
+        ) from None
+
+
+def checkup(model: nn.Module, data: Dataset, steps: int = 0, lr: float = 0.1, batch_size: int = 128,
+            seed: int = 0) -> tuple[Diagnosis, Probe]:
+    """Probe `model` on `data`: one forward/backward at initialisation when steps = 0,
+    else `steps` SGD steps, recording every step; returns the diagnosis of the last."""
+    if steps < 0:
+        raise GradvetError(f"--steps {steps} must be >= 0 (0 means at initialisation).")
+    generator = torch.Generator().manual_seed(seed)
+    loss_fn = _loss(data)
+    n = data.x_train.shape[0]
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr) if steps else None
+    model.train()
+    with Probe(model, optimizer) as probe:
+        for step in range(max(steps, 1)):
+            idx = torch.randint(0, n, (min(batch_size, n),), generator=generator)
+            loss = _first_batch_loss(model, data, loss_fn, data.x_train[idx], data.y_train[idx]) if step == 0 \
+                else loss_fn(model(data.x_train[idx]), data.y_train[idx])
+            loss.backward()
+            if optimizer is None:
+                probe.step()
+            else:
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+    return diagnose(probe), probe
+
+
+def load_data(name: str) -> Dataset:
+    return load(name)
