@@ -51,6 +51,7 @@ class _LayerStep:
     outputs: list[torch.Tensor] = field(default_factory=list)
     grad_out: list[torch.Tensor] = field(default_factory=list)
     grad_in: list[torch.Tensor] = field(default_factory=list)
+    grad_out_call: list[int] = field(default_factory=list)  # forward call each grad_out belongs to
     samples: int = 0
 
 
@@ -175,6 +176,7 @@ class Probe:
             x = args[0]
             if w.kind == "activation":
                 st.inputs.append(x.detach().clone() if getattr(module, "inplace", False) else x.detach())
+                return None  # its input gradient is g_out * f'(z), computed at the step's end: no copy needed
             if not x.requires_grad:
                 return None
             private = x.clone()
@@ -199,13 +201,14 @@ class Probe:
             if w.kind == "activation":
                 st.outputs.append(out.detach())
             if out.requires_grad:
-                out.register_hook(self._output_grad_hook(w.name, st))
+                out.register_hook(self._output_grad_hook(w.name, st, st.calls - 1))
 
         return hook
 
-    def _output_grad_hook(self, name: str, st: _LayerStep):
+    def _output_grad_hook(self, name: str, st: _LayerStep, call: int):
         def hook(g: torch.Tensor) -> None:
             st.grad_out.append(g.detach())
+            st.grad_out_call.append(call)
             self._backward_order.append(name)
 
         return hook
@@ -276,6 +279,10 @@ class Probe:
                 put(name, "mean_sq", (out * out).mean())  # std from E[a^2] - E[a]^2: two fast reductions
                 if st.inputs and w.activation is not None:
                     d = w.activation.grad(_rows_of(st.inputs)).abs()
+                    if st.grad_out and len(st.grad_out) == len(st.inputs):
+                        # dL/dz = dL/da * f'(z) elementwise: the activation's input gradient, without a copy
+                        by_call = [st.grad_out[st.grad_out_call.index(k)] for k in range(len(st.inputs))]
+                        norm_all(name, "input_grad_norm", [_rows_of(by_call) * d])
                     top = w.activation.properties.max_grad
                     if math.isfinite(top) and top > 0:
                         put(name, "saturated_fraction", (d < SATURATION_LEVEL * top).mean(dtype=out.dtype))
