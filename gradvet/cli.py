@@ -335,6 +335,28 @@ def diagnose_command(
     con.print(diagnosis)
 
 
+@app.command("experiment")
+@user_errors
+def experiment_command(
+    name: Annotated[str, typer.Argument(help="speed-of-learning, cause, activations, remedies, exploding, rnn")],
+    data: Annotated[str, typer.Option(help="dataset name or .npz path (mnist needs --mnist-dir)")] = "digits",
+    out: Annotated[Path, typer.Option("--out", "-o", help="folder for tables, figures, JSON and the run store")] = Path("gradvet-report"),
+    seeds: Annotated[int, typer.Option(help="seeds to average over (spread shown)")] = 1,
+    quick: Annotated[bool, typer.Option("--quick", help="a small version that finishes in well under a minute")] = False,
+    store: Annotated[Path | None, typer.Option(help="SQLite store for the runs (default OUT/runs.db)")] = None,
+    mnist_dir: Annotated[Path | None, typer.Option("--mnist-dir", help="folder with the four MNIST IDX files")] = None,
+) -> None:
+    """Run one of the article's experiments on real training."""
+    from gradvet.experiments import run_experiment
+    from gradvet.report.tables import console
+
+    con = console()
+    options = {"mnist_dir": str(mnist_dir)} if mnist_dir else {}
+    ctx = run_experiment(name, data=data, out=out, seeds=seeds, quick=quick, store=store, console=con, **options)
+    con.print(f"\n{len(ctx.figures)} figures and {name}.json written to {ctx.out}/; runs: {ctx.trained} trained, "
+              f"{ctx.reused} reused from {ctx.store_path}")
+
+
 def main() -> None:
     """Console-script entry point."""
     try:

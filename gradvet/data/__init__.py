@@ -46,7 +46,24 @@ def options(name: str) -> tuple[str, ...]:
 
 def load(name_or_path: str | os.PathLike[str] = "digits", **opts: Any) -> Dataset:
     """The dataset called `name_or_path` (see the module docstring), or the one
-    stored at that path; `opts` are the loader's options."""
+    stored at that path; `opts` are the loader's options. Every dataset also
+    takes `n_train`: keep only the first n training examples (e.g. Nielsen's
+    1,000), where the loader has no such option of its own."""
+    n_train = opts.pop("n_train", None) if not _has_option(name_or_path, "n_train") else None
+    data = _load(name_or_path, **opts)
+    if n_train is None:
+        return data
+    if isinstance(n_train, bool) or not isinstance(n_train, int) or not 1 <= n_train:
+        raise GradvetError(f"n_train={n_train!r} must be a whole number >= 1.")
+    return data.head(n_train)
+
+
+def _has_option(name_or_path, option: str) -> bool:
+    key = os.fspath(name_or_path).strip().lower()
+    return key in _LOADERS and option in option_names(_LOADERS[key])
+
+
+def _load(name_or_path: str | os.PathLike[str], **opts: Any) -> Dataset:
     text = os.fspath(name_or_path)
     key = text.strip().lower()
     if key in _LOADERS:

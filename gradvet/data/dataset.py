@@ -11,6 +11,7 @@ Conventions (all tensors contiguous, on CPU):
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -89,6 +90,10 @@ class Dataset:
     def n_test(self) -> int:
         """Number of test examples."""
         return len(self.x_test)
+
+    def head(self, n: int) -> Dataset:
+        """The same dataset with only its first `n` training examples (the test set unchanged)."""
+        return dataclasses.replace(self, x_train=self.x_train[:n].contiguous(), y_train=self.y_train[:n].contiguous())
 
     def describe(self) -> str:
         """One line, e.g. 'digits: multiclass, 10 classes, 64 features, 1347 train / 450 test'."""

@@ -85,3 +85,16 @@ def activation_panel(act: Activation) -> Panel:
             notes.add_row(Text("-", style="red bold"), Text(con))
         parts += [Text(""), notes]
     return Panel(Group(*parts), title=Text(act.label(), style="bold"), expand=False)
+
+
+def experiment_table(table) -> Table:
+    """An experiment's table (gradvet.experiments.base.Table) for the terminal."""
+    out = Table(title=Text(table.title, style="bold"), header_style="bold")
+    for i, col in enumerate(table.columns):
+        out.add_column(Text(str(col)), justify="left" if i == 0 else "right")
+    for row in table.rows:
+        out.add_row(*(Text(cell if isinstance(cell, str) else num(cell) if isinstance(cell, float) else str(cell))
+                      for cell in row))
+    if table.note:
+        out.caption = Text(table.note)
+    return out

@@ -1,0 +1,190 @@
+"""What every named experiment shares: a registry, a context that trains through
+the results store (so reruns are instant and an interrupted experiment resumes),
+averaging over seeds, tables, figures (PNG and SVG) and a JSON result.
+
+An experiment is a function `fn(ctx: Context) -> None` registered with
+`@experiment("name", "title")`; it calls `ctx.run(spec)` for training runs,
+`ctx.table(...)` for its tables, `ctx.figure(...)` for figures, and
+`ctx.result[...] = ...` for machine-readable numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gradvet.errors import GradvetError, did_you_mean
+from gradvet.spec import RunSpec
+from gradvet.train.result import Run
+
+EXPERIMENTS: dict[str, tuple[str, Callable[[Context], None]]] = {}
+
+
+def experiment(name: str, title: str):
+    """Register `fn(ctx)` as the experiment `name`."""
+
+    def register(fn: Callable[[Context], None]) -> Callable[[Context], None]:
+        EXPERIMENTS[name] = (title, fn)
+        return fn
+
+    return register
+
+
+@dataclass
+class Table:
+    """A printed table: title, column names, rows of values, and an optional note under it."""
+
+    title: str
+    columns: list[str]
+    rows: list[list[Any]]
+    note: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"title": self.title, "columns": self.columns, "rows": self.rows, "note": self.note}
+
+
+@dataclass
+class Context:
+    """Where an experiment runs: data, output folder, seeds, quick mode, store."""
+
+    name: str
+    data: str = "digits"
+    out: Path = Path("gradvet-report")
+    seeds: int = 1
+    quick: bool = False
+    store_path: Path | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    console: Any = None
+    tables: list[Table] = field(default_factory=list)
+    figures: list[Path] = field(default_factory=list)
+    result: dict[str, Any] = field(default_factory=dict)
+    reused: int = 0
+    trained: int = 0
+
+    def __post_init__(self) -> None:
+        self.out = Path(self.out)
+        if self.store_path is None:
+            self.store_path = self.out / "runs.db"
+        if not isinstance(self.seeds, int) or self.seeds < 1:
+            raise GradvetError(f"--seeds {self.seeds!r} must be a whole number >= 1.")
+
+    # -- training through the store -----------------------------------------------------------
+    def run(self, spec: RunSpec, dataset=None) -> Run:
+        """The Run for `spec`: read back from the store when it is there, else trained and stored."""
+        from gradvet.sweep import Store
+        from gradvet.train import run as train
+
+        self.out.mkdir(parents=True, exist_ok=True)
+        with Store(self.store_path) as store:
+            row = store.get(spec.key)
+            if row is not None and row["status"] in ("done", "diverged"):
+                self.reused += 1
+                return run_from_store(spec, row, store.layer_records(spec.key))
+        result = train(spec, dataset=dataset)
+        with Store(self.store_path) as store:
+            store.save(result)
+        self.trained += 1
+        return result
+
+    def runs_over_seeds(self, spec: RunSpec, dataset=None) -> list[Run]:
+        """The same run for seeds 0..seeds-1."""
+        return [self.run(spec.replace(seed=s), dataset=dataset) for s in range(self.seeds)]
+
+    # -- output -------------------------------------------------------------------------------------
+    def table(self, title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]], note: str = "") -> Table:
+        table = Table(title, list(columns), [list(r) for r in rows], note)
+        self.tables.append(table)
+        if self.console is not None:
+            from gradvet.report.tables import experiment_table
+
+            self.console.print(experiment_table(table))
+        return table
+
+    def figure(self, fig, stem: str) -> list[Path]:
+        """Save a matplotlib Figure as OUT/NAME-STEM.png and .svg."""
+        self.out.mkdir(parents=True, exist_ok=True)
+        paths = []
+        for suffix in (".png", ".svg"):
+            path = self.out / f"{self.name}-{stem}{suffix}"
+            fig.savefig(path, dpi=130, bbox_inches="tight")
+            paths.append(path)
+        self.figures += paths
+        return paths
+
+    def say(self, text: str) -> None:
+        if self.console is not None:
+            self.console.print(text)
+
+    def write_json(self) -> Path:
+        """OUT/NAME.json: tables, figures and the experiment's own numbers (non-finite as strings)."""
+        path = self.out / f"{self.name}.json"
+        payload = {
+            "experiment": self.name, "data": self.data, "seeds": self.seeds, "quick": self.quick,
+            "tables": [t.to_dict() for t in self.tables], "figures": [str(p) for p in self.figures],
+            "result": self.result, "runs_trained": self.trained, "runs_reused": self.reused,
+        }
+        path.write_text(json.dumps(_jsonable(payload), indent=1))
+        return path
+
+
+def run_from_store(spec: RunSpec, row: dict[str, Any], records: list[tuple]) -> Run:
+    """Rebuild a Run from its stored row and layer records."""
+    extra = row.get("extra") or {}
+    return Run(spec=spec, status=row["status"], history=row.get("history") or {}, metrics=row.get("metrics") or {},
+               through_time=extra.get("through_time", {}), pretrain=extra.get("pretrain", []),
+               layer_records=[tuple(r) for r in records])
+
+
+def mean_sd(values: Iterable[float | None]) -> tuple[float, float]:
+    """Mean and sample standard deviation of the finite values (sd 0 for one value; nan for none)."""
+    good = [v for v in values if v is not None and math.isfinite(v)]
+    if not good:
+        return math.nan, math.nan
+    return statistics.fmean(good), (statistics.stdev(good) if len(good) > 1 else 0.0)
+
+
+def fmt_mean_sd(values: Iterable[float | None], digits: int = 3) -> str:
+    """'0.912 +- 0.004' (or '0.912' for one seed)."""
+    values = list(values)
+    mean, sd = mean_sd(values)
+    if math.isnan(mean):
+        return "nan"
+    return f"{mean:.{digits}g}" if len(values) == 1 else f"{mean:.{digits}g} +- {sd:.1g}"
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def run_experiment(name: str, data: str = "digits", out: str | Path = "gradvet-report", seeds: int = 1,
+                   quick: bool = False, store: str | Path | None = None, console=None, **options) -> Context:
+    """Run the experiment `name`; returns its Context (tables, figures, result, JSON written)."""
+    if name not in EXPERIMENTS:
+        raise GradvetError(
+            f"unknown experiment {name!r}{did_you_mean(name, EXPERIMENTS)}; experiments: {', '.join(EXPERIMENTS)}."
+        )
+    title, fn = EXPERIMENTS[name]
+    ctx = Context(name=name, data=data, out=Path(out), seeds=seeds, quick=quick,
+                  store_path=Path(store) if store else None, options=options, console=console)
+    ctx.out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    if console is not None:
+        console.rule(f"[bold]{name}[/bold]: {title}")
+    fn(ctx)
+    ctx.result["wall_time"] = time.perf_counter() - start
+    ctx.write_json()
+    return ctx
