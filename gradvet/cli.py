@@ -194,25 +194,23 @@ def plot_command(
 @app.command("demo")
 @user_errors
 def demo_command(
-    out: Annotated[Path, typer.Option("--out", "-o", help="folder for the figures")] = Path("gradvet-report"),
+    out: Annotated[Path, typer.Option("--out", "-o", help="folder for the figures, summary and run store")] = Path("gradvet-report"),
 ) -> None:
-    """The catalog tour: the table of every activation and the three family charts."""
-    from gradvet.activations import catalog
-    from gradvet.report.activation_plots import plot_family
-    from gradvet.report.tables import catalog_table, console
+    """The article's story, measured: vanishing gradients, why, the fixes, exploding gradients, the advice."""
+    import time
 
-    acts = catalog()
-    acts.sort(key=_sort_key("family"))
+    from gradvet.demo import run_demo
+    from gradvet.report.tables import console
+
     con = console()
-    con.print(catalog_table(acts))
-    written = []
-    for family in ("relu", "tanh", "sigmoid"):
-        for suffix in (".png", ".svg"):
-            written.append(plot_family(family, out / f"family-{family}{suffix}"))
-    con.print(f"\nwrote {len(written)} figures to {out}/: " + ", ".join(p.name for p in written))
-
-
-INTERRUPTED = 130  # the shell's status for a process ended by Ctrl-C (128 + SIGINT)
+    start = time.perf_counter()
+    ctx = run_demo(out, console=con)
+    con.print(f"\n[bold]Done in {time.perf_counter() - start:.0f} s.[/bold] Look at {ctx.out}/summary.md and the figures "
+              f"there ({', '.join(p.name for p in ctx.figures if p.suffix == '.png')}); runs: {ctx.trained} trained, "
+              f"{ctx.reused} reused from {ctx.store_path}.")
+    con.print("Next: [bold]gradvet diagnose --model yourpackage.module:make_model[/bold] on your own network; "
+              "[bold]gradvet experiment remedies --quick[/bold] for every remedy measured; "
+              "[bold]gradvet activations[/bold] and [bold]gradvet plot --family relu --out relu.png[/bold] for the catalog.")
 
 
 @app.command("sweep")

@@ -125,14 +125,6 @@ def test_plot_needs_something_and_a_valid_family(tmp_path):
     assert_user_error(run("plot", "relu", "--xmin", "3", "--xmax", "1", "--out", str(tmp_path / "a.png")), "--xmin")
 
 
-def test_demo_writes_the_three_family_figures(tmp_path):
-    result = run("demo", "--out", str(tmp_path / "report"))
-    assert result.exit_code == 0, result.output
-    written = sorted(p.name for p in (tmp_path / "report").iterdir())
-    assert written == sorted(f"family-{f}.{s}" for f in ("relu", "tanh", "sigmoid") for s in ("png", "svg"))
-    assert "gradvet activation catalog" in result.stdout
-
-
 def test_console_script_exits_2_without_traceback():
     proc = subprocess.run([sys.executable, "-m", "gradvet.cli", "show", "sigmoidd"], capture_output=True, text=True)
     assert proc.returncode == 2
