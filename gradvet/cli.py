@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import json
-import math
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -16,6 +15,7 @@ from typing import Annotated, Any
 import typer
 
 from gradvet.errors import GradvetError, did_you_mean
+from gradvet.jsonable import jsonable
 
 app = typer.Typer(
     help="gradvet: see, explain and fix vanishing and exploding gradients; choose activations with evidence.",
@@ -24,6 +24,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
+
+INTERRUPTED = 130  # exit status after Ctrl-C, as shells report SIGINT
 
 SORT_KEYS = ("name", "family", "max_grad", "mean_gauss", "grad_sq_gauss", "cost", "smoothness", "year")
 
@@ -58,17 +60,6 @@ def _parse_params(pairs: list[str] | None) -> dict[str, float]:
         except ValueError:
             raise GradvetError(f"parameter {pair!r}: value {value!r} is not a number.") from None
     return params
-
-
-def jsonable(value: Any) -> Any:
-    """Strict JSON: non-finite floats become the strings 'inf', '-inf', 'nan'."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
-    if isinstance(value, dict):
-        return {k: jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [jsonable(v) for v in value]
-    return value
 
 
 def activation_record(act) -> dict[str, Any]:

@@ -7,7 +7,6 @@ import math
 
 import pytest
 import torch
-from torch import nn
 
 from gradvet import GradvetError
 from gradvet.data import load

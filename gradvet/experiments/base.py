@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from gradvet.errors import GradvetError, did_you_mean
+from gradvet.jsonable import jsonable
 from gradvet.spec import RunSpec
 from gradvet.train.result import Run
 
@@ -73,6 +74,14 @@ class Context:
             self.store_path = self.out / "runs.db"
         if not isinstance(self.seeds, int) or self.seeds < 1:
             raise GradvetError(f"--seeds {self.seeds!r} must be a whole number >= 1.")
+
+    def data_spec(self) -> tuple[str, tuple[tuple[str, Any], ...]]:
+        """(data, data_options) for this context's RunSpecs: --data as given, or "mnist" with
+        (("path", DIR),) when --data mnist comes with --mnist-dir DIR."""
+        mnist_dir = self.options.get("mnist_dir")
+        if self.data.strip().lower() == "mnist" and mnist_dir:
+            return "mnist", (("path", str(mnist_dir)),)
+        return self.data, ()
 
     # -- training through the store -----------------------------------------------------------
     def run(self, spec: RunSpec, dataset=None) -> Run:
@@ -129,7 +138,7 @@ class Context:
             "tables": [t.to_dict() for t in self.tables], "figures": [str(p) for p in self.figures],
             "result": self.result, "runs_trained": self.trained, "runs_reused": self.reused,
         }
-        path.write_text(json.dumps(_jsonable(payload), indent=1))
+        path.write_text(json.dumps(jsonable(payload), indent=1))
         return path
 
 
@@ -156,18 +165,6 @@ def fmt_mean_sd(values: Iterable[float | None], digits: int = 3) -> str:
     if math.isnan(mean):
         return "nan"
     return f"{mean:.{digits}g}" if len(values) == 1 else f"{mean:.{digits}g} +- {sd:.1g}"
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, Path):
-        return str(value)
-    return value
 
 
 def run_experiment(name: str, data: str = "digits", out: str | Path = "gradvet-report", seeds: int = 1,

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from gradvet.errors import GradvetError
+from gradvet.jsonable import jsonable
 
 Row = tuple[int, str, str, float]
 COLUMNS = ("step", "layer", "metric", "value")
@@ -81,7 +81,7 @@ class Trace:
     def to_json(self, path: str | Path | None = None) -> str:
         """JSON list of row objects (non-finite values as the strings 'nan', 'inf', '-inf');
         written to `path` when given. Returns the text."""
-        text = json.dumps([{**rec, "value": _finite_or_text(rec["value"])} for rec in self.to_records()])
+        text = json.dumps(jsonable(self.to_records()))
         if path is not None:
             _writable(path).write_text(text)
         return text
@@ -132,12 +132,6 @@ def infer_kinds(rows: Iterable[Row]) -> dict[str, str]:
         if rank[kind] > rank[kinds.get(layer, "other")] or layer not in kinds:
             kinds[layer] = kind
     return kinds
-
-
-def _finite_or_text(v: float) -> float | str:
-    if math.isfinite(v):
-        return v
-    return "nan" if math.isnan(v) else ("inf" if v > 0 else "-inf")
 
 
 def _writable(path: str | Path) -> Path:
