@@ -22,7 +22,7 @@ MODELS = ("mlp", "rnn", "lstm", "gru")
 INITS = ("normal", "nielsen", "xavier", "he", "lecun", "orthogonal", "lsuv", "default")
 NORMS = (None, "batch", "layer")
 OPTIMIZERS = ("sgd", "momentum", "adam", "rmsprop")
-LOSSES = ("auto", "cross_entropy", "mse")
+LOSSES = ("auto", "cross_entropy", "sigmoid_cross_entropy", "mse")
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,10 @@ class RunSpec:
     its parameters as (name, value) pairs. steps: optimiser steps; eval_every:
     steps between test evaluations (0: only at the end). pretrain: steps of
     greedy layer-wise autoencoder pre-training per hidden layer (0: none).
-    tbptt: truncation length for RNNs (None: full BPTT).
+    tbptt: truncation length for RNNs (None: full BPTT). loss: auto (cross-entropy
+    for classification, mse for regression), cross_entropy (softmax read-out),
+    sigmoid_cross_entropy (Nielsen's cost: sigmoid output units, per-unit
+    cross-entropy against the one-hot label, summed over units) or mse.
     """
 
     data: str = "digits"

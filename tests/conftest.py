@@ -6,6 +6,11 @@ import os
 import tempfile
 
 import pytest
+import torch
+
+# Small tensors everywhere: a second intra-op thread only adds hand-over latency, and on a
+# busy two-core machine it makes the suite several times slower.
+torch.set_num_threads(1)
 
 _CACHE = tempfile.mkdtemp(prefix="gradvet-test-cache-")
 os.environ["GRADVET_CACHE_DIR"] = _CACHE
