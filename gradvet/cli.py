@@ -347,7 +347,17 @@ def experiment_command(
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point.
+
+    torch runs on GRADVET_THREADS intra-op threads (default 1): gradvet's models are small,
+    and on a 2-core machine with other work a second thread makes them several times slower.
+    """
+    import os
+
+    import torch
+
+    threads = os.environ.get("GRADVET_THREADS", "1")
+    torch.set_num_threads(max(1, int(threads)) if threads.isdigit() else 1)
     try:
         app()
     except GradvetError as err:  # raised outside a command (should not happen)

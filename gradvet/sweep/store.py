@@ -277,14 +277,15 @@ class Store:
     def save(self, run: RunLike) -> None:
         """Store a finished run and its layer records in one transaction (replacing any earlier row)."""
         spec = run.spec
+        key = spec.key  # a hash of the whole spec: computed once, not once per layer record
         if run.status not in FINISHED:
             raise ValueError(f"run status {run.status!r} is not one of {', '.join(FINISHED)}")
         # Encode everything before the transaction starts, so a bad value never leaves one open.
-        row = (spec.key, dumps(spec.to_dict()), spec.label(), run.status, dumps(dict(run.metrics)),
+        row = (key, dumps(spec.to_dict()), spec.label(), run.status, dumps(dict(run.metrics)),
                dumps(dict(run.history)), dumps(extra_of(run)), time.time())
-        records = [(spec.key, step, layer, metric, value) for step, layer, metric, value in (run.layer_records or ())]
+        records = [(key, step, layer, metric, value) for step, layer, metric, value in (run.layer_records or ())]
         self._transaction([
-            ("DELETE FROM layer_records WHERE run_key = ?", (spec.key,), False),
+            ("DELETE FROM layer_records WHERE run_key = ?", (key,), False),
             ("INSERT INTO runs (key, spec, label, status, error, metrics, history, extra, started, finished) "
              "VALUES (?, ?, ?, ?, NULL, ?, ?, ?, NULL, ?) "
              "ON CONFLICT (key) DO UPDATE SET spec = excluded.spec, label = excluded.label, "
