@@ -29,4 +29,4 @@ def gradient_through_time(model: SequenceModel, loss_fn: nn.Module, x: torch.Ten
     finally:
         model.keep_states = was_keeping
         model.states = []
-    return [0.0 if g is None else float(g.norm()) for g in grads]
+    return [0.0 if g is None else float(g.double().norm()) for g in grads]  # float64: tiny entries do not underflow
