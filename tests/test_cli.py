@@ -11,21 +11,13 @@ from typer.testing import CliRunner
 
 from gradvet.activations import names
 from gradvet.cli import app
+from cli_helpers import assert_user_error
 
 runner = CliRunner()
 
 
 def run(*args):
     return runner.invoke(app, list(args))
-
-
-def assert_user_error(result, *fragments):
-    assert result.exit_code == 2, result.output
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, result.stderr
-    assert "Traceback" not in result.output
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
 
 
 def test_activations_json_lists_the_catalog():

@@ -9,18 +9,13 @@ import pytest
 from typer.testing import CliRunner
 
 from gradvet.cli import app
+from cli_helpers import assert_user_error
 
 runner = CliRunner()
 
 
 def run(*args):
     return runner.invoke(app, list(args))
-
-
-def one_line_error(result, fragment):
-    assert result.exit_code == 2, result.output
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and fragment in lines[0], result.stderr
 
 
 @pytest.mark.parametrize("args,verdict", [
@@ -69,19 +64,19 @@ def test_diagnose_a_users_own_model(tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["verdict"] == "vanishing" and data["layers"][0]["name"] == "0"
-    one_line_error(run("diagnose", "--model", "usermodels:no_params"), "no trainable parameters")
-    one_line_error(run("diagnose", "--model", "usermodels:not_a_model"), "not a torch.nn.Module")
-    one_line_error(run("diagnose", "--model", "usermodels:wrong_input"), "does not fit the model")
-    one_line_error(run("diagnose", "--model", "usermodels:missing"), "no callable 'missing'")
-    one_line_error(run("diagnose", "--model", "nosuchpackage.mod:f"), "cannot import module")
-    one_line_error(run("diagnose", "--model", "usermodels"), "package.module:factory")
+    assert_user_error(run("diagnose", "--model", "usermodels:no_params"), "no trainable parameters")
+    assert_user_error(run("diagnose", "--model", "usermodels:not_a_model"), "not a torch.nn.Module")
+    assert_user_error(run("diagnose", "--model", "usermodels:wrong_input"), "does not fit the model")
+    assert_user_error(run("diagnose", "--model", "usermodels:missing"), "no callable 'missing'")
+    assert_user_error(run("diagnose", "--model", "nosuchpackage.mod:f"), "cannot import module")
+    assert_user_error(run("diagnose", "--model", "usermodels"), "package.module:factory")
 
 
 def test_diagnose_bad_options():
-    one_line_error(run("diagnose", "--activation", "sigmoyd"), "sigmoid")
-    one_line_error(run("diagnose", "--init", "hee"), "'he'")
-    one_line_error(run("diagnose", "--steps", "-1"), "--steps")
-    one_line_error(run("diagnose", "--data", "digts"), "digits")
+    assert_user_error(run("diagnose", "--activation", "sigmoyd"), "sigmoid")
+    assert_user_error(run("diagnose", "--init", "hee"), "'he'")
+    assert_user_error(run("diagnose", "--steps", "-1"), "--steps")
+    assert_user_error(run("diagnose", "--data", "digts"), "digits")
 
 
 def test_engine_records_a_probe_trace_by_default_and_the_store_keeps_it(tmp_path):

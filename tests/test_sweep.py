@@ -29,6 +29,7 @@ if str(HERE) not in sys.path:  # worker processes inherit sys.path, so they find
 
 import sweep_fakes  # noqa: E402
 from sweep_fakes import FakeRun, expected_layer_records, fake_run  # noqa: E402
+from cli_helpers import assert_user_error  # noqa: E402
 
 runner = CliRunner()
 
@@ -47,15 +48,6 @@ def same(a, b) -> bool:
 def write(path: Path, text: str) -> Path:
     path.write_text(text)
     return path
-
-
-def assert_user_error(result, *fragments):
-    assert result.exit_code == 2, result.output
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, result.stderr
-    assert "Traceback" not in result.output
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
 
 
 # -- store ---------------------------------------------------------------------------------------------
