@@ -367,7 +367,8 @@ def gauss_expectation(g: Fn, breakpoints: list[float] | tuple[float, ...] = ()) 
     density = np.exp(-0.5 * z * z) / math.sqrt(2 * math.pi)
     with torch.no_grad():
         gz = g(_t(z)).to(DTYPE).numpy()
-    terms = np.where(density > 0, gz * density * w, 0.0)
+    with np.errstate(invalid="ignore", over="ignore"):  # inf * 0 far out: those terms are masked to 0
+        terms = np.where(density > 0, gz * density * w, 0.0)
     return float(np.sum(terms))
 
 

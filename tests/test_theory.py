@@ -1,0 +1,141 @@
+"""Mean-field theory against closed forms, Monte Carlo on wide random nets, and the probe."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+import gradvet
+from gradvet import theory as T
+from gradvet.models import mlp
+
+
+def test_relu_closed_forms():
+    for sw2, sb2 in ((1.5, 0.1), (1.0, 0.5), (0.5, 0.2)):
+        assert T.q_star("relu", sw2, sb2).q == pytest.approx(sb2 / (1 - sw2 / 2), rel=1e-10)
+        assert T.chi1("relu", sw2, sb2) == pytest.approx(sw2 / 2, rel=1e-10)
+    assert T.critical_sw2("relu") == pytest.approx(2.0, rel=1e-9)
+    assert not T.q_star("relu", 3.0, 0.1).converged  # the length map diverges
+    assert T.chi1("relu", 3.0, 0.0) == pytest.approx(1.5, rel=1e-9)
+    assert T.critical_sw2("leaky_relu") == pytest.approx(2 / (1 + 0.01**2), rel=1e-8)
+    assert T.chi1(gradvet.activation("leaky_relu", negative_slope=0.3), 1.2, 0.1) == pytest.approx(1.2 * (1 + 0.09) / 2, rel=1e-9)
+
+
+def test_tanh_critical_point_and_ordered_phase():
+    assert T.critical_sw2("tanh") == pytest.approx(1.0, abs=1e-12)
+    assert T.q_star("tanh", 0.8, 0.0).q == 0.0
+    assert T.chi1("tanh", 0.8, 0.0) == pytest.approx(0.8, rel=1e-10)  # tanh'(0)^2 = 1
+    assert T.chi1("tanh", 1.5, 0.05) < 1 < T.chi1("tanh", 3.0, 0.05)
+
+
+@pytest.mark.parametrize("q", [0.01, 0.3, 1.0, 4.0, 25.0])
+def test_erf_kernel_closed_form(q):
+    erf = gradvet.activation("erf")
+    # E[erf(sqrt(q) z)^2] = (2/pi) arcsin(2q / (1 + 2q)); E[erf'(sqrt(q) z)^2] = 4 / (pi sqrt(1 + 4q))
+    assert T.length_map(erf, q, 1.0, 0.0) == pytest.approx(2 / math.pi * math.asin(2 * q / (1 + 2 * q)), abs=1e-8)
+    assert T.chi(erf, q, 1.0) == pytest.approx(4 / (math.pi * math.sqrt(1 + 4 * q)), abs=1e-8)
+
+
+def test_linear_closed_form():
+    assert T.q_star("identity", 0.5, 0.3).q == pytest.approx(0.3 / 0.5, rel=1e-10)
+    assert T.chi1("identity", 0.5, 0.3) == pytest.approx(0.5, rel=1e-12)
+
+
+def monte_carlo(act, sw2, sb2, width=1000, depth=40, seed=0):
+    """Empirical q at the deep layers and the mean squared backward gain per layer of a wide random net."""
+    g = torch.Generator().manual_seed(seed)
+    h = torch.randn(width, dtype=torch.float64, generator=g)
+    weights, zs = [], []
+    for _ in range(depth):
+        w = torch.randn(width, width, dtype=torch.float64, generator=g) * math.sqrt(sw2 / width)
+        b = torch.randn(width, dtype=torch.float64, generator=g) * math.sqrt(sb2)
+        z = w @ h + b
+        weights.append(w)
+        zs.append(z)
+        h = act.fn(z)
+    q_emp = sum(float((z * z).mean()) for z in zs[depth // 2:]) / (depth - depth // 2)
+    delta = torch.randn(width, dtype=torch.float64, generator=g) * act.grad(zs[-1])
+    gains = []
+    for layer in range(depth - 2, depth // 2, -1):
+        new = act.grad(zs[layer]) * (weights[layer + 1].T @ delta)
+        gains.append(float((new * new).sum() / (delta * delta).sum()))
+        delta = new
+    return q_emp, math.exp(sum(math.log(x) for x in gains) / len(gains))
+
+
+@pytest.mark.parametrize("name,sw2,sb2", [
+    ("tanh", 1.5, 0.05), ("relu", 1.5, 0.1), ("selu", 1.0, 0.0), ("x*sigmoid(x)", 2.0, 0.1),
+])
+def test_monte_carlo_reproduces_q_star_and_chi1(name, sw2, sb2):
+    act = gradvet.activation(name)
+    q_emp, chi_emp = monte_carlo(act, sw2, sb2)
+    assert q_emp == pytest.approx(T.q_star(act, sw2, sb2).q, rel=0.1)
+    assert chi_emp == pytest.approx(T.chi1(act, sw2, sb2), rel=0.1)
+
+
+@pytest.mark.parametrize("activation,sw2", [("tanh", 0.9), ("tanh", 1.0), ("tanh", 1.3), ("relu", 2.0)])
+def test_predicted_profile_matches_the_probe_within_a_factor_of_2(activation, sw2):
+    torch.manual_seed(0)
+    depth, width = 20, 512
+    model = mlp(width, 10, depth, width, activation, init="lecun")  # W ~ N(0, 1/n_in), b = 0
+    with torch.no_grad():
+        for layer in model.modules():
+            if isinstance(layer, nn.Linear):
+                layer.weight.mul_(math.sqrt(sw2))
+    x = torch.randn(256, width)
+    y = torch.randint(0, 10, (256,))
+    with gradvet.Probe(model) as probe:
+        nn.functional.cross_entropy(model(x), y).backward()
+        probe.step()
+    row = probe.trace.at(0)
+    measured = [row[f"hidden.{i}.linear"]["output_grad_norm"] for i in range(depth)]
+    measured = [m / measured[-1] for m in measured]
+    predicted = T.predict_profile(activation, depth, sw2, 0.0, q0=1.0)
+    for layer, (m, p) in enumerate(zip(measured, predicted)):
+        assert 0.5 <= m / p <= 2.0, (layer, m, p)
+
+
+def test_depth_scales():
+    scales = T.depth_scales("tanh", 1.5, 0.05)
+    assert scales.xi_grad == pytest.approx(-1 / math.log(T.chi1("tanh", 1.5, 0.05)), rel=1e-12)
+    assert scales.xi_c == scales.xi_grad  # ordered phase: c* = 1, chi_c = chi1
+    assert T.depth_scales("tanh", 1.0, 0.0).xi_grad == math.inf  # critical
+    chaotic = T.depth_scales("tanh", 3.0, 0.05)
+    assert chaotic.xi_grad < 0 and math.isfinite(chaotic.xi_c) and chaotic.xi_c > 0
+
+
+def test_window_width_and_chain():
+    assert T.window_width(3.9) == 0.0
+    widths = {w: T.window_width(w) for w in (5.0, 6.9, 10.0, 50.0)}
+    assert max(widths, key=widths.get) == 6.9 and widths[6.9] == pytest.approx(0.448, abs=1e-3)
+    # brute force: the set of a with |w sigma'(w a)| >= 1 on a fine grid (b = 0)
+    w = 10.0
+    a = torch.linspace(-2, 2, 400001, dtype=torch.float64)
+    s = torch.sigmoid(w * a)
+    inside = (w * s * (1 - s)).abs() >= 1
+    assert float(inside.double().sum() * (a[1] - a[0])) == pytest.approx(T.window_width(w), abs=1e-4)
+    chain = T.chain_bound([1.0, 0.5, 2.0], [0.0, 0.1, -0.3], x=0.2)
+    assert chain["product"] <= 2.0 * 0.5 * 0.25**3 * 16 and chain["bound"] == 0.25**3
+
+
+def test_jacobian_spectrum_isometry_and_spread():
+    torch.manual_seed(0)
+    linear = mlp(32, 32, depth=10, width=32, activation="identity", init="orthogonal")
+    spec = T.jacobian_spectrum(linear, torch.randn(3, 32))
+    assert all(abs(v - 1) < 1e-4 for v in spec.singular_values)
+    x = torch.randn(4, 64)
+    relu5 = T.jacobian_spectrum(mlp(64, 64, 5, 64, "relu", "he"), x)
+    relu20 = T.jacobian_spectrum(mlp(64, 64, 20, 64, "relu", "he"), x)
+    assert relu20.std / relu20.mean > relu5.std / relu5.mean
+    tanh20 = T.jacobian_spectrum(mlp(64, 64, 20, 64, "tanh", "orthogonal"), x)
+    assert tanh20.std / tanh20.mean < relu20.std / relu20.mean
+
+
+def test_bad_input():
+    with pytest.raises(gradvet.GradvetError, match="sw2"):
+        T.q_star("tanh", -1.0, 0.0)
+    with pytest.raises(gradvet.GradvetError, match="depth"):
+        T.predict_profile("tanh", 0, 1.0, 0.0)
