@@ -346,6 +346,62 @@ def experiment_command(
               f"{ctx.reused} reused from {ctx.store_path}")
 
 
+@app.command("theory")
+@user_errors
+def theory_command(
+    name: Annotated[str, typer.Argument(help="a catalog name or a formula in x")],
+    sw2: Annotated[float | None, typer.Option(help="weight variance sw2 (W ~ N(0, sw2/n)); default: the edge of chaos, else 1")] = None,
+    sb2: Annotated[float, typer.Option(help="bias variance sb2")] = 0.0,
+    depth: Annotated[int, typer.Option(help="depth for the verdict and the predicted profile")] = 20,
+    phase_diagram: Annotated[bool, typer.Option("--phase-diagram", help="draw the order-chaos boundary over sb2")] = False,
+    out: Annotated[Path | None, typer.Option("--out", help="figure file for --phase-diagram (.png, .svg, .pdf)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """Mean-field prediction before training: q*, chi1, depth scales, and vanishing or exploding at a depth."""
+    import math
+
+    from gradvet import theory as T
+    from gradvet.activations import activation
+
+    act = activation(name)
+    if phase_diagram:
+        if out is None:
+            raise GradvetError("--phase-diagram needs --out FILE for the figure.")
+        from gradvet.report.activation_plots import check_output
+        from gradvet.report.theory_plots import plot_phase_diagram
+
+        check_output(out)
+        data = T.phase_diagram(act)
+        written = plot_phase_diagram(act, data, out)
+        if as_json:
+            typer.echo(json.dumps(jsonable({"activation": act.label(), **data, "figure": str(written)}), indent=1))
+        else:
+            typer.echo(f"wrote {written}")
+        return
+    critical = T.critical_sw2(act, sb2)
+    sw2 = sw2 if sw2 is not None else (critical if critical is not None else 1.0)
+    fp = T.q_star(act, sw2, sb2)
+    scales = T.depth_scales(act, sw2, sb2)
+    ratio = math.prod(T.predict_profile(act, depth, sw2, sb2)[:1])
+    phase = "critical" if abs(scales.chi1 - 1) < 1e-6 else ("ordered: gradients vanish" if scales.chi1 < 1
+                                                              else "chaotic: gradients explode")
+    record = {"activation": act.label(), "sw2": sw2, "sb2": sb2, "q_star": fp.q, "q_star_iterations": fp.iterations,
+              "q_star_converged": fp.converged, "q_star_note": fp.message, "chi1": scales.chi1, "phase": phase,
+              "xi_q": scales.xi_q, "xi_c": scales.xi_c, "xi_grad": scales.xi_grad, "critical_sw2": critical,
+              "depth": depth, "predicted_delta_1_over_delta_L": ratio}
+    if as_json:
+        typer.echo(json.dumps(jsonable(record), indent=1))
+        return
+    lines = [f"{act.label()} with W ~ N(0, {sw2:.4g}/n), b ~ N(0, {sb2:.4g})",
+             f"  q* = {fp.q:.6g}  ({fp.message or f'{fp.iterations} evaluations'})",
+             f"  chi1 = {scales.chi1:.6g}: {phase}",
+             f"  depth scales: xi_q = {scales.xi_q:.4g}, xi_c = {scales.xi_c:.4g}, xi_grad = {scales.xi_grad:.4g}",
+             f"  edge of chaos at sb2 = {sb2:g}: sw2 = {critical:.6g}" if critical else
+             f"  no edge of chaos at sb2 = {sb2:g} (chi1 never crosses 1)",
+             f"  predicted delta_1/delta_L at depth {depth}: {ratio:.3g}"]
+    typer.echo("\n".join(lines))
+
+
 def main() -> None:
     """Console-script entry point.
 

@@ -19,7 +19,7 @@ from typing import Any
 from gradvet.errors import GradvetError, did_you_mean
 
 MODELS = ("mlp", "rnn", "lstm", "gru")
-INITS = ("normal", "nielsen", "xavier", "he", "lecun", "orthogonal", "lsuv", "default")
+INITS = ("normal", "nielsen", "xavier", "he", "lecun", "orthogonal", "lsuv", "critical", "default")
 NORMS = (None, "batch", "layer")
 OPTIMIZERS = ("sgd", "momentum", "adam", "rmsprop")
 LOSSES = ("auto", "cross_entropy", "sigmoid_cross_entropy", "mse")

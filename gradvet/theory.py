@@ -203,7 +203,7 @@ def critical_sw2(act: Activation | str, sb2: float = 0.0, low: float = 1e-2, hig
         above = chi1(a, (1 / d0**2) * (1 + 1e-3), sb2)
         if above >= 1 - 1e-6:
             return 1 / d0**2
-    grid = np.geomspace(low, high, 60)
+    grid = np.geomspace(low, high, 24)
     values = [chi1(a, float(s), sb2) - 1 for s in grid]
     for (s0, v0), (s1, v1) in zip(zip(grid, values), zip(grid[1:], values[1:])):
         if v0 == 0:

@@ -139,3 +139,34 @@ def test_bad_input():
         T.q_star("tanh", -1.0, 0.0)
     with pytest.raises(gradvet.GradvetError, match="depth"):
         T.predict_profile("tanh", 0, 1.0, 0.0)
+
+
+def test_critical_init_uses_the_edge_of_chaos():
+    torch.manual_seed(0)
+    for name, expected in (("tanh", 1.0), ("relu", 2.0)):
+        model = mlp(400, 10, 3, 400, name, "critical")
+        var = float(model.hidden[1].linear.weight.detach().double().var()) * 400
+        assert var == pytest.approx(expected, rel=0.03)
+        assert float(model.hidden[1].linear.bias.detach().abs().max()) == 0.0
+    with pytest.raises(gradvet.GradvetError, match="no edge of chaos"):
+        mlp(10, 2, 2, 8, "sigmoid", "critical")
+
+
+def test_theory_command(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from gradvet.cli import app
+
+    runner = CliRunner()
+    result = runner.invoke(app, ["theory", "tanh", "--sw2", "1.5", "--sb2", "0.05", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["chi1"] == pytest.approx(T.chi1("tanh", 1.5, 0.05)) and data["phase"].startswith("ordered")
+    assert runner.invoke(app, ["theory", "relu"]).stdout.count("edge of chaos at sb2 = 0: sw2 = 2") == 1
+    out = tmp_path / "pd.png"
+    result = runner.invoke(app, ["theory", "relu", "--phase-diagram", "--out", str(out)])
+    assert result.exit_code == 0 and out.read_bytes()[:4] == b"\x89PNG"
+    bad = runner.invoke(app, ["theory", "tanh", "--sw2", "-1"])
+    assert bad.exit_code == 2 and "sw2" in bad.stderr

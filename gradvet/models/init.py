@@ -9,6 +9,8 @@ For a linear layer with n_in inputs and n_out outputs:
 - orthogonal: W with orthonormal rows or columns, b = 0 (Saxe et al. 2014)
 - lsuv: orthogonal, then each layer's weights rescaled in turn until its
   pre-activation output has unit variance on a data batch (Mishkin & Matas 2016)
+- critical: W ~ N(0, sw2*/n_in), b = 0, with sw2* the edge of chaos of the activation
+  (chi1 = 1 at sb2 = 0; Schoenholz et al. 2017; `gradvet.theory.critical_sw2`)
 - default: PyTorch's own (U[-1/sqrt(n_in), 1/sqrt(n_in)], Glorot's "standard")
 Normalisation layers keep weight 1 and bias 0.
 """
@@ -22,12 +24,12 @@ from torch import nn
 
 from gradvet.errors import GradvetError, did_you_mean
 
-SCHEMES = ("normal", "nielsen", "xavier", "he", "lecun", "orthogonal", "lsuv", "default")
+SCHEMES = ("normal", "nielsen", "xavier", "he", "lecun", "orthogonal", "lsuv", "critical", "default")
 LSUV_TOL = 0.01
 LSUV_MAX_ITER = 20
 
 
-def _linear_init(layer: nn.Linear, scheme: str) -> None:
+def _linear_init(layer: nn.Linear, scheme: str, sw2: float | None = None) -> None:
     w = layer.weight
     b = layer.bias if layer.bias is not None else torch.empty(0)  # a bias-free layer: nothing to set
     n_out, n_in = w.shape
@@ -47,6 +49,9 @@ def _linear_init(layer: nn.Linear, scheme: str) -> None:
         elif scheme == "lecun":
             w.normal_(0.0, 1.0 / math.sqrt(n_in))
             b.zero_()
+        elif scheme == "critical":
+            w.normal_(0.0, math.sqrt(sw2 / n_in))
+            b.zero_()
         elif scheme in ("orthogonal", "lsuv"):
             nn.init.orthogonal_(w)
             b.zero_()
@@ -59,12 +64,31 @@ def linear_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
     return [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Linear)]
 
 
-def initialise(model: nn.Module, scheme: str, data: torch.Tensor | None = None) -> nn.Module:
-    """Initialise every linear layer of `model` with `scheme`; `lsuv` also needs `data`."""
+def critical_variance(activation) -> float:
+    """sw2 at the edge of chaos (sb2 = 0) for `activation`, or a clear error where there is none."""
+    from gradvet.theory import critical_sw2
+
+    sw2 = critical_sw2(activation)
+    if sw2 is None:
+        raise GradvetError(
+            f"init='critical': {activation.name} has no edge of chaos at sb2 = 0 (chi1 never crosses 1 for "
+            "sw2 in [0.01, 100]); choose another init."
+        )
+    return sw2
+
+
+def initialise(model: nn.Module, scheme: str, data: torch.Tensor | None = None, activation=None) -> nn.Module:
+    """Initialise every linear layer of `model` with `scheme`; `lsuv` also needs `data`,
+    `critical` the activation."""
     if scheme not in SCHEMES:
         raise GradvetError(f"init={scheme!r} is not a scheme{did_you_mean(scheme, SCHEMES)}; allowed: {', '.join(SCHEMES)}.")
+    sw2 = None
+    if scheme == "critical":
+        if activation is None:
+            raise GradvetError("init='critical' needs the activation, to find its edge of chaos.")
+        sw2 = critical_variance(activation)
     for _, layer in linear_layers(model):
-        _linear_init(layer, scheme)
+        _linear_init(layer, scheme, sw2)
     for module in model.modules():
         if isinstance(module, (nn.BatchNorm1d, nn.LayerNorm)) and module.weight is not None:
             nn.init.ones_(module.weight)
@@ -94,7 +118,7 @@ def _recurrent_init(cell: nn.Module, scheme: str) -> None:
             gates = param.shape[0] // cell.hidden_size
             for block in param.chunk(gates, dim=0):
                 fake = nn.Linear(block.shape[1], block.shape[0])
-                _linear_init(fake, "orthogonal" if scheme == "lsuv" else scheme)
+                _linear_init(fake, "orthogonal" if scheme == "lsuv" else "lecun" if scheme == "critical" else scheme)
                 block.copy_(fake.weight)
 
 

@@ -83,5 +83,5 @@ def mlp(in_features: int, out_features: int, depth: int, width: int, activation:
     if seed is not None:
         torch.manual_seed(seed)
     model = MLP(in_features, out_features, depth, width, act, norm, residual)
-    initialise(model, init, data=data)
+    initialise(model, init, data=data, activation=act)
     return model

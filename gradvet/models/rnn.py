@@ -107,5 +107,5 @@ def rnn(kind: str, input_size: int, out_features: int, hidden_size: int = 64,
     model = SequenceModel(kind, input_size, hidden_size, out_features, act)
     if init == "lsuv":
         raise GradvetError("init='lsuv' is for MLPs; for recurrent models use orthogonal, xavier, he, lecun or default.")
-    initialise(model, init)
+    initialise(model, init, activation=act or get_activation("tanh"))
     return model
