@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from gradvet.data import Dataset, load
+from gradvet.data import Dataset
 from gradvet.errors import GradvetError
 from gradvet.probe import Probe, diagnose
 from gradvet.probe.diagnosis import Diagnosis
@@ -77,7 +77,3 @@ def checkup(model: nn.Module, data: Dataset, steps: int = 0, lr: float = 0.1, ba
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
     return diagnose(probe), probe
-
-
-def load_data(name: str) -> Dataset:
-    return load(name)

@@ -23,6 +23,7 @@ from gradvet.data import load
 from gradvet.experiments.base import Context
 from gradvet.models import mlp
 from gradvet.probe import Probe, Trace, diagnose
+from gradvet.probe.diagnosis import geometric_mean, short_number
 from gradvet.spec import RunSpec
 
 DEPTH, WIDTH, STEPS = 10, 64, 300
@@ -37,12 +38,6 @@ def _at_init(activation: str, init: str, data):
         nn.functional.cross_entropy(model(data.x_train[:256]), data.y_train[:256]).backward()
         probe.step()
     return diagnose(probe)
-
-
-def _sci(v: float | None) -> str:
-    if v is None or (isinstance(v, float) and not math.isfinite(v)):
-        return str(v)
-    return f"{v:.2g}" if 1e-3 <= abs(v) < 1e4 else f"{v:.1e}"
 
 
 def _first_layer_speed(run) -> tuple[list[int], list[float]]:
@@ -73,7 +68,7 @@ def run_demo(out: str | Path = "gradvet-report", console=None) -> Context:
     at_init = {a: _at_init(a, i, data) for a, i in CONTENDERS}
     ctx.table("delta_1 / delta_L at initialisation",
               ["activation", "init", "delta_1/delta_L", "mean activation factor", "verdict"],
-              [[a, i, at_init[a].ratio, _geo(at_init[a]), at_init[a].verdict] for a, i in CONTENDERS])
+              [[a, i, at_init[a].ratio, _mean_activation_factor(at_init[a]), at_init[a].verdict] for a, i in CONTENDERS])
 
     # 4. a short training of each
     say(f"\n[bold]4. {STEPS} SGD steps of each[/bold]: the first layer's learning speed (its bias gradient) and accuracy.")
@@ -107,11 +102,11 @@ def run_demo(out: str | Path = "gradvet-report", console=None) -> Context:
     acc = {a: runs[a].metrics["test_accuracy"] for a, _ in CONTENDERS}
     lines = [
         f"ReLU is the sensible default for hidden layers: with He init its backward signal keeps its size "
-        f"(delta_1/delta_L = {_sci(at_init['relu'].ratio)} against sigmoid's {_sci(sig.ratio)}), and the net "
+        f"(delta_1/delta_L = {short_number(at_init['relu'].ratio)} against sigmoid's {short_number(sig.ratio)}), and the net "
         f"reaches {acc['relu']:.1%} test accuracy in {STEPS} steps against sigmoid's {acc['sigmoid']:.1%}.",
         f"Sigmoid belongs on a binary output, not in hidden layers: sigmoid' <= 1/4 makes the first layer "
-        f"learn {_sci(sig.ratio)} times as fast as the last.",
-        f"Tanh beats sigmoid in hidden layers: delta_1/delta_L = {_sci(at_init['tanh'].ratio)} and "
+        f"learn {short_number(sig.ratio)} times as fast as the last.",
+        f"Tanh beats sigmoid in hidden layers: delta_1/delta_L = {short_number(at_init['tanh'].ratio)} and "
         f"{acc['tanh']:.1%} accuracy against {acc['sigmoid']:.1%}.",
         f"For exploding gradients, clip: the N(0, 1) net {_explode_words(wild)}; clipped at 1.0 it trains to "
         f"{clipped.metrics['test_accuracy']:.1%}.",
@@ -125,9 +120,10 @@ def run_demo(out: str | Path = "gradvet-report", console=None) -> Context:
     return ctx
 
 
-def _geo(d) -> float:
-    factors = [lay.activation_gain for lay in d.layers[:-1] if lay.activation_gain]
-    return math.exp(sum(math.log(f) for f in factors) / len(factors)) if factors else math.nan
+def _mean_activation_factor(d) -> float:
+    """Geometric mean of the activation factors between the hidden layers."""
+    mean = geometric_mean([lay.activation_gain for lay in d.layers[:-1]])
+    return math.nan if mean is None else mean
 
 
 def _median(values: list[float]) -> float:
@@ -196,5 +192,5 @@ def _summary(ctx: Context, lines: list[str]) -> None:
 
 def _cell(value) -> str:
     if isinstance(value, float):
-        return _sci(value) if (value != 0 and (abs(value) < 1e-3 or abs(value) >= 1e4)) else f"{value:.3g}"
+        return short_number(value) if (value != 0 and (abs(value) < 1e-3 or abs(value) >= 1e4)) else f"{value:.3g}"
     return str(value)

@@ -201,12 +201,6 @@ class Entry:
     module: Callable[..., nn.Module] | None = None
     source: str = "catalog"  # catalog | registered
 
-    def param_names(self) -> list[str]:
-        return [p.name for p in self.params]
-
-    def defaults(self) -> dict[str, float]:
-        return {p.name: p.default for p in self.params}
-
     def bind(self, given: Mapping[str, Any]) -> dict[str, float]:
         """Checked parameter values: defaults overridden by `given`."""
         known = {p.name: p for p in self.params}

@@ -41,8 +41,3 @@ def derivative_text_of(act: Activation) -> str:
     if expr is None:
         return "autograd"
     return F.to_text(F.simplified(F.derivative(expr)))
-
-
-def derivative_latex_of(act: Activation) -> str:
-    expr = _parsed(act)
-    return "" if expr is None else F.to_latex(F.simplified(F.derivative(expr)))

@@ -110,7 +110,8 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-def _geomean(values: list[float]) -> float | None:
+def geometric_mean(values: list[float]) -> float | None:
+    """Geometric mean of the positive finite values (None when there are none): the mean factor per layer."""
     good = [v for v in values if v is not None and v > 0 and math.isfinite(v)]
     if not good:
         return None
@@ -255,7 +256,8 @@ def _main_activation(layers: list[LayerReport], names: dict[str, str]) -> str | 
     return statistics.mode(found) if found else None
 
 
-def _sci(v: float | None) -> str:
+def short_number(v: float | None) -> str:
+    """2 significant digits, scientific outside [1e-3, 1e4); '?' for None."""
     if v is None:
         return "?"
     if not math.isfinite(v):
@@ -270,7 +272,7 @@ def _cause(d: Diagnosis, act_factors: list, weight_factors: list, main_act: str 
     n = len(act_factors)
     if n == 0:
         return "too few hidden layers to split the gradient into chain-rule factors."
-    act_mean, weight_mean = _geomean(act_factors), _geomean(weight_factors)
+    act_mean, weight_mean = geometric_mean(act_factors), geometric_mean(weight_factors)
     bound = ""
     if main_act:
         from gradvet.activations import activation
@@ -280,13 +282,13 @@ def _cause(d: Diagnosis, act_factors: list, weight_factors: list, main_act: str 
             bound = f", {main_act}' <= {top:.3g}" if math.isfinite(top) else ""
         except ValueError:
             bound = ""
-    core = (f"the activation derivative factors multiply to {_sci(d.activation_factor)} across {n} layers "
-            f"(mean {_sci(act_mean)} per layer{bound}); the weight factors to {_sci(d.weight_factor)} "
-            f"(mean {_sci(weight_mean)} per layer)")
+    core = (f"the activation derivative factors multiply to {short_number(d.activation_factor)} across {n} layers "
+            f"(mean {short_number(act_mean)} per layer{bound}); the weight factors to {short_number(d.weight_factor)} "
+            f"(mean {short_number(weight_mean)} per layer)")
     if d.verdict == "healthy":
-        return f"the backward signal keeps its size: delta_1/delta_L = {_sci(d.ratio)}; {core}."
+        return f"the backward signal keeps its size: delta_1/delta_L = {short_number(d.ratio)}; {core}."
     lead = "vanishes" if d.verdict == "vanishing" else "grows"
-    return f"the backward signal {lead}: delta_1/delta_L = {_sci(d.ratio)}; {core}."
+    return f"the backward signal {lead}: delta_1/delta_L = {short_number(d.ratio)}; {core}."
 
 
 def _notes(d: Diagnosis, trace: Trace, probe) -> list[str]:
@@ -294,13 +296,13 @@ def _notes(d: Diagnosis, trace: Trace, probe) -> list[str]:
     wg = [lay.weight_grad_norm for lay in d.layers if lay.weight_grad_norm]
     if d.verdict == "vanishing" and len(wg) >= 2 and max(wg) / min(wg) < 1 / d.thresholds["vanishing"]:
         spread = max(wg) / min(wg)
-        fwd = f"; the forward signal shrinks too (last/first activation std {_sci(d.forward_ratio)})" if d.forward_ratio else ""
+        fwd = f"; the forward signal shrinks too (last/first activation std {short_number(d.forward_ratio)})" if d.forward_ratio else ""
         notes.append(f"weight-gradient norms are level across layers (max/min {spread:.2g}) although the backward "
-                     f"signal vanishes (delta_1/delta_L = {_sci(d.ratio)}): dL/dW = delta a^T, and small deltas "
+                     f"signal vanishes (delta_1/delta_L = {short_number(d.ratio)}): dL/dW = delta a^T, and small deltas "
                      f"meet large activations{fwd}. Judge by the backward signal, not by weight gradients alone.")
     if d.forward_ratio is not None and (d.forward_ratio < 1e-2 or d.forward_ratio > 1e2):
         notes.append(f"the forward signal {'collapses' if d.forward_ratio < 1 else 'blows up'}: the last hidden "
-                     f"layer's activation std is {_sci(d.forward_ratio)} of the first's.")
+                     f"layer's activation std is {short_number(d.forward_ratio)} of the first's.")
     shared = {}
     if probe is not None:
         shared = dict(probe.shared)

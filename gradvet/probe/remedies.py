@@ -40,13 +40,13 @@ def total_grad_norms(trace: Trace) -> list[float]:
 
 
 def suggest(d, trace: Trace, main_act: str | None, recurrent: bool) -> list:
-    from gradvet.probe.diagnosis import Remedy, _geomean, _sci
+    from gradvet.probe.diagnosis import Remedy, geometric_mean, short_number
 
     remedies: list[Remedy] = []
     family = _family(main_act)
     acts = [lay.activation_gain for lay in d.layers[:-1]]
     weights = [lay.weight_gain for lay in d.layers[:-1]]
-    act_mean, weight_mean = _geomean(acts), _geomean(weights)
+    act_mean, weight_mean = geometric_mean(acts), geometric_mean(weights)
     depth = len(d.layers) + 1
     dead = [lay.dead_fraction for lay in d.layers if lay.dead_fraction is not None]
     saturated = [lay.saturated_fraction for lay in d.layers if lay.saturated_fraction is not None]
@@ -57,27 +57,27 @@ def suggest(d, trace: Trace, main_act: str | None, recurrent: bool) -> list:
         if recurrent:
             remedies.append(Remedy("use an LSTM or GRU instead of a plain RNN",
                                    "their additive cell path carries the gradient across time steps where the plain "
-                                   f"recurrence multiplies it by f'(a) W_hh at every step (ratio {_sci(d.ratio)})."))
+                                   f"recurrence multiplies it by f'(a) W_hh at every step (ratio {short_number(d.ratio)})."))
         per_layer = act_mean * weight_mean if act_mean is not None and weight_mean is not None else None
         if family in SATURATING_FAMILIES or (act_mean is not None and act_mean < 0.5):
             remedies.append(Remedy("use relu (or leaky_relu / gelu) in the hidden layers, with init he",
-                                   f"the activation factors average {_sci(act_mean)} per layer "
+                                   f"the activation factors average {short_number(act_mean)} per layer "
                                    f"({main_act or 'this activation'}' is small); relu' = 1 where active, and He init "
                                    "keeps the signal's scale."))
         elif act_mean is not None and act_mean < 0.9 and per_layer is not None and per_layer < 0.95:
             who = main_act or "the activation"
             remedies.append(Remedy("use init he (weights N(0, 2/n_in))",
-                                   f"the activation factors average {_sci(act_mean)} per layer ({who} passes about "
-                                   f"half the units) and the weight factors only {_sci(weight_mean)}: He init's "
+                                   f"the activation factors average {short_number(act_mean)} per layer ({who} passes about "
+                                   f"half the units) and the weight factors only {short_number(weight_mean)}: He init's "
                                    "factor sqrt(2) makes their product about 1."))
         elif weight_mean is not None and weight_mean < 0.9:
             init = "he" if family not in SATURATING_FAMILIES else "xavier (or lecun)"
             remedies.append(Remedy(f"use init {init}, matched to {main_act or 'the activation'}",
-                                   f"the weight factors average {_sci(weight_mean)} per layer and multiply to "
-                                   f"{_sci(d.weight_factor)}: the weights shrink the backward signal at every layer."))
+                                   f"the weight factors average {short_number(weight_mean)} per layer and multiply to "
+                                   f"{short_number(d.weight_factor)}: the weights shrink the backward signal at every layer."))
         remedies.append(Remedy("add batch normalisation after each hidden linear layer (before its activation)",
                                "it rescales every layer's pre-activations to unit variance, keeping f'(z) away from "
-                               f"saturation and the weight factors near 1 (ratio now {_sci(d.ratio)})."))
+                               f"saturation and the weight factors near 1 (ratio now {short_number(d.ratio)})."))
         if depth > 8:
             remedies.append(Remedy("add residual connections around the hidden blocks",
                                    f"with {depth} layers an identity path lets the gradient skip the "
@@ -99,7 +99,7 @@ def suggest(d, trace: Trace, main_act: str | None, recurrent: bool) -> list:
                                    "every recorded gradient norm was NaN or Inf: no finite norm to read a threshold from."))
         if weight_mean is not None and weight_mean > 1.1:
             remedies.append(Remedy("use a smaller init (xavier or he instead of N(0, 1)) or a smaller learning rate",
-                                   f"the weight factors average {_sci(weight_mean)} per layer: each layer multiplies "
+                                   f"the weight factors average {short_number(weight_mean)} per layer: each layer multiplies "
                                    "the backward signal."))
         else:
             remedies.append(Remedy("lower the learning rate",

@@ -107,11 +107,11 @@ def run(spec: RunSpec, probe: StepObserver | str | None = AUTO, progress: bool =
         result.pretrain = pretrain(model, spec, data.x_train, generator)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = make_optimizer(spec, params)
-    recorder = contextlib.nullcontext()
+    gradvet_probe = None
     if probe == AUTO:
         from gradvet.probe import Probe
 
-        recorder = Probe(model, optimizer, every=probe_every(spec.steps))
+        gradvet_probe = Probe(model, optimizer, every=probe_every(spec.steps))
         probe = None
     elif probe is not None:
         probe.start(model, optimizer)
@@ -120,11 +120,11 @@ def run(spec: RunSpec, probe: StepObserver | str | None = AUTO, progress: bool =
     sampler = BatchSampler(data.x_train.shape[0], spec.batch_size, generator)
     bar = _progress(progress, spec)
     train_start = time.perf_counter()
-    with recorder:  # a Probe's exit removes its hooks, and records a diverged step's numbers too
+    with gradvet_probe or contextlib.nullcontext():  # a Probe's exit removes its hooks, and records a diverged step's numbers too
         step, diverged_at = _steps(spec, model, data, loss_fn, optimizer, params, sampler, history, probe, bar)
     train_time = time.perf_counter() - train_start
-    if recorder is not None and hasattr(recorder, "trace"):
-        result.layer_records = recorder.trace.rows
+    if gradvet_probe is not None:
+        result.layer_records = gradvet_probe.trace.rows
     if bar is not None:
         bar.close()
     steps_done = step if diverged_at is None else diverged_at - 1
