@@ -24,13 +24,14 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from gradvet.activations import Activation, activation as get_activation
-from gradvet.activations.properties import gauss_expectation
+from gradvet.activations.cache import CATALOG_SOURCES, DiskTable
 from gradvet.errors import GradvetError
 
 HERMITE_ORDER = 101
@@ -46,15 +47,48 @@ def _act(act: Activation | str) -> Activation:
     return get_activation(act)
 
 
+_LEGENDRE = np.polynomial.legendre.leggauss(24)
+HALF_WIDTH = 40.0  # |z| <= 40: the Gaussian weight beyond is below 1e-347, zero in float64
+
+
+@functools.lru_cache(maxsize=4096)
+def _rule(breakpoints: tuple[float, ...], q: float) -> tuple[np.ndarray, np.ndarray]:
+    """Nodes x = sqrt(q) z and weights (Gaussian density included) of composite Gauss-Legendre
+    (24 nodes a piece) on |z| <= 40, split at the activation's breakpoints, at every integer z up
+    to |z| = 10 (then at 12, 16, 24, 32, 40, where the weight is below 1e-22), and
+    at every unit step of x (|x| <= 40), so a function that saturates within |x| ~ 1 is resolved
+    at any q. q = 0 is taken as the limit q -> 0+ (ReLU's E[f'^2] stays 1/2 there)."""
+    s = math.sqrt(max(q, 1e-300))
+    cuts = {float(k) for k in range(-10, 11)} | {-40.0, -32.0, -24.0, -16.0, -12.0, 12.0, 16.0, 24.0, 32.0, 40.0}
+    cuts |= {c / s for c in list(breakpoints) + [float(k) for k in range(-40, 41)] if abs(c / s) < HALF_WIDTH}
+    cuts = np.array(sorted(cuts))
+    a, b = cuts[:-1], cuts[1:]
+    nodes, weights = _LEGENDRE
+    half, mid = (b - a)[:, None] / 2, (a + b)[:, None] / 2
+    z = (mid + half * nodes[None, :]).ravel()
+    w = (half * weights[None, :]).ravel() * np.exp(-0.5 * z * z) / math.sqrt(2 * math.pi)
+    keep = w > 0
+    return s * z[keep], w[keep]
+
+
+def expectations(act: Activation, g, qs) -> np.ndarray:
+    """E[g(sqrt(q) z)] for z ~ N(0, 1) at every q in qs, with one call of g (torch -> torch) on
+    all nodes together; g is f, f' or a function of them. See `_rule` for the quadrature."""
+    qs = [float(q) for q in np.atleast_1d(qs)]
+    if any(q < 0 for q in qs):
+        raise GradvetError(f"variance q={min(qs):g} must be >= 0.")
+    rules = [_rule(tuple(act.properties.breakpoints), q) for q in qs]
+    x = np.concatenate([r[0] for r in rules])
+    w = np.concatenate([r[1] for r in rules])
+    with torch.no_grad():
+        gx = g(torch.from_numpy(x)).to(torch.float64).numpy()
+    starts = np.cumsum([0] + [len(r[0]) for r in rules[:-1]])
+    return np.add.reduceat(gx * w, starts)
+
+
 def expectation(act: Activation, g, q: float) -> float:
     """E[g(sqrt(q) z)] for z ~ N(0, 1), where g is f, f' or a function of them (torch -> torch)."""
-    if q < 0:
-        raise GradvetError(f"variance q={q:g} must be >= 0.")
-    s = math.sqrt(max(q, 1e-300))  # q = 0 as the limit q -> 0+: ReLU's E[f'^2] stays 1/2 there
-    # Pieces split at the kinks and at every unit step of x = sqrt(q) z (|x| <= 40), so a
-    # function saturating within |x| ~ 1 is resolved at any q.
-    cuts = list(act.properties.breakpoints) + [float(k) for k in range(-40, 41)]
-    return gauss_expectation(lambda z: g(s * z), [c / s for c in cuts])
+    return float(expectations(act, g, [q])[0])
 
 
 def length_map(act: Activation, q: float, sw2: float, sb2: float) -> float:
@@ -173,43 +207,132 @@ def depth_scales(act: Activation | str, sw2: float, sb2: float) -> DepthScales:
 
 
 def _chi_c(act: Activation, q: float, sw2: float, sb2: float) -> float:
-    """In the chaotic phase: sw2 E[f'(u1) f'(u2)] at the stable correlation c* < 1 (2-D Gauss-Hermite)."""
+    """In the chaotic phase: sw2 E[f'(u1) f'(u2)] at the stable correlation c* < 1 (2-D Gauss-Hermite).
+
+    The correlation map C(c) = (sw2 E[f(u1) f(u2)] + sb2) / q* has C(1) = 1 with slope chi1 > 1,
+    so C(c) < c just below 1; C(0) >= 0, and C rises on [0, 1] (its Hermite series has
+    non-negative coefficients). c* is the root of C(c) - c in [0, 1) found by Brent's method;
+    c* = 0 when C(0) = 0 (odd f, sb2 = 0).
+    """
+    from scipy.optimize import brentq
+
     z1, z2 = np.meshgrid(_NODES[::2], _NODES[::2], indexing="ij")
     w = np.outer(_WEIGHTS[::2], _WEIGHTS[::2])
     w = w / w.sum()
     s = math.sqrt(q)
     u1 = torch.as_tensor(s * z1, dtype=torch.float64)
-    c = 0.5
-    for _ in range(500):
-        u2 = torch.as_tensor(s * (c * z1 + math.sqrt(max(1 - c * c, 0.0)) * z2), dtype=torch.float64)
-        new = (sw2 * float((w * (act.fn(u1) * act.fn(u2)).numpy()).sum()) + sb2) / q
-        new = min(max(new, -1.0), 1.0)
-        if abs(new - c) < 1e-12:
-            break
-        c = new
-    u2 = torch.as_tensor(s * (c * z1 + math.sqrt(max(1 - c * c, 0.0)) * z2), dtype=torch.float64)
-    return sw2 * float((w * (act.grad(u1) * act.grad(u2)).numpy()).sum())
+    f1, d1 = act.fn(u1).numpy(), act.grad(u1).numpy()
+
+    def u2(c: float) -> torch.Tensor:
+        return torch.as_tensor(s * (c * z1 + math.sqrt(max(1 - c * c, 0.0)) * z2), dtype=torch.float64)
+
+    def excess(c: float) -> float:
+        return (sw2 * float((w * f1 * act.fn(u2(c)).numpy()).sum()) + sb2) / q - c
+
+    top = 1 - 1e-7
+    c = 0.0 if excess(0.0) <= 0 else (brentq(excess, 0.0, top, xtol=1e-13) if excess(top) < 0 else top)
+    return sw2 * float((w * d1 * act.grad(u2(c)).numpy()).sum())
+
+
+CURVE_Q = np.geomspace(1e-8, 1e8, 81)  # q* values at which the critical line is tabulated
+
+
+@dataclass(frozen=True)
+class CriticalLine:
+    """The edge of chaos parametrised by the fixed point q* (Schoenholz et al. 2017, sec. 3).
+
+    At a fixed point q = sw2 E[f(sqrt(q) z)^2] + sb2 with chi1 = sw2 E[f'(sqrt(q) z)^2] = 1:
+    sw2(q) = 1 / E[f'^2](q) and sb2(q) = q - E[f^2](q) / E[f'^2](q). One pass over a grid of q
+    gives the whole order-chaos boundary; a given sb2 is then one root in q.
+    """
+
+    q: np.ndarray
+    f2: np.ndarray
+    d2: np.ndarray
+    d2_infinity: float  # lim E[f'^2](q) for q -> inf: (f'(+inf)^2 + f'(-inf)^2) / 2
+
+    def sb2(self) -> np.ndarray:
+        """sb2(q) at every tabulated q (NaN where E[f'^2] = 0)."""
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return self.q - self.f2 / self.d2
+
+
+@functools.lru_cache(maxsize=256)
+def critical_line(act: Activation) -> CriticalLine:
+    """Tabulate E[f^2] and E[f'^2] at every q in CURVE_Q (cached per activation)."""
+    f2 = expectations(act, lambda x: act.fn(x) ** 2, CURVE_Q)
+    d2 = expectations(act, lambda x: act.grad(x) ** 2, CURVE_Q)
+    tails = act.grad(torch.tensor([-1e16, 1e16], dtype=torch.float64))
+    d2_inf = float((tails**2).mean()) if bool(torch.isfinite(tails).all()) else math.nan
+    return CriticalLine(CURVE_Q, f2, d2, d2_inf)
+
+
+def _sb2_at(act: Activation, q: float) -> tuple[float, float]:
+    """(sb2, sw2) of the critical point whose fixed point is q."""
+    d2 = expectation(act, lambda x: act.grad(x) ** 2, q)
+    f2 = expectation(act, lambda x: act.fn(x) ** 2, q)
+    return q - f2 / d2, 1 / d2
 
 
 def critical_sw2(act: Activation | str, sb2: float = 0.0, low: float = 1e-2, high: float = 100.0) -> float | None:
-    """The sw2 at which chi1 = 1 (the edge of chaos), or None where chi1 never crosses 1 in [low, high]."""
+    """The sw2 at which chi1 = 1 (the edge of chaos) for bias variance sb2, or None where there
+    is none with sw2 in [low, high].
+
+    - Scale-free f (chi the same at every q): sw2 = 1/E[f'(z)^2] at every sb2 (ReLU: 2).
+    - sb2 = 0 and f(0) = 0: q* = 0 loses stability at sw2 = 1/f'(0)^2 (tanh: 1), or
+      2/(f'(0-)^2 + f'(0+)^2) at a kink, where chi1 crosses 1 continuously. Where it jumps
+      instead (GELU, swish: q* leaps from 0 to a diverging map with chi1 near sw2/2), that sw2
+      is no edge of chaos and the search goes on.
+    - Otherwise the root in q of sb2(q) = sb2 on the critical line (`critical_line`), refined by
+      Brent's method, kept only where the length map reaches that fixed point from q = 1 (an
+      unstable fixed point is no phase boundary).
+    - Where sb2(q) stays below sb2 up to q = 1e8 while E[f'^2] tends to a limit (softplus), the
+      boundary lies at q* -> inf: sw2 = 1/lim E[f'^2], kept when chi1 crosses 1 there.
+    """
     from scipy.optimize import brentq
 
+    _check(1.0, sb2)
     a = _act(act)
-    f0 = float(a.fn(torch.zeros(1, dtype=torch.float64))[0])
-    d0 = float(a.grad(torch.zeros(1, dtype=torch.float64))[0])
-    if sb2 == 0 and f0 == 0 and d0 != 0 and low <= 1 / d0**2 <= high:
-        # q* = 0 loses stability at sw2 f'(0)^2 = 1, where chi1 = sw2 f'(0)^2 crosses 1 (tanh: sw2 = 1)
-        above = chi1(a, (1 / d0**2) * (1 + 1e-3), sb2)
-        if above >= 1 - 1e-6:
-            return 1 / d0**2
-    grid = np.geomspace(low, high, 24)
-    values = [chi1(a, float(s), sb2) - 1 for s in grid]
-    for (s0, v0), (s1, v1) in zip(zip(grid, values), zip(grid[1:], values[1:])):
-        if v0 == 0:
-            return float(s0)
-        if math.isfinite(v0) and math.isfinite(v1) and v0 < 0 < v1:
-            return float(brentq(lambda s: chi1(a, s, sb2) - 1, s0, s1, xtol=1e-12, rtol=1e-12))
+
+    def within(value: float | None) -> float | None:
+        return float(value) if value is not None and math.isfinite(value) and low <= value <= high else None
+
+    def crosses(s: float, step: float = 1e-4) -> bool:
+        """chi1 rises through 1 at s, continuously (no jump to a far fixed point)."""
+        return chi1(a, s * (1 - step), sb2) < 1 and abs(chi1(a, s * (1 + step), sb2) - 1) < 100 * step
+
+    probe_q = (1e-6, 1.0, 1e6)
+    d2 = expectations(a, lambda x: a.grad(x) ** 2, probe_q)
+    if np.all(np.isfinite(d2)) and d2.min() > 0 and np.ptp(d2) <= 1e-9 * d2.max():  # scale-free
+        return within(1 / d2[1])
+    tiny = torch.tensor([-1e-300, 0.0, 1e-300], dtype=torch.float64)
+    f0, slopes0 = float(a.fn(tiny)[1]), a.grad(tiny)[[0, 2]]
+    if sb2 == 0 and f0 == 0:
+        slope_sq = float((slopes0**2).mean())
+        edge0 = 1 / slope_sq if slope_sq > 0 else None
+        if within(edge0) is not None and crosses(edge0):
+            return edge0
+    line = critical_line(a)
+    gap = line.sb2() - sb2
+    roots = []
+    for i in range(len(gap) - 1):
+        g0, g1 = gap[i], gap[i + 1]
+        if not (math.isfinite(g0) and math.isfinite(g1)):
+            continue
+        if g0 == 0:
+            roots.append(float(line.q[i]))
+        elif g0 * g1 < 0:
+            roots.append(float(brentq(lambda q: _sb2_at(a, q)[0] - sb2, line.q[i], line.q[i + 1], xtol=1e-300, rtol=1e-14)))
+    candidates = [(q, _sb2_at(a, q)[1]) for q in roots]
+    candidates = [(q, s) for q, s in candidates if within(s) is not None]
+    for q, s in candidates:  # keep a critical fixed point only where the length map reaches it from q = 1
+        if math.isclose(q_star(a, s, sb2).q, q, rel_tol=1e-6):
+            return s
+    finite = np.isfinite(gap)
+    if finite.any() and gap[finite][-1] < 0 and line.d2_infinity > 0:
+        edge = within(1 / line.d2_infinity)
+        if edge is not None and chi1(a, edge * (1 - 1e-3), sb2) < 1 <= chi1(a, edge * (1 + 1e-3), sb2):
+            return edge
     return None
 
 
@@ -217,6 +340,31 @@ def phase_diagram(act: Activation | str, sb2_values=None) -> dict[str, list]:
     """The order-chaos boundary: critical sw2 for each sb2 (None where there is none)."""
     sb2s = np.linspace(0.0, 2.0, 50) if sb2_values is None else np.asarray(sb2_values, dtype=float)
     return {"sb2": [float(v) for v in sb2s], "critical_sw2": [critical_sw2(act, float(v)) for v in sb2s]}
+
+
+@dataclass(frozen=True)
+class MeanField:
+    """The catalog's mean-field numbers for one activation, all at sb2 = 0: the edge of chaos and
+    chi1 at He's (sw2 = 2) and Xavier's (sw2 = 1 for square layers) weight variance."""
+
+    critical_sw2: float | None
+    chi1_he: float
+    chi1_xavier: float
+
+    def to_dict(self) -> dict[str, float | None]:
+        return asdict(self)
+
+
+_MEAN_FIELD = DiskTable("mean-field", CATALOG_SOURCES + (Path(__file__),))
+
+
+def _compute_mean_field(act: Activation) -> MeanField:
+    return MeanField(critical_sw2(act, 0.0), chi1(act, 2.0, 0.0), chi1(act, 1.0, 0.0))
+
+
+def mean_field(act: Activation | str) -> MeanField:
+    """`MeanField` of `act`, cached on disk beside its properties (see `activations.cache`)."""
+    return _MEAN_FIELD.get(_act(act), _compute_mean_field, MeanField.to_dict, lambda d: MeanField(**d))
 
 
 def predict_profile(act: Activation | str, depth: int, sw2: float, sb2: float, q0: float = 1.0) -> list[float]:

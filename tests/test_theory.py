@@ -31,12 +31,71 @@ def test_tanh_critical_point_and_ordered_phase():
     assert T.chi1("tanh", 1.5, 0.05) < 1 < T.chi1("tanh", 3.0, 0.05)
 
 
-@pytest.mark.parametrize("q", [0.01, 0.3, 1.0, 4.0, 25.0])
+@pytest.mark.parametrize("q", [1e-6, 0.01, 0.3, 1.0, 4.0, 25.0, 1e4, 1e8])
 def test_erf_kernel_closed_form(q):
     erf = gradvet.activation("erf")
     # E[erf(sqrt(q) z)^2] = (2/pi) arcsin(2q / (1 + 2q)); E[erf'(sqrt(q) z)^2] = 4 / (pi sqrt(1 + 4q))
-    assert T.length_map(erf, q, 1.0, 0.0) == pytest.approx(2 / math.pi * math.asin(2 * q / (1 + 2 * q)), abs=1e-8)
-    assert T.chi(erf, q, 1.0) == pytest.approx(4 / (math.pi * math.sqrt(1 + 4 * q)), abs=1e-8)
+    assert T.length_map(erf, q, 1.0, 0.0) == pytest.approx(2 / math.pi * math.asin(2 * q / (1 + 2 * q)), rel=1e-12)
+    assert T.chi(erf, q, 1.0) == pytest.approx(4 / (math.pi * math.sqrt(1 + 4 * q)), rel=1e-12)
+
+
+def test_expectations_at_many_q_equal_one_at_a_time():
+    tanh = gradvet.activation("tanh")
+    qs = [0.0, 1e-3, 0.5, 2.0, 1e3]
+    together = T.expectations(tanh, lambda x: tanh.grad(x) ** 2, qs)
+    for q, value in zip(qs, together):
+        z = torch.linspace(-12, 12, 200001, dtype=torch.float64)  # brute force: trapezoid on a fine grid
+        density = torch.exp(-z * z / 2) / math.sqrt(2 * math.pi)
+        brute = float(torch.trapezoid(tanh.grad(math.sqrt(q) * z) ** 2 * density, z))
+        assert value == pytest.approx(brute, rel=1e-8)
+
+
+def crosses_one(name, sw2, sb2, step=1e-3):
+    return T.chi1(name, sw2 * (1 - step), sb2) < 1 < T.chi1(name, sw2 * (1 + step), sb2)
+
+
+@pytest.mark.parametrize("name", ["tanh", "erf", "selu", "softsign", "x*sigmoid(x)", "elu"])
+def test_critical_line_is_where_chi1_crosses_one(name):
+    data = T.phase_diagram(name, [0.0, 0.05, 0.3, 1.0, 2.0])
+    found = [(b, s) for b, s in zip(data["sb2"], data["critical_sw2"]) if s is not None]
+    assert len(found) >= 2
+    for sb2, sw2 in found:
+        assert crosses_one(name, sw2, sb2), (sb2, sw2)
+
+
+def test_edge_of_chaos_special_cases():
+    # Schoenholz et al. 2017: tanh at sb2 = 0.05 is critical at sw2 ~ 1.76
+    assert T.critical_sw2("tanh", 0.05) == pytest.approx(1.761, abs=1e-3)
+    for name, slope in (("prelu", 0.25), ("leaky_relu", 0.01)):  # scale-free: 2 / (1 + a^2) at every sb2
+        for sb2 in (0.0, 0.5):
+            assert T.critical_sw2(name, sb2) == pytest.approx(2 / (1 + slope**2), rel=1e-12)
+    assert T.critical_sw2("relu", 0.3) == pytest.approx(2.0, rel=1e-12)
+    # SELU: kinked at 0, so q* = 0 loses stability at 2 / (lambda^2 + (lambda alpha)^2)
+    lam, alpha = 1.0507009873554805, 1.6732632423543772
+    assert T.critical_sw2("selu") == pytest.approx(2 / (lam**2 + (lam * alpha) ** 2), rel=1e-9)
+    # GELU at sb2 = 0: q* = 0 loses stability at sw2 = 4, but chi1 jumps there (to about 2), no edge
+    assert T.critical_sw2("gelu") is None
+    assert T.chi1("gelu", 4 * 0.999, 0.0) < 1 and T.chi1("gelu", 4 * 1.001, 0.0) > 1.5
+    # softplus: the boundary lies at q* -> inf, sw2 = 1 / lim E[f'^2] = 2
+    assert T.critical_sw2("softplus") == pytest.approx(2.0, rel=1e-12) and crosses_one("softplus", 2.0, 0.0)
+    # softexponential's critical fixed point is unstable (the map never reaches it): no boundary
+    assert T.critical_sw2("softexponential") is None
+    # sigmoid stays ordered up to sw2 = 100: no edge in the searched range
+    assert T.critical_sw2("sigmoid") is None and T.chi1("sigmoid", 100.0, 0.0) < 1
+
+
+def test_mean_field_numbers_are_cached_and_match_the_theory():
+    from gradvet.activations import cache
+
+    for name in ("tanh", "relu", "x*tanh(softplus(x))"):
+        first = T.mean_field(name)
+        cache.clear_memory()
+        again = T.mean_field(name)
+        assert first == again
+        assert first.chi1_he == pytest.approx(T.chi1(name, 2.0, 0.0), rel=1e-12)
+        assert first.chi1_xavier == pytest.approx(T.chi1(name, 1.0, 0.0), rel=1e-12)
+    assert T.mean_field("relu").chi1_he == pytest.approx(1.0, rel=1e-12)
+    assert T.mean_field("tanh").critical_sw2 == pytest.approx(1.0, abs=1e-12)
 
 
 def test_linear_closed_form():

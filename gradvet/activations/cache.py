@@ -1,11 +1,12 @@
-"""On-disk cache of computed properties, so `gradvet activations` answers at once.
+"""On-disk cache of computed per-activation records (properties; the theory's numbers), so
+`gradvet activations` answers at once.
 
-One JSON file per version of the catalog's source: the file name carries a
-hash of `gradvet/activations/*.py` and of torch's version, so a change to any
-formula or to the property code invalidates it (properties cannot drift from
-the code). Writes are atomic (temp file + rename); an unwritable cache
-directory only means no caching. Location: $GRADVET_CACHE_DIR, else
-$XDG_CACHE_HOME/gradvet, else ~/.cache/gradvet.
+One JSON file per record kind and per version of the code that computes it: the
+file name carries a hash of that code (`gradvet/activations/*.py` for properties)
+and of torch's version, so a change to any formula or to the property code
+invalidates it (records cannot drift from the code). Writes are atomic (temp file
++ rename); an unwritable cache directory only means no caching. Location:
+$GRADVET_CACHE_DIR, else $XDG_CACHE_HOME/gradvet, else ~/.cache/gradvet.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import torch
 
@@ -27,68 +28,85 @@ if TYPE_CHECKING:
     from gradvet.activations.core import Activation
     from gradvet.activations.properties import Properties
 
+R = TypeVar("R")
+CATALOG_SOURCES = tuple(sorted(Path(__file__).parent.glob("*.py")))
 _memory: dict[str, dict] = {}
 
 
-@functools.lru_cache(maxsize=1)
-def source_hash() -> str:
-    """Hash of the catalog's source files and torch's version."""
+@functools.lru_cache(maxsize=8)
+def source_hash(sources: tuple[Path, ...] = CATALOG_SOURCES) -> str:
+    """Hash of the given source files (the catalog's by default) and torch's version."""
     digest = hashlib.sha256(torch.__version__.encode())
-    for path in sorted(Path(__file__).parent.glob("*.py")):
+    for path in sources:
         digest.update(path.name.encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
 
 
-def _path() -> Path:
-    return cache_dir() / f"properties-{source_hash()}.json"
+class DiskTable:
+    """A JSON file of records keyed by `Activation.cache_key`, named `PREFIX-HASH.json` after
+    a hash of the code that computes them (`sources`)."""
 
+    def __init__(self, prefix: str, sources: tuple[Path, ...] = CATALOG_SOURCES) -> None:
+        self.prefix = prefix
+        self.sources = tuple(sorted(sources))
 
-def _load() -> dict:
-    path = _path()
-    key = str(path)
-    if key not in _memory:
+    def path(self) -> Path:
+        return cache_dir() / f"{self.prefix}-{source_hash(self.sources)}.json"
+
+    def _load(self) -> dict:
+        path = self.path()
+        key = str(path)
+        if key not in _memory:
+            try:
+                _memory[key] = json.loads(path.read_text())
+            except (OSError, ValueError):
+                _memory[key] = {}
+        return _memory[key]
+
+    def _save(self, table: dict) -> None:
+        path = self.path()
         try:
-            _memory[key] = json.loads(path.read_text())
-        except (OSError, ValueError):
-            _memory[key] = {}
-    return _memory[key]
-
-
-def _save(table: dict) -> None:
-    path = _path()
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        on_disk = {}
-        try:
-            on_disk = json.loads(path.read_text())
-        except (OSError, ValueError):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            on_disk = {}
+            try:
+                on_disk = json.loads(path.read_text())
+            except (OSError, ValueError):
+                pass
+            on_disk.update(table)  # keep what another process wrote meanwhile
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{self.prefix}-", suffix=".json")
+            with os.fdopen(fd, "w") as out:
+                json.dump(on_disk, out)
+            os.replace(tmp, path)
+        except OSError:
             pass
-        on_disk.update(table)  # keep what another process wrote meanwhile
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".properties-", suffix=".json")
-        with os.fdopen(fd, "w") as out:
-            json.dump(on_disk, out)
-        os.replace(tmp, path)
-    except OSError:
-        pass
+
+    def get(self, act: Activation, compute: Callable[[Activation], R],
+            encode: Callable[[R], dict], decode: Callable[[dict], R]) -> R:
+        """The record of `act`: read back, or computed and stored when missing or unreadable.
+        Activations without a `cache_key` (formulas, parameterised copies) are always computed."""
+        if act.cache_key is None:
+            return compute(act)
+        table = self._load()
+        if act.cache_key in table:
+            try:
+                return decode(table[act.cache_key])
+            except (TypeError, KeyError, ValueError):
+                pass
+        record = compute(act)
+        table[act.cache_key] = encode(record)
+        self._save(table)
+        return record
+
+
+PROPERTIES = DiskTable("properties")
 
 
 def properties(act: Activation, compute: Callable[[Activation], Properties]) -> Properties:
     """Cached properties of `act`; computed (and stored) when missing."""
     from gradvet.activations.properties import Properties
 
-    if act.cache_key is None:
-        return compute(act)
-    table = _load()
-    if act.cache_key in table:
-        try:
-            return Properties.from_cache(table[act.cache_key])
-        except (TypeError, KeyError, ValueError):
-            pass
-    props = compute(act)
-    table[act.cache_key] = props.to_cache()
-    _save(table)
-    return props
+    return PROPERTIES.get(act, compute, Properties.to_cache, Properties.from_cache)
 
 
 def clear_memory() -> None:

@@ -350,6 +350,9 @@ def _monotone(values: torch.Tensor) -> tuple[bool, bool]:
     return up or down, up
 
 
+_LEGENDRE = np.polynomial.legendre.leggauss(GAUSS_NODES)  # nodes and weights on [-1, 1], computed once
+
+
 def gauss_expectation(g: Fn, breakpoints: list[float] | tuple[float, ...] = ()) -> float:
     """E[g(z)] for z ~ N(0, 1) by composite Gauss-Legendre on [-40, 40].
 
@@ -359,7 +362,7 @@ def gauss_expectation(g: Fn, breakpoints: list[float] | tuple[float, ...] = ()) 
     """
     L = GAUSS_HALF_WIDTH
     cuts = sorted({float(c) for c in range(-int(L), int(L) + 1)} | {b for b in breakpoints if -L < b < L})
-    nodes, weights = np.polynomial.legendre.leggauss(GAUSS_NODES)
+    nodes, weights = _LEGENDRE
     a, b = np.array(cuts[:-1]), np.array(cuts[1:])
     half, mid = (b - a)[:, None] / 2, (a + b)[:, None] / 2
     z = (mid + half * nodes[None, :]).ravel()

@@ -71,8 +71,8 @@ def critical_variance(activation) -> float:
     sw2 = critical_sw2(activation)
     if sw2 is None:
         raise GradvetError(
-            f"init='critical': {activation.name} has no edge of chaos at sb2 = 0 (chi1 never crosses 1 for "
-            "sw2 in [0.01, 100]); choose another init."
+            f"init='critical': {activation.name} has no edge of chaos at sb2 = 0 (chi1 does not pass through 1 "
+            "at a fixed point the signal reaches, for sw2 in [0.01, 100]); choose another init, such as he or lsuv."
         )
     return sw2
 
