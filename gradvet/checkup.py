@@ -14,6 +14,7 @@ from gradvet.data import Dataset
 from gradvet.errors import GradvetError
 from gradvet.probe import Probe, diagnose
 from gradvet.probe.diagnosis import Diagnosis
+from gradvet.probe.predicted import predict_for
 
 
 def load_factory(target: str) -> nn.Module:
@@ -76,4 +77,7 @@ def checkup(model: nn.Module, data: Dataset, steps: int = 0, lr: float = 0.1, ba
             else:
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
-    return diagnose(probe), probe
+    diagnosis = diagnose(probe)
+    if data.task != "sequence":
+        diagnosis.attach_prediction(predict_for(model, data.x_train[: min(512, n)]))
+    return diagnosis, probe

@@ -27,7 +27,8 @@ app = typer.Typer(
 
 INTERRUPTED = 130  # exit status after Ctrl-C, as shells report SIGINT
 
-SORT_KEYS = ("name", "family", "max_grad", "mean_gauss", "grad_sq_gauss", "cost", "smoothness", "year")
+SORT_KEYS = ("name", "family", "max_grad", "mean_gauss", "grad_sq_gauss", "chi1_he", "critical_sw2", "cost",
+             "smoothness", "year")
 
 
 def fail(message: str) -> None:
@@ -63,7 +64,10 @@ def _parse_params(pairs: list[str] | None) -> dict[str, float]:
 
 
 def activation_record(act) -> dict[str, Any]:
-    """One activation as a JSON-ready dict: name, family, formula, parameters, properties."""
+    """One activation as a JSON-ready dict: name, family, formula, parameters, properties and the
+    mean-field numbers (chi1 at He and Xavier variance, the edge of chaos)."""
+    from gradvet.theory import mean_field
+
     return jsonable({
         "name": act.name,
         "family": act.family,
@@ -73,6 +77,7 @@ def activation_record(act) -> dict[str, Any]:
         "paper": act.paper,
         "year": act.year,
         "properties": act.properties.to_dict(),
+        "mean_field": mean_field(act).to_dict(),
     })
 
 
@@ -111,11 +116,16 @@ def _sort_key(key: str):
             return (FAMILIES.index(act.family), act.name)
         if key == "year":
             return (act.year or 9999, act.name)
-        prop = getattr(act.properties, key)
+        if key in ("chi1_he", "critical_sw2"):
+            from gradvet.theory import mean_field
+
+            prop = getattr(mean_field(act), key)
+        else:
+            prop = getattr(act.properties, key)
         if isinstance(prop, str):
             return (prop, act.name)
         number = float("inf") if prop is None else prop
-        return (-number if key in ("max_grad", "grad_sq_gauss") else number, act.name)
+        return (-number if key in ("max_grad", "grad_sq_gauss", "chi1_he") else number, act.name)
 
     return value
 

@@ -367,24 +367,37 @@ def mean_field(act: Activation | str) -> MeanField:
     return _MEAN_FIELD.get(_act(act), _compute_mean_field, MeanField.to_dict, lambda d: MeanField(**d))
 
 
-def predict_profile(act: Activation | str, depth: int, sw2: float, sb2: float, q0: float = 1.0) -> list[float]:
+def _per_layer(value, depth: int, name: str) -> list[float]:
+    values = [float(value)] * depth if np.isscalar(value) else [float(v) for v in value]
+    if len(values) != depth:
+        raise GradvetError(f"{name} has {len(values)} values; give one number or one per hidden layer ({depth}).")
+    return values
+
+
+def predict_profile(act: Activation | str, depth: int, sw2, sb2, q0: float = 1.0) -> list[float]:
     """Expected ||delta_l|| / ||delta_L|| for hidden layers l = 1..depth.
 
-    The length map is iterated layer by layer from the input's second moment q0
-    (q^1 = sw2 q0 + sb2), and each layer uses its own chi(q^l): a real net need
-    not start at q*. Backward, ||delta_l||^2 ~ chi(q^l) ||delta_{l+1}||^2.
+    sw2 and sb2 are one number, or one per hidden layer (a layer's n_in Var(W) and Var(b), as
+    measured on a real net). The length map is iterated layer by layer from the input's second
+    moment q0 (q^1 = sw2_1 q0 + sb2_1, q^{l+1} = sw2_{l+1} E[f(sqrt(q^l) z)^2] + sb2_{l+1}): a real
+    net need not start at q*. Backward, delta_l = f'(z_l) * W_{l+1}^T delta_{l+1}, so
+    ||delta_l||^2 ~ sw2_{l+1} E[f'(sqrt(q^l) z)^2] ||delta_{l+1}||^2.
     """
-    _check(sw2, sb2)
     if not isinstance(depth, int) or depth < 1:
         raise GradvetError(f"depth={depth!r} must be a whole number >= 1.")
+    sw2s, sb2s = _per_layer(sw2, depth, "sw2"), _per_layer(sb2, depth, "sb2")
+    for w, b in zip(sw2s, sb2s):
+        _check(w, b)
+    if not (math.isfinite(q0) and q0 >= 0):
+        raise GradvetError(f"q0={q0!r} must be a finite number >= 0.")
     a = _act(act)
-    qs = [sw2 * q0 + sb2]
-    for _ in range(depth - 1):
-        qs.append(length_map(a, qs[-1], sw2, sb2))
-    gains = [math.sqrt(chi(a, q, sw2)) for q in qs]
+    qs = [sw2s[0] * q0 + sb2s[0]]
+    for l in range(1, depth):
+        qs.append(length_map(a, qs[-1], sw2s[l], sb2s[l]))
+    d2 = expectations(a, lambda x: a.grad(x) ** 2, qs)
     profile = [1.0] * depth
     for l in range(depth - 2, -1, -1):
-        profile[l] = profile[l + 1] * gains[l]
+        profile[l] = profile[l + 1] * math.sqrt(sw2s[l + 1] * d2[l])
     return profile
 
 

@@ -38,12 +38,27 @@ def test_activations_family_and_sort():
     assert grads == sorted(grads, reverse=True)
 
 
+def test_catalog_carries_the_mean_field_numbers():
+    data = json.loads(run("activations", "--family", "tanh", "--sort", "critical_sw2", "--json").stdout)
+    edges = [d["mean_field"]["critical_sw2"] for d in data]
+    known = [e for e in edges if e is not None]
+    assert known == sorted(known) and edges[: len(known)] == known  # ascending, none last
+    tanh = next(d for d in data if d["name"] == "tanh")["mean_field"]
+    assert tanh["critical_sw2"] == pytest.approx(1.0, abs=1e-12) and tanh["chi1_xavier"] == pytest.approx(1.0, abs=1e-6)
+    relu = json.loads(run("show", "relu", "--json").stdout)["mean_field"]
+    assert relu == pytest.approx({"critical_sw2": 2.0, "chi1_he": 1.0, "chi1_xavier": 0.5}, rel=1e-12)
+    leaky = json.loads(run("show", "leaky_relu", "-p", "negative_slope=0.2", "--json").stdout)["mean_field"]
+    assert leaky["chi1_he"] == pytest.approx(2 * (1 + 0.04) / 2, rel=1e-12)
+    text = run("show", "tanh").stdout
+    assert "edge of chaos" in text and "sw2 = 1 at sb2 = 0" in text
+
+
 def test_activations_table_shows_every_name():
     result = run("activations")
     assert result.exit_code == 0
     for name in ("relu", "sigmoid", "tanh", "gelu_tanh"):
         assert name in result.stdout
-    assert "E[f'(z)^2]" in result.stdout
+    assert "E[f'(z)^2]" in result.stdout and "edge sw2" in result.stdout and "chi1 He" in result.stdout
 
 
 def test_activations_bad_family_and_sort():

@@ -203,3 +203,14 @@ def test_properties_to_dict_is_complete():
                 "saturation", "dead_regions", "cost", "identity_near_0", "zero_centred"):
         assert key in data
     assert np.isfinite(data["mean_gauss"])
+
+
+def test_properties_computed_inside_no_grad():
+    from gradvet.activations.properties import compute
+
+    act = gradvet.activation("x*tanh(x) + x")
+    with torch.no_grad():
+        inside = compute(act)
+    assert inside == compute(act)
+    with torch.no_grad():
+        assert gradvet.activation("x*tanh(x) + x").properties.cost > 0

@@ -419,12 +419,15 @@ def compute(act: Activation) -> Properties:
     """Compute every property of `act` (no cache; see `properties_of`).
 
     Runs on one thread: the tensors are small, and a second thread only adds
-    hand-over latency (ten times the work on a busy two-core machine).
+    hand-over latency (ten times the work on a busy two-core machine). Autograd is
+    switched on (the higher derivatives come from it), so a caller inside
+    `torch.no_grad()` gets the same answer.
     """
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return _compute(act)
+        with torch.enable_grad():
+            return _compute(act)
     finally:
         torch.set_num_threads(threads)
 
@@ -467,10 +470,12 @@ def _compute(act: Activation) -> Properties:
 
 
 def compute_with_cost(act: Activation) -> Properties:
-    """`compute` plus the measured relative cost (see `activations.cost`)."""
+    """`compute` plus the measured relative cost (see `activations.cost`; it times a backward pass,
+    so autograd is switched on here too)."""
     from gradvet.activations.cost import relative_cost
 
-    return replace(compute(act), cost=relative_cost(act))
+    with torch.enable_grad():
+        return replace(compute(act), cost=relative_cost(act))
 
 
 def properties_of(act: Activation) -> Properties:

@@ -52,6 +52,7 @@ class LayerReport:
     dead_fraction: float | None
     saturated_fraction: float | None
     flags: list[str] = field(default_factory=list)
+    predicted_ratio: float | None = None  # mean-field theory's delta_l / delta_L (`attach_prediction`)
 
 
 @dataclass
@@ -75,6 +76,27 @@ class Diagnosis:
     forward_ratio: float | None = None
     nonfinite: tuple[int, str] | None = None
     output_layer: str | None = None
+    predicted_ratio: float | None = None
+    prediction_note: str | None = None
+
+    def attach_prediction(self, prediction) -> Diagnosis:
+        """Set mean-field theory's predicted ratios (a `probe.predicted.Prediction`) beside the
+        measured ones, or record why there is none (a sentence)."""
+        if isinstance(prediction, str):
+            self.prediction_note = f"no mean-field prediction: {prediction}."
+            return self
+        for lay in self.layers:
+            lay.predicted_ratio = prediction.ratios.get(lay.name)
+        self.predicted_ratio = prediction.first_to_last
+        mean_sw2 = sum(prediction.sw2) / len(prediction.sw2)
+        self.prediction_note = (
+            f"mean-field prediction for {prediction.activation} with the model's own weights "
+            f"(n_in*mean(W^2) = {mean_sw2:.3g} on average, input q0 = {prediction.q0:.3g}): delta_1/delta_L "
+            f"{short_number(prediction.first_to_last)} predicted, {short_number(self.ratio)} measured"
+            + (" (theory assumes random weights: after training it is a reference, not a forecast)."
+               if self.step > 0 else ".")
+        )
+        return self
 
     def to_dict(self) -> dict[str, Any]:
         return jsonable(asdict(self))

@@ -21,30 +21,50 @@ def _num(v: float | None, digits: int = 3) -> str:
     return f"{v:.{digits}g}"
 
 
-def _bar(ratio: float | None, width: int = 24) -> Text:
-    """A bar whose length is log10 of the ratio to the last layer: full at 1, empty at 1e-6."""
+def _cells(ratio: float | None, width: int) -> int | None:
+    """log10 of the ratio to the last layer on `width` cells: full at 1, empty at 1e-6."""
     if ratio is None or not math.isfinite(ratio) or ratio <= 0:
-        return Text("")
-    filled = max(0, min(width, round(width * (1 + math.log10(ratio) / 6))))
-    return Text("#" * filled, style="cyan")
+        return None
+    return max(0, min(width, round(width * (1 + math.log10(ratio) / 6))))
+
+
+def _bar(ratio: float | None, width: int = 24, predicted: float | None = None) -> Text:
+    """The measured ratio as a bar of '#', and theory's prediction as a '|' where it falls."""
+    filled, mark = _cells(ratio, width), _cells(predicted, width)
+    chars = list("#" * (filled or 0) + " " * (width - (filled or 0)))
+    if mark is not None:
+        chars[min(mark, width - 1)] = "|"
+    text = Text()
+    for ch in "".join(chars).rstrip():
+        text.append(ch, style="magenta bold" if ch == "|" else "cyan")
+    return text
 
 
 def render(d) -> Group:
     table = Table(title=f"backward signal per hidden layer at step {d.step}", header_style="bold")
-    for col, justify in (("layer", "left"), ("||dL/dz||", "right"), ("ratio to last", "right"), ("(log scale)", "left"),
-                         ("activation factor", "right"), ("weight factor", "right"), ("forward std", "right"),
-                         ("dead", "right"), ("saturated", "right"), ("flags", "left")):
+    predicted = any(lay.predicted_ratio is not None for lay in d.layers)
+    columns = [("layer", "left"), ("||dL/dz||", "right"), ("ratio to last", "right")]
+    columns += [("predicted", "right")] if predicted else []
+    columns += [("(log scale)", "left"), ("activation factor", "right"), ("weight factor", "right"),
+                ("forward std", "right"), ("dead", "right"), ("saturated", "right"), ("flags", "left")]
+    for col, justify in columns:
         table.add_column(Text(col), justify=justify)
     for lay in d.layers:
-        table.add_row(Text(lay.name), _num(lay.delta), _num(lay.ratio_to_last), _bar(lay.ratio_to_last),
-                      _num(lay.activation_gain), _num(lay.weight_gain), _num(lay.forward_std),
-                      _num(lay.dead_fraction, 2), _num(lay.saturated_fraction, 2), Text(", ".join(lay.flags)))
+        cells = [Text(lay.name), _num(lay.delta), _num(lay.ratio_to_last)]
+        cells += [_num(lay.predicted_ratio)] if predicted else []
+        cells += [_bar(lay.ratio_to_last, predicted=lay.predicted_ratio), _num(lay.activation_gain),
+                  _num(lay.weight_gain), _num(lay.forward_std), _num(lay.dead_fraction, 2),
+                  _num(lay.saturated_fraction, 2), Text(", ".join(lay.flags))]
+        table.add_row(*cells)
     verdict = Text.assemble(("verdict: ", "bold"), (d.verdict.upper(), f"bold {COLOURS[d.verdict]}"),
                             f"   (delta_1/delta_L = {_num(d.ratio)}; vanishing below {d.thresholds['vanishing']:g}, "
                             f"exploding above {d.thresholds['exploding']:g})")
     parts = [table, verdict, Text.assemble(("cause: ", "bold"), d.cause)]
     for note in d.notes:
         parts.append(Text.assemble(("note: ", "bold"), note))
+    if d.prediction_note:
+        parts.append(Text.assemble(("theory: ", "bold"), d.prediction_note,
+                                   " ('|' in the bars)" if predicted else ""))
     if d.remedies:
         remedies = Table.grid(padding=(0, 1))
         for i, remedy in enumerate(d.remedies, 1):

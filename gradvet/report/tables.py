@@ -12,11 +12,13 @@ from rich.table import Table
 from rich.text import Text
 
 from gradvet.activations import Activation
+from gradvet.theory import mean_field
 
 
 def console() -> Console:
-    """A console as wide as the terminal, and 160 columns when output is not a terminal."""
-    width = None if sys.stdout.isatty() else max(160, shutil.get_terminal_size().columns)
+    """A console as wide as the terminal, and 180 columns (the catalog table's width) when output
+    is not a terminal."""
+    width = None if sys.stdout.isatty() else max(180, shutil.get_terminal_size().columns)
     return Console(width=width, highlight=False)
 
 
@@ -33,24 +35,26 @@ def catalog_table(acts: list[Activation]) -> Table:
     table = Table(title=f"gradvet activation catalog ({len(acts)} entries)", header_style="bold", pad_edge=False)
     for col, justify in (("name", "left"), ("family", "left"), ("range", "left"), ("mono", "center"),
                          ("smooth", "left"), ("max|f'| at x", "right"), ("E[f(z)]", "right"),
-                         ("E[f'(z)^2]", "right"), ("saturates", "left"), ("dead region", "left"),
-                         ("cost", "right")):
+                         ("E[f'(z)^2]", "right"), ("chi1 He", "right"), ("edge sw2", "right"),
+                         ("saturates", "left"), ("dead region", "left"), ("cost", "right")):
         table.add_column(Text(col), justify=justify, no_wrap=col in ("name", "range"))
     for act in acts:
-        p = act.properties
+        p, mf = act.properties, mean_field(act)
         at = num(p.max_grad_at, 3)
         cells = (act.name, act.family, str(p.output_range), "yes" if p.monotonic else "no", p.smoothness,
-                 f"{num(p.max_grad)} at {at}", num(p.mean_gauss), num(p.grad_sq_gauss),
-                 p.saturation, p.dead_text(), f"{num(p.cost, 3)}x")
+                 f"{num(p.max_grad)} at {at}", num(p.mean_gauss), num(p.grad_sq_gauss), num(mf.chi1_he, 3),
+                 num(mf.critical_sw2, 3), p.saturation, p.dead_text(), f"{num(p.cost, 3)}x")
         table.add_row(*(Text(c) for c in cells))
     table.caption = Text("z ~ N(0, 1); E[f'(z)^2] < 1 means the backward signal shrinks through each layer at unit "
-                     "variance; cost: forward+backward time relative to ReLU")
+                     "variance; chi1 He: the same gain per layer at the fixed point q* of a net with He init "
+                     "(sw2 = 2, sb2 = 0); edge sw2: the weight variance where chi1 = 1 (sb2 = 0; '-': none); "
+                     "cost: forward+backward time relative to ReLU")
     return table
 
 
 def activation_panel(act: Activation) -> Panel:
     """Everything gradvet knows of one activation."""
-    p = act.properties
+    p, mf = act.properties, mean_field(act)
     info = Table.grid(padding=(0, 2))
     info.add_column(style="bold")
     info.add_column()
@@ -69,6 +73,10 @@ def activation_panel(act: Activation) -> Panel:
         ("max |f'|", f"{num(p.max_grad, 10)} at x = {num(p.max_grad_at, 10)}"),
         ("E[f(z)]", f"{num(p.mean_gauss, 10)}  (z ~ N(0,1); {'zero-centred' if p.zero_centred else 'not zero-centred'})"),
         ("E[f'(z)^2]", f"{num(p.grad_sq_gauss, 10)}  (gradient gain per layer at unit variance)"),
+        ("chi1", f"{num(mf.chi1_he, 6)} at He init (sw2 = 2), {num(mf.chi1_xavier, 6)} at Xavier (sw2 = 1); "
+                 "sb2 = 0, at the fixed point q*"),
+        ("edge of chaos", f"sw2 = {num(mf.critical_sw2, 10)} at sb2 = 0" if mf.critical_sw2 is not None
+         else "none at sb2 = 0 (for sw2 in [0.01, 100])"),
         ("saturates", p.saturation),
         ("dead region", p.dead_text()),
         ("cost", f"{num(p.cost, 3)}x ReLU (forward + backward)"),
