@@ -407,7 +407,8 @@ def theory_command(
              f"  chi1 = {scales.chi1:.6g}: {phase}",
              f"  depth scales: xi_q = {scales.xi_q:.4g}, xi_c = {scales.xi_c:.4g}, xi_grad = {scales.xi_grad:.4g}",
              f"  edge of chaos at sb2 = {sb2:g}: sw2 = {critical:.6g}" if critical else
-             f"  no edge of chaos at sb2 = {sb2:g} (chi1 never crosses 1)",
+             f"  no edge of chaos at sb2 = {sb2:g} (chi1 does not pass through 1 at a fixed point the signal "
+             "reaches, for sw2 in [0.01, 100]; --phase-diagram shows where there is one)",
              f"  predicted delta_1/delta_L at depth {depth}: {ratio:.3g}"]
     typer.echo("\n".join(lines))
 

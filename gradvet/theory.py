@@ -337,8 +337,11 @@ def critical_sw2(act: Activation | str, sb2: float = 0.0, low: float = 1e-2, hig
 
 
 def phase_diagram(act: Activation | str, sb2_values=None) -> dict[str, list]:
-    """The order-chaos boundary: critical sw2 for each sb2 (None where there is none)."""
-    sb2s = np.linspace(0.0, 2.0, 50) if sb2_values is None else np.asarray(sb2_values, dtype=float)
+    """The order-chaos boundary: critical sw2 for each sb2 (None where there is none). By default
+    50 values of sb2 in [0, 2]: 0 and 49 spaced geometrically from 1e-3, since the boundary is
+    steepest near sb2 = 0 (tanh: sw2 = 1 at 0, 1.76 at 0.05)."""
+    sb2s = np.concatenate([[0.0], np.geomspace(1e-3, 2.0, 49)]) if sb2_values is None \
+        else np.asarray(sb2_values, dtype=float)
     return {"sb2": [float(v) for v in sb2s], "critical_sw2": [critical_sw2(act, float(v)) for v in sb2s]}
 
 
