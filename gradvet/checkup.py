@@ -14,6 +14,7 @@ from gradvet.data import Dataset
 from gradvet.errors import GradvetError
 from gradvet.probe import Probe, diagnose
 from gradvet.probe.diagnosis import Diagnosis
+from gradvet.probe.histograms import activation_histograms
 from gradvet.probe.predicted import predict_for
 
 
@@ -78,6 +79,8 @@ def checkup(model: nn.Module, data: Dataset, steps: int = 0, lr: float = 0.1, ba
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
     diagnosis = diagnose(probe)
-    if data.task != "sequence":
-        diagnosis.attach_prediction(predict_for(model, data.x_train[: min(512, n)]))
+    batch = data.x_train[: min(512, n)]
+    if not data.sequence:
+        diagnosis.attach_prediction(predict_for(model, batch))
+    diagnosis.histograms = activation_histograms(model, batch)
     return diagnosis, probe

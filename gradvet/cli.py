@@ -206,7 +206,8 @@ def demo_command(
     con = console()
     start = time.perf_counter()
     ctx = run_demo(out, console=con)
-    con.print(f"\n[bold]Done in {time.perf_counter() - start:.0f} s.[/bold] Look at {ctx.out}/summary.md and the figures "
+    con.print(f"\n[bold]Done in {time.perf_counter() - start:.0f} s.[/bold] Open {ctx.result['report']} in a browser "
+              f"(the whole report, with the activation explorer); or look at {ctx.out}/summary.md and the figures "
               f"there ({', '.join(p.name for p in ctx.figures if p.suffix == '.png')}); runs: {ctx.trained} trained, "
               f"{ctx.reused} reused from {ctx.store_path}.")
     con.print("Next: [bold]gradvet diagnose --model yourpackage.module:make_model[/bold] on your own network; "
@@ -300,9 +301,12 @@ def diagnose_command(
     model: Annotated[str | None, typer.Option("--model", help="your own model: package.module:factory")] = None,
     seed: Annotated[int, typer.Option(help="random seed")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="print the diagnosis as JSON")] = False,
+    report: Annotated[Path | None, typer.Option("--report", help="also write an HTML report to this .html file")] = None,
 ) -> None:
     """Probe a model's gradient flow and say whether it vanishes or explodes, why, and what to do."""
     import torch
+
+    _check_report(report)
 
     from gradvet.checkup import checkup, load_factory
     from gradvet.data import load
@@ -323,8 +327,10 @@ def diagnose_command(
         what = f"MLP depth {depth} width {width} {activation} init {init}" + (f" {norm}norm" if norm else "") + \
             (" residual" if residual else "")
     diagnosis, _ = checkup(net, dataset, steps=steps, lr=lr, batch_size=batch_size, seed=seed)
+    record = {**diagnosis.to_dict(), "model": what, "data": data, "steps": steps}
+    _write_report(report, record)
     if as_json:
-        typer.echo(json.dumps({**diagnosis.to_dict(), "model": what, "data": data, "steps": steps}, indent=1))
+        typer.echo(json.dumps(record, indent=1))
         return
     from gradvet.report.tables import console
 
@@ -344,16 +350,23 @@ def experiment_command(
     quick: Annotated[bool, typer.Option("--quick", help="a small version that finishes in well under a minute")] = False,
     store: Annotated[Path | None, typer.Option(help="SQLite store for the runs (default OUT/runs.db)")] = None,
     mnist_dir: Annotated[Path | None, typer.Option("--mnist-dir", help="folder with the four MNIST IDX files")] = None,
+    report: Annotated[Path | None, typer.Option("--report", help="also write an HTML report to this .html file")] = None,
 ) -> None:
     """Run one of the article's experiments on real training."""
     from gradvet.experiments import run_experiment
     from gradvet.report.tables import console
+
+    _check_report(report)
 
     con = console()
     options = {"mnist_dir": str(mnist_dir)} if mnist_dir else {}
     ctx = run_experiment(name, data=data, out=out, seeds=seeds, quick=quick, store=store, console=con, **options)
     con.print(f"\n{len(ctx.figures)} figures and {name}.json written to {ctx.out}/; runs: {ctx.trained} trained, "
               f"{ctx.reused} reused from {ctx.store_path}")
+    if report is not None:
+        from gradvet.report import write_report
+
+        con.print(f"report: {write_report(report, sources=[ctx.out / f'{ctx.name}.json'])}")
 
 
 @app.command("theory")
@@ -366,9 +379,12 @@ def theory_command(
     phase_diagram: Annotated[bool, typer.Option("--phase-diagram", help="draw the order-chaos boundary over sb2")] = False,
     out: Annotated[Path | None, typer.Option("--out", help="figure file for --phase-diagram (.png, .svg, .pdf)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    report: Annotated[Path | None, typer.Option("--report", help="also write an HTML report to this .html file")] = None,
 ) -> None:
     """Mean-field prediction before training: q*, chi1, depth scales, and vanishing or exploding at a depth."""
     import math
+
+    _check_report(report)
 
     from gradvet import theory as T
     from gradvet.activations import activation
@@ -392,13 +408,17 @@ def theory_command(
     sw2 = sw2 if sw2 is not None else (critical if critical is not None else 1.0)
     fp = T.q_star(act, sw2, sb2)
     scales = T.depth_scales(act, sw2, sb2)
-    ratio = math.prod(T.predict_profile(act, depth, sw2, sb2)[:1])
+    profile = T.predict_profile(act, depth, sw2, sb2)
+    ratio = profile[0]
     phase = "critical" if abs(scales.chi1 - 1) < 1e-6 else ("ordered: gradients vanish" if scales.chi1 < 1
                                                               else "chaotic: gradients explode")
-    record = {"activation": act.label(), "sw2": sw2, "sb2": sb2, "q_star": fp.q, "q_star_iterations": fp.iterations,
+    record = {"kind": "theory", "activation": act.label(), "sw2": sw2, "sb2": sb2, "q_star": fp.q, "q_star_iterations": fp.iterations,
               "q_star_converged": fp.converged, "q_star_note": fp.message, "chi1": scales.chi1, "phase": phase,
               "xi_q": scales.xi_q, "xi_c": scales.xi_c, "xi_grad": scales.xi_grad, "critical_sw2": critical,
-              "depth": depth, "predicted_delta_1_over_delta_L": ratio}
+              "depth": depth, "predicted_delta_1_over_delta_L": ratio, "profile": profile}
+    if report is not None:
+        record["phase_diagram"] = T.phase_diagram(act)
+        _write_report(report, record, act=act)
     if as_json:
         typer.echo(json.dumps(jsonable(record), indent=1))
         return
@@ -411,6 +431,43 @@ def theory_command(
              "reaches, for sw2 in [0.01, 100]; --phase-diagram shows where there is one)",
              f"  predicted delta_1/delta_L at depth {depth}: {ratio:.3g}"]
     typer.echo("\n".join(lines))
+
+
+def _check_report(report: Path | None) -> None:
+    """Refuse a bad --report path before any work is done."""
+    if report is not None:
+        from gradvet.report import _check_out
+
+        _check_out(report)
+
+
+def _write_report(report: Path | None, record: dict, act=None) -> None:
+    """Write the --report page for one result; `act` (an Activation) is shown first in its explorer."""
+    if report is not None:
+        from gradvet.report import write_report
+
+        path = write_report(report, records=[record], selected=act.label() if act is not None else None,
+                            activations=[act] if act is not None else ())
+        typer.echo(f"report: {path}", err=True)
+
+
+@app.command("report")
+@user_errors
+def report_command(
+    sources: Annotated[list[Path] | None, typer.Argument(help="results: a runs.db store, a JSON result of gradvet, or a folder of them")] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="the .html file to write")] = Path("gradvet-report.html"),
+    activation_: Annotated[list[str] | None, typer.Option("--activation", "-a", help="also show this activation or formula in the explorer (repeatable)")] = None,
+) -> None:
+    """One self-contained HTML report (figures, tables, downloadable data, activation explorer)."""
+    from gradvet.activations import activation
+    from gradvet.report import write_report
+
+    _check_report(out)
+    extra = list(activation_ or [])
+    for name in extra:
+        activation(name)  # a bad name or formula fails here, with close matches
+    path = write_report(out, sources=sources or [], activations=extra, selected=extra[0] if extra else None)
+    typer.echo(f"wrote {path}")
 
 
 def main() -> None:

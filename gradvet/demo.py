@@ -7,7 +7,8 @@
 4. A short training of each: the first layer's learning speed and the test accuracy.
 5. Exploding gradients (N(0, 1) weights) and gradient clipping.
 6. The recommendation, in the article's words, with the numbers above.
-Figures and a summary go to ./gradvet-report/; runs are kept in its runs.db, so a
+Figures, a summary and an HTML report (index.html: every table and figure, the runs,
+the activation explorer) go to ./gradvet-report/; runs are kept in its runs.db, so a
 second demo reuses them.
 """
 
@@ -116,7 +117,10 @@ def run_demo(out: str | Path = "gradvet-report", console=None) -> Context:
         say(f"  - {line}")
     ctx.result["recommendation"] = lines
     _summary(ctx, lines)
-    ctx.write_json()
+    json_path = ctx.write_json()
+    from gradvet.report import write_report
+
+    ctx.result["report"] = str(write_report(ctx.out / "index.html", sources=[json_path], title="gradvet demo"))
     return ctx
 
 

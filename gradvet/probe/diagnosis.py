@@ -78,6 +78,7 @@ class Diagnosis:
     output_layer: str | None = None
     predicted_ratio: float | None = None
     prediction_note: str | None = None
+    histograms: dict[str, dict[str, list]] = field(default_factory=dict)  # `probe.histograms`, when taken
 
     def attach_prediction(self, prediction) -> Diagnosis:
         """Set mean-field theory's predicted ratios (a `probe.predicted.Prediction`) beside the
@@ -99,7 +100,7 @@ class Diagnosis:
         return self
 
     def to_dict(self) -> dict[str, Any]:
-        return jsonable(asdict(self))
+        return jsonable({"kind": "diagnosis", **asdict(self)})
 
     def to_json(self, indent: int | None = 1) -> str:
         return json.dumps(self.to_dict(), indent=indent)

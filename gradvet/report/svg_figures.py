@@ -1,0 +1,147 @@
+"""The report's figures as inline SVG strings (matplotlib, headless, no pyplot state).
+
+Text stays text (svg.fonttype 'none': searchable, small, no font files); each figure gets
+its own id salt so that several SVGs on one page never share an element id.
+
+- `layer_profile`: per-layer backward-signal norm on a log scale (the article's picture),
+  optionally with theory's prediction;
+- `layer_step_heatmap`: layer x step of a per-layer metric, log colour scale (fastai's
+  "colorful dimension" view, for gradients);
+- `learning_curves`: training loss (and test accuracy) per run;
+- `histograms`: per-layer activation histograms;
+- `phase_diagram`: the order-chaos boundary;
+- `bars`: one number per item (activation comparison).
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+import math
+from collections.abc import Sequence
+
+import matplotlib
+import numpy as np
+from matplotlib.colors import LogNorm
+from matplotlib.figure import Figure
+
+_salt = itertools.count()
+PALETTE = ("#1f5fa8", "#d0562c", "#2e7d32", "#7b3fa0", "#b8860b", "#00838f", "#c2185b", "#5d4037", "#455a64")
+
+
+def to_svg(fig: Figure) -> str:
+    """The figure as an <svg> element (no XML prolog or DOCTYPE), ids unique on the page."""
+    buf = io.StringIO()
+    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": f"gradvet-{next(_salt)}"}):
+        fig.savefig(buf, format="svg", bbox_inches="tight")
+    text = buf.getvalue()
+    return text[text.index("<svg"):]
+
+
+def _finite_positive(values: Sequence[float | None]) -> list[float]:
+    return [v if (v is not None and isinstance(v, (int, float)) and math.isfinite(v) and v > 0) else math.nan
+            for v in values]
+
+
+def layer_profile(layers: Sequence[str], measured: Sequence[float | None], predicted: Sequence[float | None] | None = None,
+                  title: str = "backward signal per hidden layer", ylabel: str = "||dL/dz_l|| / ||dL/dz_L||") -> str:
+    fig = Figure(figsize=(7.2, 3.6))
+    ax = fig.add_subplot()
+    idx = np.arange(1, len(layers) + 1)
+    ax.semilogy(idx, _finite_positive(measured), "o-", color=PALETTE[0], lw=2, ms=4, label="measured (probe)")
+    if predicted is not None and any(p is not None for p in predicted):
+        ax.semilogy(idx, _finite_positive(predicted), "s--", color=PALETTE[1], lw=1.5, ms=3,
+                    label="predicted (mean-field theory)")
+    ax.set_xlabel("hidden layer")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=11)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    return to_svg(fig)
+
+
+def layer_step_heatmap(layers: Sequence[str], steps: Sequence[int], values: np.ndarray,
+                       title: str = "gradient norm per layer over training") -> str:
+    """values[i, j]: layer i at steps[j]; non-positive or missing cells are blank."""
+    fig = Figure(figsize=(7.6, 0.6 + 0.28 * max(len(layers), 4)))
+    ax = fig.add_subplot()
+    data = np.array(values, dtype=float)
+    data[~np.isfinite(data) | (data <= 0)] = np.nan
+    good = data[np.isfinite(data)]
+    norm = LogNorm(vmin=float(good.min()), vmax=float(good.max())) if good.size and good.min() < good.max() else None
+    image = ax.imshow(data, aspect="auto", interpolation="nearest", cmap="viridis", norm=norm,
+                      extent=(steps[0] - 0.5, steps[-1] + 0.5, len(layers) - 0.5, -0.5) if len(steps) > 1 else None)
+    ax.set_yticks(range(len(layers)))
+    ax.set_yticklabels(layers, fontsize=7)
+    ax.set_xlabel("step")
+    ax.set_title(title, fontsize=11)
+    fig.colorbar(image, ax=ax, fraction=0.035, pad=0.02)
+    return to_svg(fig)
+
+
+def learning_curves(curves: dict[str, tuple[Sequence[int], Sequence[float]]], ylabel: str = "training loss",
+                    title: str = "learning curves", log: bool = False) -> str:
+    fig = Figure(figsize=(7.2, 3.6))
+    ax = fig.add_subplot()
+    for (label, (xs, ys)), colour in zip(curves.items(), itertools.cycle(PALETTE)):
+        ys = [y if (y is not None and isinstance(y, (int, float)) and math.isfinite(y)) else math.nan for y in ys]
+        ax.plot(list(xs), ys, color=colour, lw=1.4, label=label)
+    if log:
+        ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=11)
+    ax.grid(True, alpha=0.3)
+    if len(curves) <= 12:
+        ax.legend(fontsize=7)
+    return to_svg(fig)
+
+
+def histograms(hists: dict[str, tuple[Sequence[float], Sequence[int]]], title: str = "activations per layer") -> str:
+    """hists[layer] = (bin edges, counts): small multiples, one panel per layer."""
+    n = len(hists)
+    cols = min(n, 5)
+    rows = math.ceil(n / cols) if n else 1
+    fig = Figure(figsize=(2.1 * cols + 0.6, 1.7 * rows + 0.6), layout="constrained")
+    for k, (layer, (edges, counts)) in enumerate(hists.items()):
+        ax = fig.add_subplot(rows, cols, k + 1)
+        edges = np.asarray(edges, dtype=float)
+        ax.stairs(np.asarray(counts, dtype=float), edges, fill=True, color=PALETTE[k % len(PALETTE)], alpha=0.8)
+        ax.set_title(layer, fontsize=7)
+        ax.tick_params(labelsize=6)
+        ax.set_yticks([])
+    fig.suptitle(title, fontsize=10)
+    return to_svg(fig)
+
+
+def phase_diagram(sb2: Sequence[float], critical_sw2: Sequence[float | None], name: str,
+                  marker: tuple[float, float] | None = None) -> str:
+    fig = Figure(figsize=(6, 4))
+    ax = fig.add_subplot()
+    pts = [(b, s) for b, s in zip(sb2, critical_sw2) if s is not None]
+    if pts:
+        ax.plot([p[1] for p in pts], [p[0] for p in pts], color=PALETTE[1], lw=2, label="edge of chaos (chi1 = 1)")
+    if marker is not None:
+        ax.plot([marker[0]], [marker[1]], "o", color=PALETTE[0], ms=7, label="this network")
+    ax.set_xlabel("sw2 (weight variance x fan-in)")
+    ax.set_ylabel("sb2 (bias variance)")
+    ax.set_title(f"{name}: ordered (vanishing) left, chaotic (exploding) right", fontsize=10)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    return to_svg(fig)
+
+
+def bars(labels: Sequence[str], values: Sequence[float | None], xlabel: str, title: str, log: bool = False) -> str:
+    fig = Figure(figsize=(7.2, 0.8 + 0.3 * max(len(labels), 3)))
+    ax = fig.add_subplot()
+    vals = [v if (v is not None and isinstance(v, (int, float)) and math.isfinite(v)) else 0.0 for v in values]
+    ax.barh(range(len(labels)), vals, color=[PALETTE[i % len(PALETTE)] for i in range(len(labels))])
+    ax.set_yticks(range(len(labels)))
+    ax.set_yticklabels(labels, fontsize=8)
+    ax.invert_yaxis()
+    if log and any(v > 0 for v in vals):
+        ax.set_xscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_title(title, fontsize=11)
+    ax.grid(True, axis="x", alpha=0.3)
+    return to_svg(fig)
