@@ -25,6 +25,8 @@ from gradvet.experiments.base import Context
 from gradvet.models import mlp
 from gradvet.probe import Probe, Trace, diagnose
 from gradvet.probe.diagnosis import geometric_mean, short_number
+from gradvet.probe.histograms import activation_histograms
+from gradvet.probe.predicted import predict_for
 from gradvet.spec import RunSpec
 
 DEPTH, WIDTH, STEPS = 10, 64, 300
@@ -35,10 +37,13 @@ def _at_init(activation: str, init: str, data):
     """Probe one backward pass of a fresh net on 256 training examples; its diagnosis."""
     torch.manual_seed(0)
     model = mlp(data.n_features, data.n_classes, DEPTH, WIDTH, activation, init)
+    batch = data.x_train[:256]
     with Probe(model) as probe:
-        nn.functional.cross_entropy(model(data.x_train[:256]), data.y_train[:256]).backward()
+        nn.functional.cross_entropy(model(batch), data.y_train[:256]).backward()
         probe.step()
-    return diagnose(probe)
+    diagnosis = diagnose(probe).attach_prediction(predict_for(model, batch))
+    diagnosis.histograms = activation_histograms(model, batch)
+    return diagnosis
 
 
 def _first_layer_speed(run) -> tuple[list[int], list[float]]:
@@ -120,7 +125,9 @@ def run_demo(out: str | Path = "gradvet-report", console=None) -> Context:
     json_path = ctx.write_json()
     from gradvet.report import write_report
 
-    ctx.result["report"] = str(write_report(ctx.out / "index.html", sources=[json_path], title="gradvet demo"))
+    record = {**sig.to_dict(), "model": f"sigmoid MLP, {DEPTH} hidden layers of {WIDTH}, Xavier init", "data": "digits"}
+    ctx.result["report"] = str(write_report(ctx.out / "index.html", sources=[json_path], records=[record],
+                                            title="gradvet demo"))
     return ctx
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 from typer.testing import CliRunner
 
@@ -27,6 +28,15 @@ def test_demo_writes_its_files_and_reuses_the_store(tmp_path):
     assert result["exploding"]["clipped"]["status"] == "done"
     assert "Recommendation" in first.stdout and "summary.md" in first.stdout and "Next:" in first.stdout
     assert "runs: 7 trained, 0 reused" in first.stdout.replace("\n", " ")
+    # the HTML report: the demo's numbers, the sigmoid net's diagnosis with theory's prediction, the runs
+    html = (out / "index.html").read_text()
+    embedded = json.loads(re.search(r'<script type="application/json" id="gradvet-data">(.*?)</script>', html).group(1))
+    record = embedded["record-1"]
+    assert record["kind"] == "diagnosis" and record["ratio"] == result["sigmoid_at_init"]["ratio"]
+    assert 0.5 < record["predicted_ratio"] / record["ratio"] < 2
+    for marker in ('data-table="diagnosis-layers"', 'data-figure="histograms"', 'data-table="runs"',
+                   'data-figure="demo-activations"', 'id="explorer-data"'):
+        assert marker in html
     second = runner.invoke(app, ["demo", "--out", str(out)])
     assert second.exit_code == 0, second.output
     assert "runs: 0 trained, 7 reused" in second.stdout.replace("\n", " ")
