@@ -2,10 +2,11 @@
 
 from gradvet import activations
 from gradvet.activations import Activation, activation, register
+from gradvet.choose import Choice, choose
 from gradvet.errors import GradvetError
 from gradvet.probe import Diagnosis, Probe, Trace, diagnose
 
 __version__ = "0.1.0"
 
-__all__ = ["Activation", "Diagnosis", "GradvetError", "Probe", "Trace", "activation", "activations", "diagnose",
-           "register", "__version__"]
+__all__ = ["Activation", "Choice", "Diagnosis", "GradvetError", "Probe", "Trace", "activation", "activations",
+           "choose", "diagnose", "register", "__version__"]

@@ -291,7 +291,8 @@ def diagnose_command(
     depth: Annotated[int, typer.Option(help="hidden layers of the built MLP")] = 10,
     width: Annotated[int, typer.Option(help="units per hidden layer")] = 64,
     activation: Annotated[str, typer.Option(help="catalog name or formula")] = "sigmoid",
-    init: Annotated[str, typer.Option(help="normal, nielsen, xavier, he, lecun, orthogonal, lsuv, default")] = "xavier",
+    init: Annotated[str, typer.Option(help="normal, nielsen, xavier, he, lecun, orthogonal, lsuv, critical, default, "
+                                           "or gaussian:sw2=S,sb2=B")] = "xavier",
     norm: Annotated[str | None, typer.Option(help="batch or layer normalisation")] = None,
     residual: Annotated[bool, typer.Option(help="identity skips around hidden blocks")] = False,
     data: Annotated[str, typer.Option(help="dataset name or .npz path")] = "digits",
@@ -343,7 +344,7 @@ def diagnose_command(
 @app.command("experiment")
 @user_errors
 def experiment_command(
-    name: Annotated[str, typer.Argument(help="speed-of-learning, cause, activations, remedies, exploding, rnn")],
+    name: Annotated[str, typer.Argument(help="speed-of-learning, cause, activations, remedies, exploding, rnn, trainable-depth")],
     data: Annotated[str, typer.Option(help="dataset name or .npz path (mnist needs --mnist-dir)")] = "digits",
     out: Annotated[Path, typer.Option("--out", "-o", help="folder for tables, figures, JSON and the run store")] = Path("gradvet-report"),
     seeds: Annotated[int, typer.Option(help="seeds to average over (spread shown)")] = 1,
@@ -468,6 +469,50 @@ def report_command(
         activation(name)  # a bad name or formula fails here, with close matches
     path = write_report(out, sources=sources or [], activations=extra, selected=extra[0] if extra else None)
     typer.echo(f"wrote {path}")
+
+
+@app.command("choose")
+@user_errors
+def choose_command(
+    depth: Annotated[int, typer.Option(help="hidden layers of your MLP")],
+    width: Annotated[int, typer.Option(help="units per hidden layer")],
+    data: Annotated[str, typer.Option(help="dataset name or .npz path")] = "digits",
+    norm: Annotated[str | None, typer.Option(help="batch or layer normalisation (none: without)")] = None,
+    residual: Annotated[bool, typer.Option("--residual", help="identity skips around hidden blocks")] = False,
+    task: Annotated[str | None, typer.Option(help="binary, multiclass or regression (default: the dataset's)")] = None,
+    budget: Annotated[float, typer.Option(help="seconds of work at most (candidates or seeds are cut to fit)")] = 60.0,
+    candidates: Annotated[str | None, typer.Option(help="comma-separated names or formulas (default: ten common ones)")] = None,
+    seeds: Annotated[int, typer.Option(help="seeds per candidate")] = 2,
+    steps: Annotated[int, typer.Option(help="training steps per run")] = 300,
+    lr: Annotated[float, typer.Option(help="learning rate (plain SGD)")] = 0.1,
+    as_json: Annotated[bool, typer.Option("--json", help="print the choice as JSON")] = False,
+    report: Annotated[Path | None, typer.Option("--report", help="also write an HTML report to this .html file")] = None,
+) -> None:
+    """Rank activations for your architecture by measurement: theory, a probe at init, short training."""
+    import contextlib
+
+    _check_report(report)
+
+    from gradvet.choose import choose
+    from gradvet.report.tables import console
+
+    con = console()
+    status = con.status("measuring") if (not as_json and sys.stdout.isatty()) else contextlib.nullcontext()
+    with status as live:
+        def say(text: str) -> None:
+            if live is not None:
+                live.update(f"measuring {text}")
+
+        result = choose(depth, width, data=data, task=task, candidates=candidates, norm=norm, residual=residual,
+                        budget=budget, seeds=seeds, steps=steps, lr=lr, progress=say)
+    if report is not None:
+        from gradvet.activations import activation
+
+        _write_report(report, result.to_dict(), act=activation(result.winner) if result.winner else None)
+    if as_json:
+        typer.echo(result.to_json())
+        return
+    con.print(result)
 
 
 def main() -> None:

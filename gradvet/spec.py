@@ -20,6 +20,8 @@ from gradvet.errors import GradvetError, did_you_mean
 
 MODELS = ("mlp", "rnn", "lstm", "gru")
 INITS = ("normal", "nielsen", "xavier", "he", "lecun", "orthogonal", "lsuv", "critical", "default")
+# ... and the parametrised "gaussian:sw2=S,sb2=B" (W ~ N(0, S/n_in), b ~ N(0, B); gradvet.models.init),
+# kept in its canonical spelling so equal variances give equal keys.
 NORMS = (None, "batch", "layer")
 OPTIMIZERS = ("sgd", "momentum", "adam", "rmsprop")
 LOSSES = ("auto", "cross_entropy", "sigmoid_cross_entropy", "mse")
@@ -46,7 +48,7 @@ class RunSpec:
     activation: str = "relu"
     depth: int = 4
     width: int = 64
-    init: str = "he"
+    init: str = "he"  # one of INITS, or "gaussian:sw2=S,sb2=B"
     norm: str | None = None
     residual: bool = False
     optimizer: str = "sgd"
@@ -72,6 +74,10 @@ class RunSpec:
             if isinstance(value, dict):
                 value = value.items()
             object.__setattr__(self, name, tuple(sorted((str(k), v) for k, v in value)))
+        if isinstance(self.init, str) and self.init.split(":", 1)[0].strip() == "gaussian":
+            from gradvet.models.init import canonical
+
+            object.__setattr__(self, "init", canonical(self.init))  # a bad string: its own clear error
         validate(self)
 
     @property
@@ -148,10 +154,19 @@ def _number(name: str, value: Any, low: float = 0.0, allow_none: bool = False, s
         raise GradvetError(f"{name}={value!r} must be a finite number {bound}{extra}.")
 
 
+def _init(value: Any) -> None:
+    """One of INITS, or a valid "gaussian:sw2=S,sb2=B" (parsed by gradvet.models.init)."""
+    if value in INITS:
+        return
+    from gradvet.models.init import check_scheme
+
+    check_scheme(value)
+
+
 def validate(spec: RunSpec) -> None:
     """Check every field; one GradvetError naming the first bad one."""
     _choice("model", spec.model, MODELS)
-    _choice("init", spec.init, INITS)
+    _init(spec.init)
     _choice("norm", spec.norm, NORMS)
     _choice("optimizer", spec.optimizer, OPTIMIZERS)
     _choice("loss", spec.loss, LOSSES)

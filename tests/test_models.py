@@ -182,3 +182,100 @@ def test_recurrent_models_shapes_and_init():
 def test_initialise_rejects_unknown_scheme():
     with pytest.raises(GradvetError, match="allowed"):
         initialise(nn.Linear(2, 2), "glorot")
+
+
+# -- init "gaussian:sw2=S,sb2=B" (any point of the mean-field phase diagram) -----------------------------
+def sample_variance(tensors) -> float:
+    """Unbiased sample variance of all entries together, in float64 with numpy (not torch's var)."""
+    import numpy as np
+
+    values = np.concatenate([t.detach().double().numpy().ravel() for t in tensors])
+    return float(((values - values.mean()) ** 2).sum() / (values.size - 1))
+
+
+@pytest.mark.parametrize("sw2,sb2", [(1.5, 0.05), (3.0, 0.5), (0.7, 0.0)])
+def test_gaussian_init_has_the_stated_weight_and_bias_variance(sw2, sb2):
+    torch.manual_seed(0)
+    text = f"gaussian:sw2={sw2},sb2={sb2}"
+    model = mlp(300, 10, depth=3, width=400, activation="tanh", init=text)
+    layers = weights(model)
+    for layer in layers:
+        n_out, n_in = layer.weight.shape
+        lo, hi = variance_band(sw2 / n_in, layer.weight.numel())
+        var = sample_variance([layer.weight])
+        assert lo < var < hi, (n_in, var, sw2 / n_in)
+        assert abs(float(layer.weight.detach().double().mean())) < 4 * math.sqrt(sw2 / n_in / layer.weight.numel())
+    biases = [layer.bias for layer in layers]
+    n_bias = sum(b.numel() for b in biases)  # 3 * 400 + 10 draws from N(0, sb2)
+    if sb2 == 0:
+        assert all(float(b.detach().abs().max()) == 0.0 for b in biases)
+    else:
+        lo, hi = variance_band(sb2, n_bias)
+        assert lo < sample_variance(biases) < hi
+
+
+def test_gaussian_init_without_sb2_has_zero_biases_and_is_reproducible():
+    from gradvet.models.init import parse_gaussian
+
+    assert parse_gaussian("gaussian:sw2=2") == (2.0, 0.0)
+    assert parse_gaussian(" gaussian : sb2 = 0.25 , sw2 = 1e0 ") == (1.0, 0.25)
+    a = mlp(20, 3, depth=2, width=30, activation="tanh", init="gaussian:sw2=2", seed=3)
+    b = mlp(20, 3, depth=2, width=30, activation="tanh", init="gaussian:sw2=2.0,sb2=0", seed=3)
+    for la, lb in zip(weights(a), weights(b)):
+        torch.testing.assert_close(la.weight, lb.weight, rtol=0, atol=0)
+        assert float(la.bias.detach().abs().max()) == 0.0
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("gaussian", r"needs its weight variance.*gaussian:sw2=S,sb2=B"),
+    ("gaussian:", r"needs its weight variance"),
+    ("gaussian:sw2", r"'sw2' is not name=value"),
+    ("gaussian:sw2=1,,sb2=0.1", r"an empty part is not name=value"),
+    ("gaussian:sw=1.5", r"unknown parameter 'sw' \(did you mean 'sw2'\?\); allowed: sw2 .* and sb2"),
+    ("gaussian:sw2=1.5,sigma=2", r"unknown parameter 'sigma'"),
+    ("gaussian:sw2=abc", r"sw2='abc' is not a number; sw2 must be a finite number > 0"),
+    ("gaussian:sw2=__import__('os')", r"is not a number"),
+    ("gaussian:sw2=0", r"sw2='0' is out of range; sw2 must be a finite number > 0"),
+    ("gaussian:sw2=-1.5", r"sw2='-1.5' is out of range"),
+    ("gaussian:sw2=inf", r"sw2='inf' is out of range"),
+    ("gaussian:sw2=nan", r"sw2='nan' is out of range"),
+    ("gaussian:sw2=1,sb2=-0.1", r"sb2='-0.1' is out of range; sb2 must be a finite number >= 0"),
+    ("gaussian:sw2=1,sw2=2", r"sw2 is given twice"),
+    ("gaussian:sb2=0.05", r"has no sw2"),
+    ("gausian:sw2=1.5", r"not a scheme \(did you mean 'gaussian'\?\); allowed: .*gaussian:sw2=S,sb2=B"),
+])
+def test_bad_gaussian_init_strings_give_one_clear_sentence(text, expected):
+    from gradvet.spec import RunSpec
+
+    for make in (lambda: RunSpec(init=text), lambda: initialise(nn.Linear(2, 2), text)):
+        with pytest.raises(GradvetError, match=expected) as info:
+            make()
+        message = str(info.value)
+        assert message.startswith("init=") and message.endswith(".") and "\n" not in message
+
+
+def test_runspec_with_gaussian_init_is_canonical_and_trains():
+    from gradvet.spec import RunSpec
+    from gradvet.train import run
+
+    spec = RunSpec(activation="tanh", init="gaussian: sb2=0.05, sw2=1.5", depth=3, width=16, steps=5,
+                   eval_every=0, lr=0.01)
+    assert spec.init == "gaussian:sw2=1.5,sb2=0.05"
+    assert spec.key == spec.replace(init="gaussian:sw2=1.50,sb2=5e-2").key
+    assert spec.key != spec.replace(init="gaussian:sw2=1.5,sb2=0.06").key
+    assert RunSpec.from_dict(spec.to_dict()) == spec
+    result = run(spec, probe=None)
+    assert result.status == "done"
+    assert len(result.history["loss"]) == 5 and all(math.isfinite(v) for v in result.history["loss"])
+    assert 0.0 <= result.metrics["test_accuracy"] <= 1.0
+
+
+def test_recurrent_models_accept_the_gaussian_init():
+    torch.manual_seed(0)
+    lstm = rnn("lstm", 3, 2, hidden_size=200, init="gaussian:sw2=1.0,sb2=0.2")
+    lo, hi = variance_band(1.0 / 200, lstm.cell.weight_hh.numel())
+    assert lo < sample_variance([lstm.cell.weight_hh]) < hi
+    biases = [p for name, p in lstm.cell.named_parameters() if name.startswith("bias")]
+    lo, hi = variance_band(0.2, sum(b.numel() for b in biases))
+    assert lo < sample_variance(biases) < hi
+    assert rnn("rnn", 3, 2, hidden_size=8, init="gaussian:sw2=1.0")(torch.randn(2, 5, 3)).shape == (2, 2)

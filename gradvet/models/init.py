@@ -11,6 +11,9 @@ For a linear layer with n_in inputs and n_out outputs:
   pre-activation output has unit variance on a data batch (Mishkin & Matas 2016)
 - critical: W ~ N(0, sw2*/n_in), b = 0, with sw2* the edge of chaos of the activation
   (chi1 = 1 at sb2 = 0; Schoenholz et al. 2017; `gradvet.theory.critical_sw2`)
+- gaussian:sw2=S,sb2=B: W ~ N(0, S/n_in), b ~ N(0, B), any point of the mean-field
+  phase diagram (Poole et al. 2016; Schoenholz et al. 2017); S > 0, B >= 0, sb2
+  optional (default 0), e.g. "gaussian:sw2=1.5,sb2=0.05" (`parse_gaussian`)
 - default: PyTorch's own (U[-1/sqrt(n_in), 1/sqrt(n_in)], Glorot's "standard")
 Normalisation layers keep weight 1 and bias 0.
 """
@@ -25,11 +28,83 @@ from torch import nn
 from gradvet.errors import GradvetError, did_you_mean
 
 SCHEMES = ("normal", "nielsen", "xavier", "he", "lecun", "orthogonal", "lsuv", "critical", "default")
+GAUSSIAN = "gaussian"  # the one parametrised scheme: "gaussian:sw2=S,sb2=B"
+GAUSSIAN_FORM = "gaussian:sw2=S,sb2=B"
+GAUSSIAN_EXAMPLE = "gaussian:sw2=1.5,sb2=0.05"
+ALLOWED = ", ".join((*SCHEMES, GAUSSIAN_FORM))
 LSUV_TOL = 0.01
 LSUV_MAX_ITER = 20
 
 
-def _linear_init(layer: nn.Linear, scheme: str, sw2: float | None = None) -> None:
+def is_gaussian(scheme: object) -> bool:
+    """True for "gaussian" and "gaussian:..." (whether or not the parameters are valid)."""
+    return isinstance(scheme, str) and scheme.split(":", 1)[0].strip() == GAUSSIAN
+
+
+def parse_gaussian(scheme: str) -> tuple[float, float]:
+    """(sw2, sb2) of "gaussian:sw2=S,sb2=B" (sb2 optional, default 0; spaces around parts allowed).
+
+    Only plain numbers are read (Python's float(), never eval); sw2 must be finite and > 0,
+    sb2 finite and >= 0. Anything else is a GradvetError naming the bad part.
+    """
+    head, colon, body = scheme.partition(":")
+    where = f"init={scheme!r}"
+    if head.strip() != GAUSSIAN:
+        raise GradvetError(f"{where} is not a gaussian init; write {GAUSSIAN_FORM}, e.g. {GAUSSIAN_EXAMPLE!r}.")
+    if not colon or not body.strip():
+        raise GradvetError(f"{where} needs its weight variance: write {GAUSSIAN_FORM} (W ~ N(0, S/n_in), "
+                           f"b ~ N(0, B), sb2 optional), e.g. {GAUSSIAN_EXAMPLE!r}.")
+    values: dict[str, float] = {}
+    for part in body.split(","):
+        name, equals, text = (p.strip() for p in part.partition("="))
+        if not equals:
+            what = repr(part.strip()) if part.strip() else "an empty part"
+            raise GradvetError(f"{where}: {what} is not name=value; write {GAUSSIAN_FORM}, e.g. {GAUSSIAN_EXAMPLE!r}.")
+        if name not in ("sw2", "sb2"):
+            raise GradvetError(f"{where}: unknown parameter {name!r}{did_you_mean(name, ('sw2', 'sb2'))}; "
+                               "allowed: sw2 (weight variance times n_in, > 0) and sb2 (bias variance, >= 0).")
+        if name in values:
+            raise GradvetError(f"{where}: {name} is given twice; give each of sw2 and sb2 at most once.")
+        bound = "> 0" if name == "sw2" else ">= 0"
+        try:
+            value = float(text)
+        except ValueError:
+            raise GradvetError(
+                f"{where}: {name}={text!r} is not a number; {name} must be a finite number {bound}.") from None
+        if not (math.isfinite(value) and (value > 0 if name == "sw2" else value >= 0)):
+            raise GradvetError(f"{where}: {name}={text!r} is out of range; {name} must be a finite number {bound}.")
+        values[name] = value
+    if "sw2" not in values:
+        raise GradvetError(f"{where} has no sw2; write {GAUSSIAN_FORM} (sw2 > 0 required, sb2 >= 0 optional), "
+                           f"e.g. {GAUSSIAN_EXAMPLE!r}.")
+    return values["sw2"], values.get("sb2", 0.0)
+
+
+def gaussian(sw2: float, sb2: float = 0.0) -> str:
+    """The canonical init string for W ~ N(0, sw2/n_in), b ~ N(0, sb2): "gaussian:sw2=1.5,sb2=0.05"
+    (shortest round-trip float text, so equal variances give equal strings and equal spec keys)."""
+    text = f"{GAUSSIAN}:sw2={float(sw2)!r},sb2={float(sb2)!r}"
+    parse_gaussian(text)  # the same checks as for a typed string
+    return text
+
+
+def canonical(scheme: str) -> str:
+    """`scheme` itself, or for a gaussian init its canonical spelling (`gaussian`)."""
+    return gaussian(*parse_gaussian(scheme)) if is_gaussian(scheme) else scheme
+
+
+def check_scheme(scheme: object) -> None:
+    """A GradvetError unless `scheme` is one of SCHEMES or a valid gaussian:sw2=S,sb2=B."""
+    if is_gaussian(scheme):
+        parse_gaussian(scheme)
+        return
+    if scheme not in SCHEMES:
+        name = scheme.split(":", 1)[0].strip() if isinstance(scheme, str) else str(scheme)
+        raise GradvetError(f"init={scheme!r} is not a scheme{did_you_mean(name, (*SCHEMES, GAUSSIAN))}; "
+                           f"allowed: {ALLOWED}.")
+
+
+def _linear_init(layer: nn.Linear, scheme: str, sw2: float | None = None, sb2: float = 0.0) -> None:
     w = layer.weight
     b = layer.bias if layer.bias is not None else torch.empty(0)  # a bias-free layer: nothing to set
     n_out, n_in = w.shape
@@ -52,6 +127,12 @@ def _linear_init(layer: nn.Linear, scheme: str, sw2: float | None = None) -> Non
         elif scheme == "critical":
             w.normal_(0.0, math.sqrt(sw2 / n_in))
             b.zero_()
+        elif scheme == GAUSSIAN:
+            w.normal_(0.0, math.sqrt(sw2 / n_in))
+            if sb2 > 0:
+                b.normal_(0.0, math.sqrt(sb2))
+            else:
+                b.zero_()
         elif scheme in ("orthogonal", "lsuv"):
             nn.init.orthogonal_(w)
             b.zero_()
@@ -79,22 +160,24 @@ def critical_variance(activation) -> float:
 
 def initialise(model: nn.Module, scheme: str, data: torch.Tensor | None = None, activation=None) -> nn.Module:
     """Initialise every linear layer of `model` with `scheme`; `lsuv` also needs `data`,
-    `critical` the activation."""
-    if scheme not in SCHEMES:
-        raise GradvetError(f"init={scheme!r} is not a scheme{did_you_mean(scheme, SCHEMES)}; allowed: {', '.join(SCHEMES)}.")
-    sw2 = None
-    if scheme == "critical":
+    `critical` the activation; "gaussian:sw2=S,sb2=B" carries its own variances."""
+    check_scheme(scheme)
+    sw2, sb2 = None, 0.0
+    if is_gaussian(scheme):
+        sw2, sb2 = parse_gaussian(scheme)
+        scheme = GAUSSIAN
+    elif scheme == "critical":
         if activation is None:
             raise GradvetError("init='critical' needs the activation, to find its edge of chaos.")
         sw2 = critical_variance(activation)
     for _, layer in linear_layers(model):
-        _linear_init(layer, scheme, sw2)
+        _linear_init(layer, scheme, sw2, sb2)
     for module in model.modules():
         if isinstance(module, (nn.BatchNorm1d, nn.LayerNorm)) and module.weight is not None:
             nn.init.ones_(module.weight)
             nn.init.zeros_(module.bias)
         if isinstance(module, (nn.LSTMCell, nn.GRUCell)):
-            _recurrent_init(module, scheme)
+            _recurrent_init(module, scheme, sw2, sb2)
     if scheme == "lsuv":
         if data is None:
             raise GradvetError("init='lsuv' is data-driven: pass a batch of inputs (data=...).")
@@ -102,8 +185,9 @@ def initialise(model: nn.Module, scheme: str, data: torch.Tensor | None = None, 
     return model
 
 
-def _recurrent_init(cell: nn.Module, scheme: str) -> None:
-    """Gate matrices of LSTM/GRU cells: each gate's block initialised like a linear layer."""
+def _recurrent_init(cell: nn.Module, scheme: str, sw2: float | None = None, sb2: float = 0.0) -> None:
+    """Gate matrices of LSTM/GRU cells: each gate's block initialised like a linear layer
+    (gaussian: each block N(0, sw2/n_in), every bias N(0, sb2))."""
     if scheme == "default":
         cell.reset_parameters()
         return
@@ -112,13 +196,16 @@ def _recurrent_init(cell: nn.Module, scheme: str) -> None:
             if name.startswith("bias"):
                 if scheme in ("normal", "nielsen"):
                     param.normal_(0.0, 1.0)
+                elif scheme == GAUSSIAN and sb2 > 0:
+                    param.normal_(0.0, math.sqrt(sb2))
                 else:
                     param.zero_()
                 continue
             gates = param.shape[0] // cell.hidden_size
             for block in param.chunk(gates, dim=0):
                 fake = nn.Linear(block.shape[1], block.shape[0])
-                _linear_init(fake, "orthogonal" if scheme == "lsuv" else "lecun" if scheme == "critical" else scheme)
+                like = "orthogonal" if scheme == "lsuv" else "lecun" if scheme == "critical" else scheme
+                _linear_init(fake, like, sw2)
                 block.copy_(fake.weight)
 
 

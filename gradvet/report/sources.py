@@ -212,45 +212,46 @@ def add_diagnosis(page: Page, record: dict, path: Path | None = None) -> None:
 
 
 # -- a recommendation ------------------------------------------------------------------------------
+CHOICE_COLUMNS = (("rank", "rank"), ("name", "activation"), ("init", "init"), ("score", "score"),
+                  ("quality", "accuracy"), ("ratio", "delta_1/delta_L at init"), ("dead_fraction", "dead"),
+                  ("saturated_fraction", "saturated"), ("step_time", "s per step"), ("diverged", "seeds diverged"),
+                  ("reason", "why"))
+
+
 def add_choice(page: Page, record: dict, path: Path | None = None) -> None:
+    """`gradvet choose --json`: the ranking, the comparison, the rules checked, the advice."""
     sec = page.section("choice", "choosing an activation")
-    ranking = record.get("ranking", [])
-    summary = record.get("summary") or record.get("budget_note") or ""
-    if summary:
-        sec.text(esc(summary))
-    if ranking:
-        scalar = [k for k, v in ranking[0].items() if isinstance(v, (int, float, str, bool)) or v is None]
-        rows = [[row.get(k) if not isinstance(row.get(k), str) or _num(row.get(k)) is None else _num(row.get(k))
-                 for k in scalar] for row in ranking]
-        sec.table("ranking, best first", scalar, rows, "choice-ranking")
-        label_key = "activation" if "activation" in ranking[0] else scalar[0]
-        score_key = next((k for k in ("score", "test_accuracy", "accuracy") if k in ranking[0]), None)
-        if score_key:
-            sec.figure(figs.bars([str(r.get(label_key)) for r in ranking], [_num(r.get(score_key)) for r in ranking],
-                                 score_key, f"activation comparison: {score_key}"),
-                       f"{score_key} per candidate", "choice-scores", [label_key, score_key],
-                       [[r.get(label_key), _num(r.get(score_key))] for r in ranking])
-        ratio_key = next((k for k in ("gradient_ratio", "ratio", "delta_ratio") if k in ranking[0]), None)
-        if ratio_key:
-            sec.figure(figs.bars([str(r.get(label_key)) for r in ranking],
-                                 [abs(_num(r.get(ratio_key)) or 0) for r in ranking], "delta_1/delta_L at initialisation",
-                                 "first-layer gradient relative to the last", log=True),
-                       "measured at initialisation by the probe", "choice-ratios", [label_key, ratio_key],
-                       [[r.get(label_key), _num(r.get(ratio_key))] for r in ranking])
-    for key, title in (("rules", "the article's rules, checked here"), ("advice", "advice")):
-        value = record.get(key)
-        if isinstance(value, list) and value:
-            sec.raw(f'<div class="card"><h3>{esc(title)}</h3><ul class="tight">' + "".join(
-                f"<li>{esc(_line(v))}</li>" for v in value) + "</ul></div>")
-        elif isinstance(value, dict) and value:
-            sec.raw(f'<div class="card"><h3>{esc(title)}</h3><ul class="tight">' + "".join(
-                f"<li><b>{esc(k)}</b>: {esc(_line(v))}</li>" for k, v in value.items()) + "</ul></div>")
-
-
-def _line(value: Any) -> str:
-    if isinstance(value, dict):
-        return "; ".join(f"{k}: {fmt(v) if not isinstance(v, (dict, list)) else json.dumps(v)}" for k, v in value.items())
-    return str(value)
+    rows = record.get("rows", [])
+    norm = f", {record['norm']} norm" if record.get("norm") else ""
+    sec.text(f"MLP depth {esc(record.get('depth'))}, width {esc(record.get('width'))}{esc(norm)}"
+             f"{', residual' if record.get('residual') else ''} on {esc(record.get('data'))} "
+             f"({esc(record.get('task'))}); winner <b>{esc(record.get('winner'))}</b>. {esc(record.get('budget_note', ''))}")
+    if rows:
+        columns = [title for _, title in CHOICE_COLUMNS]
+        table = [[_num(r.get(k)) if _num(r.get(k)) is not None else r.get(k) for k, _ in CHOICE_COLUMNS] for r in rows]
+        quality = record.get("quality_name", "accuracy")
+        columns[columns.index("accuracy")] = quality
+        sec.table("ranking, best first", columns, table, "choice-ranking",
+                  "score = quality - penalties (gradient ratio far from 1, dead and saturated units, cost); weights: "
+                  + ", ".join(f"{k} {v:g}" for k, v in (record.get("weights") or {}).items()))
+        names = [r["name"] for r in rows]
+        sec.figure(figs.bars(names, [_num(r.get("quality")) for r in rows], quality,
+                             f"{quality} after {record.get('steps')} steps"),
+                   f"{quality} per candidate (mean over seeds)", "choice-quality", ["activation", quality],
+                   [[n, _num(r.get("quality"))] for n, r in zip(names, rows)])
+        sec.figure(figs.bars(names, [_num(r.get("ratio")) for r in rows], "delta_1/delta_L at initialisation",
+                             "first-layer gradient relative to the last (log scale)", log=True),
+                   "measured by the probe at initialisation; 1 is ideal", "choice-ratios", ["activation", "ratio"],
+                   [[n, _num(r.get("ratio"))] for n, r in zip(names, rows)])
+    rules = record.get("rules") or []
+    if rules:
+        sec.raw('<div class="card"><h3>the article\'s rules, checked on this architecture</h3><ul class="tight">'
+                + "".join(f"<li><b>{esc(r.get('mark'))}</b>: {esc(r.get('text'))} ({esc(r.get('evidence'))})</li>"
+                          for r in rules) + "</ul></div>")
+    advice = [(k, record.get(k)) for k in ("output_advice", "init_advice", "norm_advice") if record.get(k)]
+    if advice:
+        sec.raw('<div class="card"><h3>advice</h3><ul class="tight">' + "".join(
+            f"<li><b>{esc(k.replace('_advice', ''))}</b>: {esc(v)}</li>" for k, v in advice) + "</ul></div>")
 
 
 # -- theory ----------------------------------------------------------------------------------------
