@@ -197,3 +197,20 @@ def test_report_command_and_bad_input(results_dir, tmp_path):
                       "not a gradvet result")
     # a bad --report path is refused before any work
     assert_user_error(runner.invoke(app, ["diagnose", "--depth", "2", "--report", str(tmp_path / "d.png")]), ".html")
+
+
+def test_choice_report_round_trips(tmp_path):
+    out = tmp_path / "c.html"
+    result = runner.invoke(app, ["choose", "--depth", "3", "--width", "16", "--candidates", "relu,sigmoid,tanh",
+                                 "--steps", "40", "--seeds", "1", "--budget", "60", "--json", "--report", str(out)])
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.stdout)
+    page = parse(out.read_text())
+    rows = [r for r in page.tables["choice-ranking"] if r]
+    assert [r[1][0] for r in rows] == record["ranking"]
+    for row, measured in zip(rows, record["rows"]):
+        assert json.loads(row[3][1]) == measured["score"] and json.loads(row[5][1]) == measured["ratio"]
+        assert row[10][0] == measured["reason"]
+    html = out.read_text()
+    assert 'data-figure="choice-quality"' in html and 'data-figure="choice-ratios"' in html
+    assert all(rule["evidence"] in html.replace("&#x27;", "'") for rule in record["rules"])

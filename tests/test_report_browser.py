@@ -53,7 +53,10 @@ def report(tmp_path_factory):
     theory = {"kind": "theory", "activation": "tanh", "sw2": 1.5, "sb2": 0.05, "chi1": T.chi1("tanh", 1.5, 0.05),
               "depth": 10, "profile": T.predict_profile("tanh", 10, 1.5, 0.05),
               "phase_diagram": T.phase_diagram("tanh", [0.0, 0.05, 0.5, 1.0])}
-    return write_report(out / "report.html", sources=[out / "runs.db"], records=[record, theory],
+    from gradvet import choose
+
+    choice = choose(3, 16, candidates="relu,sigmoid", steps=30, seeds=1, budget=60).to_dict()
+    return write_report(out / "report.html", sources=[out / "runs.db"], records=[record, theory, choice],
                         activations=["x*tanh(softplus(x))"])
 
 
@@ -98,8 +101,9 @@ def test_every_figure_is_drawn(browser, report):
             assert box is not None and box["width"] > 100 and box["height"] > 80, (target, box)
             assert figure.locator("svg path, svg image").count() > 5  # something is drawn in it
             drawn += 1
-    # runs: curves + (profile + heatmap) x 2 runs; diagnosis: profile + histograms; theory: profile + phase diagram
-    assert drawn == 9
+    # runs: curves + (profile + heatmap) x 2 runs; diagnosis: profile + histograms; theory: profile + phase
+    # diagram; choice: quality and gradient-ratio bars
+    assert drawn == 11
     page.close()
 
 
@@ -131,7 +135,7 @@ def test_screenshot_is_not_blank(browser, report, tmp_path):
     from PIL import Image
 
     page, _ = open_page(browser, report)
-    for target in ("diagnosis", "explorer"):
+    for target in ("diagnosis", "choice", "explorer"):
         page.click(f"nav button[data-target='{target}']")
         png = page.screenshot(full_page=False)
         (tmp_path / f"{target}.png").write_bytes(png)
