@@ -383,8 +383,6 @@ def theory_command(
     report: Annotated[Path | None, typer.Option("--report", help="also write an HTML report to this .html file")] = None,
 ) -> None:
     """Mean-field prediction before training: q*, chi1, depth scales, and vanishing or exploding at a depth."""
-    import math
-
     _check_report(report)
 
     from gradvet import theory as T

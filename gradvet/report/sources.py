@@ -162,10 +162,12 @@ def _trace_figures(sec, trace, label: str, stem: str) -> None:
     first, last = grid[:, 0], grid[:, -1]
     ref0, ref1 = first[-1], last[-1]
     rows = [[name, float(first[i]), float(last[i])] for i, name in enumerate(layers)]
-    sec.figure(figs.layer_profile(layers, list(first / ref0), None,
-                                  title=f"{label}: backward signal at step {steps[0]}"),
-               f"{label}: ||dL/d output|| per layer relative to the last, at step {steps[0]}", f"profile-{stem}",
-               ["layer", f"step {steps[0]}", f"step {steps[-1]}"], rows)
+    series = {f"step {steps[0]}": list(first / ref0)}
+    if len(steps) > 1:
+        series[f"step {steps[-1]}"] = list(last / ref1)
+    sec.figure(figs.layer_profile(layers, series, title=f"{label}: backward signal per layer"),
+               f"{label}: ||dL/d output|| per layer relative to the last, at the first and last recorded step",
+               f"profile-{stem}", ["layer", f"step {steps[0]}", f"step {steps[-1]}"], rows)
     if len(steps) > 1:
         heat_rows = [[name, *map(float, grid[i])] for i, name in enumerate(layers)]
         sec.figure(figs.layer_step_heatmap(layers, steps, grid, title=f"{label}: ||dL/d output|| per layer and step"),
@@ -194,7 +196,10 @@ def add_diagnosis(page: Page, record: dict, path: Path | None = None) -> None:
     has_prediction = any(p is not None for p in predicted)
     if layers:
         rows = [[n, m, p] for n, m, p in zip(names, measured, predicted)]
-        sec.figure(figs.layer_profile(names, measured, predicted if has_prediction else None),
+        series = {"measured (probe)": measured}
+        if has_prediction:
+            series["predicted (mean-field theory)"] = predicted
+        sec.figure(figs.layer_profile(names, series),
                    "the backward signal delta_l = ||dL/dz_l|| per hidden layer, relative to the last"
                    + (", measured and predicted by mean-field theory" if has_prediction else ""),
                    "diagnosis-profile", ["layer", "measured ratio", "predicted ratio"], rows)
@@ -265,7 +270,7 @@ def add_theory(page: Page, record: dict, path: Path | None = None) -> None:
     profile = record.get("profile")
     if profile:
         names = [f"hidden.{i}" for i in range(len(profile))]
-        sec.figure(figs.layer_profile(names, [_num(v) for v in profile], None,
+        sec.figure(figs.layer_profile(names, {"predicted (mean-field theory)": [_num(v) for v in profile]},
                                       title=f"predicted backward signal at depth {record.get('depth')}"),
                    "theory's expected ||delta_l|| / ||delta_L||, from the input variance q0 = 1",
                    "theory-profile", ["layer", "predicted ratio"], [[n, _num(v)] for n, v in zip(names, profile)])

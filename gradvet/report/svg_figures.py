@@ -43,15 +43,15 @@ def _finite_positive(values: Sequence[float | None]) -> list[float]:
             for v in values]
 
 
-def layer_profile(layers: Sequence[str], measured: Sequence[float | None], predicted: Sequence[float | None] | None = None,
+def layer_profile(layers: Sequence[str], series: dict[str, Sequence[float | None]],
                   title: str = "backward signal per hidden layer", ylabel: str = "||dL/dz_l|| / ||dL/dz_L||") -> str:
+    """One line per series (e.g. measured and predicted, or two steps) over the layers, log scale."""
     fig = Figure(figsize=(7.2, 3.6))
     ax = fig.add_subplot()
     idx = np.arange(1, len(layers) + 1)
-    ax.semilogy(idx, _finite_positive(measured), "o-", color=PALETTE[0], lw=2, ms=4, label="measured (probe)")
-    if predicted is not None and any(p is not None for p in predicted):
-        ax.semilogy(idx, _finite_positive(predicted), "s--", color=PALETTE[1], lw=1.5, ms=3,
-                    label="predicted (mean-field theory)")
+    for k, (label, values) in enumerate(series.items()):
+        ax.semilogy(idx, _finite_positive(values), "o-" if k == 0 else "s--", color=PALETTE[k % len(PALETTE)],
+                    lw=2 if k == 0 else 1.5, ms=4 if k == 0 else 3, label=label)
     ax.set_xlabel("hidden layer")
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=11)
