@@ -125,6 +125,23 @@ class Probe:
         """End the current step (for loops without an optimizer passed to the Probe)."""
         self._finish_step()
 
+    def skip_to(self, step_index: int) -> None:
+        """Move the step counter forward to `step_index` over steps taken without this probe
+        (a batched trainer only shows the probe the steps it samples); nothing is recorded for
+        the skipped steps, and the hooks are attached when `step_index` is sampled."""
+        if not self._active:
+            raise GradvetError("probe.skip_to() called outside the `with Probe(...)` block.")
+        if step_index < self.step_index:
+            raise GradvetError(f"probe.skip_to({step_index}) would go back from step {self.step_index}.")
+        if step_index == self.step_index:
+            return
+        self._reset_state()
+        self.step_index = step_index
+        if self._sampled(step_index):
+            self._attach()
+        else:
+            self._detach()
+
     @property
     def hooks_attached(self) -> int:
         return len(self._module_hooks) + len(self._optimizer_hooks)

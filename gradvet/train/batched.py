@@ -1,0 +1,294 @@
+"""Many runs of one architecture trained together as one vectorised model (torch.func).
+
+Runs that differ only in `VARYING` (seed, init, learning rate, weight decay) share every
+shape, so their parameters stack: `torch.func.stack_module_state` turns R models into
+tensors with a leading run dimension, and `vmap(functional_call)` evaluates all R models
+on their own mini-batches in one call. One backward of the summed losses gives each run
+its own gradient (a run's loss depends only on its own parameters). On a small machine a
+sweep of small MLPs is dominated by Python overhead per step; here that overhead is paid
+once per step for all R runs.
+
+Each run reproduces `gradvet.train.run(spec)` step by step: the same initial weights
+(each model is built from its own spec and seed), the same batches (each run's own seeded
+sampler, drawn in the same order), the same loss, total gradient norm before clipping,
+clipping by norm (coefficient clip / (norm + 1e-6), at most 1, as torch's
+clip_grad_norm_) and by value, and the same SGD update (weight decay added to the
+gradient, momentum buffer as torch.optim.SGD with dampening 0). A run whose loss or
+gradient norm turns NaN/Inf stops there (status 'diverged', no update at that step) while
+the others go on. Losses agree with the sequential runs to float32 rounding (the batched
+matrix products round differently).
+
+The default probe trace is kept too: on each sampled step (every ceil(steps / 50)-th, as
+in `train.run`) every run's own module (a "shadow" holding that run's current weights)
+runs the same forward and backward inside a `gradvet.Probe`, and its update is copied in
+through the optimizer hooks, so the layer records are those a sequential run records.
+
+Batchable: MLPs without batch norm (its running statistics are per-module state) and
+without pre-training, optimiser sgd or momentum. Anything else trains one after another
+(`why_sequential` says why). Per-run wall and step times are the group's divided by the
+number of runs; `metrics["batched_with"]` says how many runs shared the model.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import math
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch.func import functional_call, stack_module_state, vmap
+
+from gradvet.spec import RunSpec
+from gradvet.train.loop import AUTO, BatchSampler, _record_eval, probe_every
+from gradvet.train.result import Run
+
+VARYING = ("seed", "init", "lr", "weight_decay")
+OPTIMIZERS = ("sgd", "momentum")
+
+
+def why_sequential(spec: RunSpec) -> str | None:
+    """Why `spec` cannot train in a batch (None: it can)."""
+    if spec.model != "mlp":
+        return f"model {spec.model!r} is recurrent"
+    if spec.norm == "batch":
+        return "batch norm keeps running statistics per module"
+    if spec.pretrain:
+        return "layer-wise pre-training runs before the batch"
+    if spec.optimizer not in OPTIMIZERS:
+        return f"optimizer {spec.optimizer!r} (batched: {', '.join(OPTIMIZERS)})"
+    return None
+
+
+def batch_key(spec: RunSpec) -> str | None:
+    """Specs with equal keys train together; None for a spec that trains alone."""
+    if why_sequential(spec) is not None:
+        return None
+    fields = {k: v for k, v in spec.to_dict().items() if k not in VARYING}
+    return json.dumps(fields, sort_keys=True, default=str)
+
+
+class _CopyIn(torch.optim.Optimizer):
+    """The shadow module's 'optimizer': its step copies in the weights the batched update computed,
+    so a Probe's optimizer hooks see the same before/after as in a sequential run."""
+
+    def __init__(self, params: list[torch.Tensor]):
+        super().__init__(params, {})
+        self.source: list[torch.Tensor] = []
+
+    @torch.no_grad()
+    def step(self, closure=None):  # noqa: D102
+        for p, value in zip(self.param_groups[0]["params"], self.source):
+            p.copy_(value)
+
+
+def _per_run(values: Sequence[float], like: torch.Tensor) -> torch.Tensor:
+    """A (R,) vector shaped to broadcast against a stacked (R, ...) tensor."""
+    return torch.tensor(values, dtype=like.dtype).view(-1, *([1] * (like.dim() - 1)))
+
+
+def run_batched(specs: Sequence[RunSpec], probe: str | None = AUTO, dataset=None) -> list[Run]:
+    """Train `specs` (equal `batch_key`) together; one Run per spec, in order."""
+    from gradvet.data import load
+    from gradvet.errors import GradvetError
+    from gradvet.models.build import build
+    from gradvet.train.optim import make_loss
+
+    specs = list(specs)
+    keys = {batch_key(s) for s in specs}
+    if len(keys) != 1 or None in keys:
+        raise GradvetError("run_batched needs specs that differ only in " + ", ".join(VARYING)
+                           + " and can be batched (see why_sequential).")
+    start_time = time.perf_counter()
+    first = specs[0]
+    data = dataset if dataset is not None else load(first.data, **dict(first.data_options))
+    n = data.x_train.shape[0]
+    n_out = 1 if data.task == "regression" else data.n_classes
+    models, samplers = [], []
+    for spec in specs:  # exactly as train.run: the sample for LSUV, then the batches, from one generator
+        generator = torch.Generator().manual_seed(spec.seed)
+        sample = data.x_train[torch.randperm(n, generator=generator)[:512]]
+        model = build(spec, data.n_features, n_out, data.sequence, sample=sample)
+        model.train()
+        models.append(model)
+        samplers.append(BatchSampler(n, spec.batch_size, generator))
+    loss_fn = make_loss(first, data.task)
+    params, buffers = stack_module_state(models)
+    names = list(params)
+    stacked = [params[k] for k in names]
+    base = copy.deepcopy(models[0]).to("meta")
+
+    def one_loss(p, b, x, y):
+        return loss_fn(functional_call(base, (p, b), (x,)), y)
+
+    def one_output(p, b, x):
+        return functional_call(base, (p, b), (x,))
+
+    batched_loss = vmap(one_loss)
+    batched_output = vmap(one_output, in_dims=(0, 0, None))
+    R = len(specs)
+    lr = {id(t): _per_run([s.lr for s in specs], t) for t in stacked}
+    wd = {id(t): _per_run([s.weight_decay for s in specs], t) for t in stacked}
+    any_wd = any(s.weight_decay for s in specs)
+    momentum = first.momentum if first.optimizer == "momentum" else 0.0
+    bufs: list[torch.Tensor | None] = [None] * len(stacked)
+    histories = [{"step": [], "loss": [], "grad_norm": [], "eval_step": [], "test_loss": [], "test_accuracy": []}
+                 for _ in specs]
+    active = [True] * R
+    diverged_at: list[int | None] = [None] * R
+
+    every = probe_every(first.steps)
+    shadows = []
+    with contextlib.ExitStack() as stack:
+        if probe == AUTO:
+            from gradvet.probe import Probe
+
+            for model in models:
+                opt = _CopyIn([p for p in model.parameters()])
+                shadows.append((model, opt, stack.enter_context(Probe(model, opt, every=every))))
+        train_start = time.perf_counter()
+        for step in range(1, first.steps + 1):
+            idx = torch.stack([s.next() for s in samplers])
+            xb, yb = data.x_train[idx], data.y_train[idx]
+            sampled = shadows and (step - 1) % every == 0
+            if sampled:
+                _shadow_backward(shadows, stacked, active, xb, yb, loss_fn, step - 1, first)
+            losses = batched_loss(params, buffers, xb, yb)
+            grads = list(torch.autograd.grad(losses.sum(), stacked))
+            norms = torch.stack([torch.linalg.vector_norm(g.flatten(1), dim=1) for g in grads], 1).norm(dim=1)
+            if first.clip is not None:
+                coef = torch.clamp(first.clip / (norms + 1e-6), max=1.0)
+                grads = [g * coef.view(-1, *([1] * (g.dim() - 1))) for g in grads]
+            if first.clip_value is not None:
+                grads = [g.clamp(-first.clip_value, first.clip_value) for g in grads]
+            loss_values, norm_values = torch.stack([losses.detach(), norms]).tolist()
+            stepping = []
+            for i in range(R):
+                if not active[i]:
+                    continue
+                h = histories[i]
+                h["step"].append(step)
+                h["loss"].append(loss_values[i])
+                h["grad_norm"].append(norm_values[i])
+                if math.isfinite(loss_values[i]) and math.isfinite(norm_values[i]):
+                    stepping.append(i)
+                else:
+                    active[i], diverged_at[i] = False, step
+            every_run = len(stepping) == R
+            if not every_run:
+                mask = torch.zeros(R, dtype=torch.bool)
+                mask[stepping] = True
+            with torch.no_grad():
+                for k, (p, g) in enumerate(zip(stacked, grads)):
+                    d = g.add(wd[id(p)] * p) if any_wd else g  # torch.optim.SGD: grad + weight_decay * w
+                    if momentum:
+                        bufs[k] = d.clone() if bufs[k] is None else bufs[k].mul_(momentum).add_(d)
+                        d = bufs[k]
+                    if every_run:
+                        p.addcmul_(lr[id(p)], d, value=-1.0)
+                    else:
+                        keep = mask.view(-1, *([1] * (p.dim() - 1)))
+                        p.copy_(torch.where(keep, p - lr[id(p)] * d, p))
+            if sampled:
+                for i in stepping:
+                    model, opt, _ = shadows[i]
+                    opt.source = [params[name][i] for name in names]
+                    opt.step()
+            if first.eval_every and step % first.eval_every == 0 and step != first.steps and stepping:
+                results = _evaluate(batched_output, params, buffers, loss_fn, data)
+                for i in stepping:
+                    _record_eval(histories[i], step, *results[i])
+            if not any(active):
+                break
+        train_time = time.perf_counter() - train_start
+    final = _evaluate(batched_output, params, buffers, loss_fn, data)
+    wall = time.perf_counter() - start_time
+    runs = []
+    for i, spec in enumerate(specs):
+        h = histories[i]
+        steps_done = (h["step"][-1] if h["step"] else 0) if diverged_at[i] is None else diverged_at[i] - 1
+        test_loss, test_acc = final[i]
+        if diverged_at[i] is None:
+            _record_eval(h, steps_done, test_loss, test_acc)
+        finite = [v for v in h["loss"] if math.isfinite(v)]
+        run = Run(spec=spec, status="diverged" if diverged_at[i] is not None else "done", history=h)
+        run.metrics = {
+            "final_loss": h["loss"][-1] if h["loss"] else None,
+            "final_finite_loss": finite[-1] if finite else None,
+            "test_loss": test_loss, "test_accuracy": test_acc, "steps_done": steps_done,
+            "diverged_at": diverged_at[i], "wall_time": wall / R,
+            "step_time": train_time / R / max(len(h["step"]), 1), "batched_with": R,
+        }
+        if shadows:
+            run.layer_records = shadows[i][2].trace.rows
+        runs.append(run)
+    return runs
+
+
+def _shadow_backward(shadows, stacked, active, xb, yb, loss_fn, index: int, spec: RunSpec) -> None:
+    """Each active run's own module, holding its current weights, does this step's forward and
+    backward inside its Probe (sampled steps only), and clips as the run does: the probe reads
+    the gradients the optimiser is given."""
+    for i, (model, _, probe) in enumerate(shadows):
+        if not active[i]:
+            continue
+        probe.skip_to(index)
+        with torch.no_grad():
+            for p, value in zip(model.parameters(), (t[i] for t in stacked)):
+                p.copy_(value)
+        model.zero_grad(set_to_none=True)
+        loss_fn(model(xb[i]), yb[i]).backward()
+        if spec.clip is not None:
+            torch.nn.utils.clip_grad_norm_(list(model.parameters()), spec.clip)
+        if spec.clip_value is not None:
+            torch.nn.utils.clip_grad_value_(list(model.parameters()), spec.clip_value)
+
+
+@torch.no_grad()
+def _evaluate(batched_output, params, buffers, loss_fn, data) -> list[tuple[float, float | None]]:
+    """(test loss, test accuracy) of every run, all runs on the whole test set in one call."""
+    out = batched_output(params, buffers, data.x_test)
+    losses = vmap(loss_fn, in_dims=(0, None))(out, data.y_test).tolist()
+    if data.task == "regression":
+        return [(loss, None) for loss in losses]
+    accs = (out.argmax(dim=2) == data.y_test).float().mean(dim=1).tolist()
+    return list(zip(losses, accs))
+
+
+def train_specs(specs: Sequence[RunSpec], probe: str | None = AUTO, dataset=None) -> list[Run]:
+    """Every spec trained, batchable groups together and the rest one after another; runs in
+    the order of `specs`."""
+    from gradvet.train.loop import run
+
+    groups: dict[str, list[int]] = {}
+    alone: list[int] = []
+    for i, spec in enumerate(specs):
+        key = batch_key(spec)
+        (groups.setdefault(key, []) if key is not None else alone).append(i)
+    out: dict[int, Run] = {}
+    for members in groups.values():
+        if len(members) == 1:
+            alone.extend(members)
+            continue
+        for i, result in zip(members, run_batched([specs[i] for i in members], probe=probe, dataset=dataset)):
+            out[i] = result
+    for i in alone:
+        out[i] = run(specs[i], probe=probe, dataset=dataset)
+    return [out[i] for i in range(len(specs))]
+
+
+def describe(specs: Sequence[RunSpec]) -> dict[str, Any]:
+    """How `specs` would train: the sizes of the batched groups and the runs that go alone."""
+    groups: dict[str, int] = {}
+    alone = 0
+    for spec in specs:
+        key = batch_key(spec)
+        if key is None:
+            alone += 1
+        else:
+            groups[key] = groups.get(key, 0) + 1
+    sizes = sorted(groups.values(), reverse=True)
+    return {"groups": [s for s in sizes if s > 1], "alone": alone + sum(1 for s in sizes if s == 1)}

@@ -1,0 +1,96 @@
+"""Batched training (torch.func) reproduces sequential training run by run."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from gradvet.data import load
+from gradvet.errors import GradvetError
+from gradvet.spec import RunSpec
+from gradvet.train import run
+from gradvet.train.batched import batch_key, describe, run_batched, train_specs, why_sequential
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load("digits")
+
+
+def assert_same_run(seq, bat, rel=1e-5):
+    assert bat.status == seq.status and bat.metrics["diverged_at"] == seq.metrics["diverged_at"]
+    assert bat.history["step"] == seq.history["step"]
+    for key in ("loss", "grad_norm"):
+        for a, b in zip(seq.history[key], bat.history[key]):
+            if math.isfinite(a):
+                assert b == pytest.approx(a, rel=rel, abs=1e-6), key
+            else:
+                assert not math.isfinite(b)
+    assert bat.history["eval_step"] == seq.history["eval_step"]
+    assert bat.history["test_loss"] == pytest.approx(seq.history["test_loss"], rel=rel, abs=1e-6)
+    assert bat.history["test_accuracy"] == pytest.approx(seq.history["test_accuracy"], abs=1e-6)
+    assert bat.metrics["steps_done"] == seq.metrics["steps_done"]
+
+
+GRID = [
+    dict(seed=0, lr=0.1, weight_decay=0.0, init="he"),
+    dict(seed=1, lr=0.05, weight_decay=1e-3, init="xavier"),
+    dict(seed=2, lr=0.2, weight_decay=0.0, init="gaussian:sw2=2.0,sb2=0.05"),
+    dict(seed=3, lr=0.1, weight_decay=5e-4, init="lsuv"),
+]
+
+
+@pytest.mark.parametrize("common", [
+    dict(activation="relu", optimizer="sgd"),
+    dict(activation="tanh", optimizer="momentum", clip=0.5),
+    dict(activation="x*sigmoid(x)", optimizer="sgd", clip_value=0.05, norm="layer", residual=True),
+])
+def test_batched_equals_sequential(digits, common):
+    specs = [RunSpec(depth=3, width=16, steps=60, eval_every=20, **common, **g) for g in GRID]
+    batched = run_batched(specs, dataset=digits)
+    for spec, bat in zip(specs, batched):
+        seq = run(spec, dataset=digits)
+        assert_same_run(seq, bat)
+        assert bat.metrics["batched_with"] == len(specs)
+        # the probe trace: the same steps, layers and metrics, the same numbers
+        a = {r[:3]: r[3] for r in seq.layer_records}
+        b = {r[:3]: r[3] for r in bat.layer_records}
+        assert set(a) == set(b) and len(a) > 100
+        for key, value in a.items():
+            if math.isfinite(value):
+                assert b[key] == pytest.approx(value, rel=1e-4, abs=1e-7), key
+
+
+def test_a_diverging_run_stops_while_the_others_go_on(digits):
+    specs = [RunSpec(depth=3, width=16, steps=40, lr=lr, seed=s, eval_every=10)
+             for s, lr in ((0, 0.05), (1, 1e4), (2, 0.1))]
+    batched = run_batched(specs, dataset=digits)
+    assert [r.status for r in batched] == ["done", "diverged", "done"]
+    for spec, bat in zip(specs, batched):
+        assert_same_run(run(spec, dataset=digits), bat)
+
+
+def test_grouping_and_reasons():
+    base = RunSpec(depth=3, width=16)
+    assert batch_key(base) == batch_key(base.replace(seed=5, lr=0.3, weight_decay=1e-4, init="xavier"))
+    assert batch_key(base) != batch_key(base.replace(depth=4))
+    assert batch_key(base) != batch_key(base.replace(clip=1.0))
+    assert "batch norm" in why_sequential(base.replace(norm="batch"))
+    assert "adam" in why_sequential(base.replace(optimizer="adam"))
+    assert "recurrent" in why_sequential(RunSpec(data="adding", model="lstm"))
+    assert "pre-training" in why_sequential(base.replace(pretrain=5))
+    assert batch_key(base.replace(norm="batch")) is None
+    specs = [base.replace(seed=s) for s in range(3)] + [base.replace(depth=4)] + [base.replace(optimizer="adam")]
+    assert describe(specs) == {"groups": [3], "alone": 2}
+    with pytest.raises(GradvetError, match="differ only in"):
+        run_batched([base, base.replace(depth=4)])
+
+
+def test_train_specs_keeps_order(digits):
+    base = RunSpec(depth=2, width=8, steps=15, eval_every=0)
+    specs = [base.replace(seed=0), base.replace(optimizer="adam", lr=0.01), base.replace(seed=1)]
+    runs = train_specs(specs, dataset=digits)
+    assert [r.spec for r in runs] == specs
+    assert runs[0].metrics["batched_with"] == 2 and "batched_with" not in runs[1].metrics
+    assert_same_run(run(specs[2], dataset=digits), runs[2])
