@@ -3,8 +3,8 @@
 Runs that differ only in `VARYING` (seed, init, learning rate, weight decay) share every
 shape, so their parameters stack: `torch.func.stack_module_state` turns R models into
 tensors with a leading run dimension, and `vmap(functional_call)` evaluates all R models
-on their own mini-batches in one call. One backward of the summed losses gives each run
-its own gradient (a run's loss depends only on its own parameters). On a small machine a
+on their own mini-batches in one call, and `vmap(grad_and_value(...))` gives each run its
+own gradient and loss. On a small machine a
 sweep of small MLPs is dominated by Python overhead per step; here that overhead is paid
 once per step for all R runs.
 
@@ -40,7 +40,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-from torch.func import functional_call, stack_module_state, vmap
+from torch.func import functional_call, grad_and_value, stack_module_state, vmap
 
 from gradvet.spec import RunSpec
 from gradvet.train.loop import AUTO, BatchSampler, _record_eval, probe_every
@@ -117,6 +117,7 @@ def run_batched(specs: Sequence[RunSpec], probe: str | None = AUTO, dataset=None
         samplers.append(BatchSampler(n, spec.batch_size, generator))
     loss_fn = make_loss(first, data.task)
     params, buffers = stack_module_state(models)
+    params = {k: v.detach() for k, v in params.items()}  # plain tensors: torch.func differentiates
     names = list(params)
     stacked = [params[k] for k in names]
     base = copy.deepcopy(models[0]).to("meta")
@@ -127,12 +128,14 @@ def run_batched(specs: Sequence[RunSpec], probe: str | None = AUTO, dataset=None
     def one_output(p, b, x):
         return functional_call(base, (p, b), (x,))
 
-    batched_loss = vmap(one_loss)
+    # per run: d loss / d params and the loss, all runs in one call (gradients come out contiguous)
+    batched_grad = vmap(grad_and_value(one_loss))
     batched_output = vmap(one_output, in_dims=(0, 0, None))
     R = len(specs)
     lr = {id(t): _per_run([s.lr for s in specs], t) for t in stacked}
     wd = {id(t): _per_run([s.weight_decay for s in specs], t) for t in stacked}
     any_wd = any(s.weight_decay for s in specs)
+    same_lr = all(s.lr == first.lr for s in specs)
     momentum = first.momentum if first.optimizer == "momentum" else 0.0
     bufs: list[torch.Tensor | None] = [None] * len(stacked)
     histories = [{"step": [], "loss": [], "grad_norm": [], "eval_step": [], "test_loss": [], "test_accuracy": []}
@@ -156,15 +159,15 @@ def run_batched(specs: Sequence[RunSpec], probe: str | None = AUTO, dataset=None
             sampled = shadows and (step - 1) % every == 0
             if sampled:
                 _shadow_backward(shadows, stacked, active, xb, yb, loss_fn, step - 1, first)
-            losses = batched_loss(params, buffers, xb, yb)
-            grads = list(torch.autograd.grad(losses.sum(), stacked))
+            grad_of, losses = batched_grad(params, buffers, xb, yb)
+            grads = [grad_of[k] for k in names]
             norms = torch.stack([torch.linalg.vector_norm(g.flatten(1), dim=1) for g in grads], 1).norm(dim=1)
             if first.clip is not None:
                 coef = torch.clamp(first.clip / (norms + 1e-6), max=1.0)
                 grads = [g * coef.view(-1, *([1] * (g.dim() - 1))) for g in grads]
             if first.clip_value is not None:
                 grads = [g.clamp(-first.clip_value, first.clip_value) for g in grads]
-            loss_values, norm_values = torch.stack([losses.detach(), norms]).tolist()
+            loss_values, norm_values = torch.stack([losses, norms]).tolist()
             stepping = []
             for i in range(R):
                 if not active[i]:
@@ -187,7 +190,9 @@ def run_batched(specs: Sequence[RunSpec], probe: str | None = AUTO, dataset=None
                     if momentum:
                         bufs[k] = d.clone() if bufs[k] is None else bufs[k].mul_(momentum).add_(d)
                         d = bufs[k]
-                    if every_run:
+                    if every_run and same_lr:
+                        p.add_(d, alpha=-first.lr)
+                    elif every_run:
                         p.addcmul_(lr[id(p)], d, value=-1.0)
                     else:
                         keep = mask.view(-1, *([1] * (p.dim() - 1)))
