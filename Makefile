@@ -5,6 +5,8 @@
 # requirement of the package is already met and pip never fetches a
 # multi-GB CUDA build. On a machine whose pip does not find the local
 # `+cpu` wheel, the PyTorch CPU index is tried instead.
+# The ray extra (sweeps on a Ray cluster) is installed too, so `make test` runs its tests;
+# it needs no torch of its own and pulls nothing large besides ray (~250 MB).
 # GPU users: `make TORCH="torch==2.13.0" TORCH_INDEX=https://download.pytorch.org/whl/cu128 venv`
 PYTHON ?= python3.11
 VENV ?= .venv
@@ -23,7 +25,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -c "import torch" 2>/dev/null || \
 	  $(BIN)/python -m pip install --quiet "$(TORCH)" || \
 	  $(BIN)/python -m pip install --quiet "$(TORCH)" --index-url $(TORCH_INDEX)
-	$(BIN)/python -m pip install --quiet -e ".[test]"
+	$(BIN)/python -m pip install --quiet -e ".[test,ray]"
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -220,16 +220,33 @@ def demo_command(
 def sweep_command(
     grid: Annotated[Path, typer.Argument(help="grid file (TOML): a [base] table of fixed fields, a [grid] table of lists")],
     store: Annotated[Path, typer.Option("--store", help="SQLite file the runs go into (created if missing)")] = Path("runs.db"),
-    workers: Annotated[int, typer.Option("--workers", "-w", help="runs to train in parallel (processes)")] = 1,
+    workers: Annotated[int | None, typer.Option("--workers", "-w", help="runs to train in parallel (processes; local backend; default 1)")] = None,
+    backend: Annotated[str, typer.Option("--backend", help="local (this machine) or ray (a Ray cluster; needs gradvet[ray]): one 1-CPU task per run")] = "local",
+    address: Annotated[str | None, typer.Option("--address", help="Ray cluster to join, HOST:6379 or auto (default: RAY_ADDRESS, else a new local Ray instance)")] = None,
+    batched: Annotated[str, typer.Option("--batched", help="auto: runs differing only in seed, init, lr or weight decay train together as one vectorised model (local backend); off: one by one")] = "auto",
 ) -> None:
-    """Train every run of a grid into a store; finished runs are skipped, so rerunning resumes."""
-    from gradvet.sweep import load_grid, run_sweep
+    """Train every run of a grid into a store; finished runs are skipped, so rerunning resumes.
 
-    if workers < 1:
+    With --backend ray every run is a Ray task taking 1 CPU, as many at once as the cluster has CPUs;
+    this process is the only writer of the store.
+    """
+    from gradvet.sweep import load_grid, run_sweep
+    from gradvet.sweep.batched import check_mode
+    from gradvet.sweep.runner import check_backend
+
+    check_backend(backend)
+    check_mode(batched)
+    if workers is not None and workers < 1:
         raise GradvetError(f"--workers {workers} is too small; allowed: a whole number >= 1.")
+    if backend == "ray" and workers is not None:
+        raise GradvetError("--workers is for --backend local; with --backend ray each run takes 1 CPU and the "
+                           "cluster's CPUs set how many run at once.")
+    if backend == "local" and address is not None:
+        raise GradvetError(f"--address {address} is for --backend ray; the local backend runs on this machine.")
     specs = load_grid(grid)
     try:  # a bad store is reported (GradvetError) before anything runs
-        summary = run_sweep(specs, store, workers=workers, progress=True)
+        summary = run_sweep(specs, store, workers=workers or 1, progress=True, backend=backend, address=address,
+                            batched=batched)
     except KeyboardInterrupt:
         typer.echo(f"gradvet: interrupted; finished runs are kept in {store}, run the same command to resume.", err=True)
         raise typer.Exit(INTERRUPTED) from None

@@ -94,3 +94,30 @@ def test_train_specs_keeps_order(digits):
     assert [r.spec for r in runs] == specs
     assert runs[0].metrics["batched_with"] == 2 and "batched_with" not in runs[1].metrics
     assert_same_run(run(specs[2], dataset=digits), runs[2])
+
+
+def test_sweep_batches_groups_and_stores_runs_like_one_by_one(tmp_path):
+    from gradvet.sweep import Store, run_sweep
+    from gradvet.sweep.batched import plan
+
+    specs = [RunSpec(depth=2, width=8, steps=20, eval_every=10, seed=s, lr=lr) for s in range(3) for lr in (0.05, 0.1)]
+    specs.append(specs[0].replace(optimizer="adam", lr=0.01))  # trains alone
+    units = plan(specs, workers=2)
+    assert sorted(len(u) for u in units) == [1, 3, 3]  # the group of 6 split between 2 workers
+    assert [len(u) for u in plan(specs, mode="off")] == [1] * 7
+    with pytest.raises(GradvetError, match="batched='of'"):
+        plan(specs, mode="of")
+    one = run_sweep(specs, tmp_path / "one.db", batched="off")
+    both = run_sweep(specs, tmp_path / "batched.db", workers=2)
+    assert (one.done, both.done, both.ran) == (7, 7, 7)
+    with Store(tmp_path / "one.db") as a, Store(tmp_path / "batched.db") as b:
+        assert b.con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        rows_a = {r["key"]: r for r in a.runs(history=True)}
+        rows_b = {r["key"]: r for r in b.runs(history=True)}
+        assert set(rows_a) == set(rows_b) == {s.key for s in specs}
+        for key, ra in rows_a.items():
+            rb = rows_b[key]
+            assert rb["history"]["loss"] == pytest.approx(ra["history"]["loss"], rel=1e-5)
+            assert len(b.layer_records(key)) == len(a.layer_records(key)) > 0
+        assert sum("batched_with" in (r["metrics"] or {}) for r in rows_b.values()) == 6
+    assert run_sweep(specs, tmp_path / "batched.db").skipped == 7

@@ -4,8 +4,9 @@ Resuming is the normal case: a run whose key is stored as done or diverged
 is skipped, anything else ('failed', or 'running' left by an interrupted
 sweep) runs again. The main process is the only writer of the store; with
 workers > 1 the runs execute in a process pool and each result is saved the
-moment it comes back. At most `workers` runs are in flight, so a 'running'
-row means a run that is really executing.
+moment it comes back. At most `workers` units of work are in flight (a unit is one run,
+or a group of runs trained together by `gradvet.train.batched`), so a 'running' row
+means a run that is really executing.
 
 The pool uses the "forkserver" start method: workers are forked from a clean
 server process that has imported gradvet (and so torch) once but has run
@@ -40,11 +41,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gradvet.errors import GradvetError
+from gradvet.errors import GradvetError, did_you_mean
 from gradvet.spec import RunSpec
+from gradvet.sweep.batched import check_mode, plan
 from gradvet.sweep.store import Store, extra_of
 
 DEFAULT_RUN = "gradvet.train:run"
+TRAIN_RUN = "gradvet.train:run"  # the run function batched training reproduces (gradvet.train.batched)
+BACKENDS = ("local", "ray")  # ray: gradvet.sweep.ray_backend, needs the ray extra
 RunFn = Callable[[RunSpec], Any]
 
 
@@ -103,14 +107,33 @@ def resolve(target: str | RunFn) -> RunFn:
     return obj
 
 
+def outcome_of(spec: RunSpec, run: Any) -> Outcome:
+    """A finished Run as plain data."""
+    return Outcome(spec=spec, status=run.status, metrics=dict(run.metrics), history=dict(run.history),
+                   layer_records=list(getattr(run, "layer_records", None) or ()), extra=extra_of(run))
+
+
 def execute(target: str | RunFn, spec: RunSpec) -> Outcome:
     """Run one spec (in this process or a worker); an exception becomes a 'failed' Outcome."""
     try:
-        run = resolve(target)(spec)
-        return Outcome(spec=spec, status=run.status, metrics=dict(run.metrics), history=dict(run.history),
-                       layer_records=list(getattr(run, "layer_records", None) or ()), extra=extra_of(run))
+        return outcome_of(spec, resolve(target)(spec))
     except Exception as err:  # noqa: BLE001 - any error of a run is a result: 'failed' with its text
         return Outcome(spec=spec, error=error_text(err))
+
+
+def execute_unit(target: str | RunFn, unit: list[RunSpec]) -> list[Outcome]:
+    """One unit of work: a single run, or a group trained together as one vectorised model
+    (`gradvet.train.batched`; only for the default run function). A group that fails as a whole
+    trains run by run, so that an error stays with the run that caused it."""
+    if len(unit) == 1:
+        return [execute(target, unit[0])]
+    try:
+        from gradvet.train.batched import run_batched
+
+        runs = run_batched(unit)
+    except Exception:  # noqa: BLE001 - e.g. an activation vmap cannot batch: train one by one
+        return [execute(target, spec) for spec in unit]
+    return [outcome_of(spec, run) for spec, run in zip(unit, runs)]
 
 
 def _worker_init(workers: int) -> None:
@@ -191,18 +214,20 @@ class _Progress:
         self.bar.update(self.task, advance=1, description=f"{outcome.status}: {outcome.spec.label()}")
 
 
-def _serial(sweep: _Sweep, target: str | RunFn, todo: list[RunSpec]) -> None:
+def _serial(sweep: _Sweep, target: str | RunFn, units: list[list[RunSpec]]) -> None:
     fn = resolve(target)
-    current: RunSpec | None = None
+    current: list[RunSpec] = []
     try:
-        for spec in todo:
-            current = spec
-            sweep.start(spec)
-            sweep.finish(execute(fn, spec))
-            current = None
+        for unit in units:
+            current = unit
+            for spec in unit:
+                sweep.start(spec)
+            for outcome in execute_unit(fn, unit):
+                sweep.finish(outcome)
+            current = []
     except BaseException:
-        if current is not None:
-            _forget(sweep.store, [current.key])
+        if current:
+            _forget(sweep.store, [spec.key for spec in current])
         raise
 
 
@@ -226,11 +251,11 @@ def _end_workers(executor: ProcessPoolExecutor) -> None:
     executor.shutdown(wait=True, cancel_futures=True)
 
 
-def _parallel(sweep: _Sweep, target: str | RunFn, todo: list[RunSpec], workers: int) -> None:
+def _parallel(sweep: _Sweep, target: str | RunFn, units: list[list[RunSpec]], workers: int) -> None:
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload([__name__])  # ignored if this process's fork server already runs
-    queue: Iterator[RunSpec] = iter(todo)
-    in_flight: dict[Future[Outcome], RunSpec] = {}
+    queue: Iterator[list[RunSpec]] = iter(units)
+    in_flight: dict[Future[list[Outcome]], list[RunSpec]] = {}
 
     def new_pool() -> ProcessPoolExecutor:
         return ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_worker_init,
@@ -239,9 +264,10 @@ def _parallel(sweep: _Sweep, target: str | RunFn, todo: list[RunSpec], workers: 
     executor = new_pool()
     try:
         while True:
-            for spec in queue:
-                sweep.start(spec)
-                in_flight[executor.submit(execute, target, spec)] = spec
+            for unit in queue:
+                for spec in unit:
+                    sweep.start(spec)
+                in_flight[executor.submit(execute_unit, target, unit)] = unit
                 if len(in_flight) >= workers:
                     break
             if not in_flight:
@@ -249,36 +275,60 @@ def _parallel(sweep: _Sweep, target: str | RunFn, todo: list[RunSpec], workers: 
             finished, _ = wait(in_flight, return_when=FIRST_COMPLETED)
             broken = False
             for future in finished:
-                spec = in_flight.pop(future)
+                unit = in_flight.pop(future)
                 try:
-                    outcome = future.result()
+                    outcomes = future.result()
                 except BrokenProcessPool as err:
                     broken = True
-                    outcome = Outcome(spec=spec, error=f"BrokenProcessPool: a worker process died ({err})")
+                    outcomes = [Outcome(spec=spec, error=f"BrokenProcessPool: a worker process died ({err})")
+                                for spec in unit]
                 except Exception as err:  # noqa: BLE001 - e.g. a result that could not be sent back
-                    outcome = Outcome(spec=spec, error=error_text(err))
-                sweep.finish(outcome)
+                    outcomes = [Outcome(spec=spec, error=error_text(err)) for spec in unit]
+                for outcome in outcomes:
+                    sweep.finish(outcome)
             if broken:
                 executor.shutdown(wait=True, cancel_futures=True)
                 executor = new_pool()
     except BaseException:
         _end_workers(executor)
-        _forget(sweep.store, [spec.key for spec in in_flight.values()])
+        _forget(sweep.store, [spec.key for unit in in_flight.values() for spec in unit])
         raise
     executor.shutdown(wait=True)
 
 
+def check_backend(backend: str) -> str:
+    """`backend` if it is one of BACKENDS, else a one-sentence GradvetError with close matches."""
+    if backend not in BACKENDS:
+        raise GradvetError(f"unknown sweep backend {backend!r}{did_you_mean(str(backend), BACKENDS)}; "
+                           f"allowed: {', '.join(BACKENDS)}.")
+    return backend
+
+
 def run_sweep(specs: Iterable[RunSpec], store_path: str | os.PathLike[str], workers: int = 1,
-              run_fn: str | RunFn | None = None, progress: bool = False) -> SweepSummary:
+              run_fn: str | RunFn | None = None, progress: bool = False, backend: str = "local",
+              address: str | None = None, batched: str = "auto") -> SweepSummary:
     """Run every spec that `store_path` does not hold as done or diverged; return the counts.
 
     run_fn: the training function, spec -> Run (a callable or 'module:function';
     default gradvet.train.run, imported only when needed). With workers > 1 it
     must be importable by name (a module-level function). progress: a rich
-    progress bar when stdout is a terminal.
+    progress bar when stdout is a terminal. backend: "local" (this machine,
+    `workers` processes) or "ray" (one Ray task per run on the cluster at
+    `address`, a new local Ray instance when None; see gradvet.sweep.ray_backend).
+    batched: "auto" trains runs that differ only in seed, init, lr or weight decay together
+    as one vectorised model (gradvet.train.batched; local backend and the default run
+    function only; groups are split among the workers, see gradvet.sweep.batched.plan);
+    "off" trains every run on its own.
     """
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise GradvetError(f"workers={workers!r} must be a whole number >= 1.")
+    if check_backend(backend) == "ray":
+        from gradvet.sweep import ray_backend
+
+        ray_backend.check(workers, address)
+    elif address is not None:
+        raise GradvetError(f"address={address!r} is for the ray backend; the local backend runs on this machine.")
+    check_mode(batched)
     unique = list({spec.key: spec for spec in specs}.values())
     target = _target(run_fn, workers)
     with Store(store_path) as store:
@@ -290,8 +340,13 @@ def run_sweep(specs: Iterable[RunSpec], store_path: str | os.PathLike[str], work
         bar = _Progress(len(todo)) if progress and sys.stdout.isatty() else None
         sweep = _Sweep(store, summary, bar)
         with bar or contextlib.nullcontext():
-            if workers == 1:
-                _serial(sweep, target, todo)
+            if backend == "ray":
+                ray_backend.run_on_ray(sweep, target, todo, address)
             else:
-                _parallel(sweep, target, todo, min(workers, len(todo)))
+                mode = batched if (target == TRAIN_RUN and backend == "local") else "off"
+                units = plan(todo, workers, mode)
+                if workers == 1:
+                    _serial(sweep, target, units)
+                else:
+                    _parallel(sweep, target, units, min(workers, len(units)))
     return summary

@@ -1,0 +1,52 @@
+"""How a sweep groups its runs for batched training (`gradvet.train.batched`).
+
+`plan(todo, workers, mode)` cuts the runs still to do into units of work: every set of
+at least MIN_GROUP runs with the same `batch_key` (same architecture, data, optimiser and
+budget; differing in seed, init, lr or weight decay) becomes batched units, split into
+`workers` nearly equal parts so that every worker process has one; every other run is a
+unit of its own. mode "off" makes every run a unit of its own.
+"""
+
+from __future__ import annotations
+
+from gradvet.errors import GradvetError, did_you_mean
+from gradvet.spec import RunSpec
+
+MODES = ("auto", "off")
+MIN_GROUP = 2
+
+
+def check_mode(mode: str) -> str:
+    if mode not in MODES:
+        raise GradvetError(f"batched={mode!r} is not a mode{did_you_mean(str(mode), MODES)}; allowed: "
+                           f"{', '.join(MODES)}.")
+    return mode
+
+
+def plan(todo: list[RunSpec], workers: int = 1, mode: str = "auto") -> list[list[RunSpec]]:
+    """Units of work, batched groups first (largest first), in a stable order."""
+    from gradvet.train.batched import batch_key
+
+    if check_mode(mode) == "off":
+        return [[spec] for spec in todo]
+    groups: dict[str, list[RunSpec]] = {}
+    singles: list[list[RunSpec]] = []
+    for spec in todo:
+        key = batch_key(spec)
+        if key is None:
+            singles.append([spec])
+        else:
+            groups.setdefault(key, []).append(spec)
+    units: list[list[RunSpec]] = []
+    for members in sorted(groups.values(), key=len, reverse=True):
+        if len(members) < MIN_GROUP:
+            singles.append(members)
+            continue
+        parts = min(workers, len(members) // MIN_GROUP) or 1
+        size, extra = divmod(len(members), parts)
+        start = 0
+        for k in range(parts):
+            end = start + size + (1 if k < extra else 0)
+            units.append(members[start:end])
+            start = end
+    return units + singles
