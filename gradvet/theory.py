@@ -11,12 +11,11 @@ For a fully connected net with weights W ~ N(0, sw2/n) and biases b ~ N(0, sb2)
                   the ordered phase), xi_grad = -1/log chi1 (negative: the gradient grows).
 
 Gaussian expectations: composite Gauss-Legendre (24 nodes a piece, split at the
-activation's kinks and at every unit step of x = sqrt(q) z;
-`activations.properties.gauss_expectation`). Gauss-Hermite of order 101 was tried
-first and missed the erf kernel's closed form by 2e-7 at q = 4 (f(sqrt(q) z)
-saturates faster than the Hermite polynomials resolve) and loses its spectral
-convergence at kinks; it remains for the 2-D correlation map, whose integrand is
-smooth at the fixed point. The derivative is the catalog's closed form, never a
+activation's kinks, at every integer z and at every unit step of x = sqrt(q) z; `_rule`).
+Gauss-Hermite of order 101 was tried first and missed the erf kernel's closed form by
+2e-7 at q = 4 (f(sqrt(q) z) saturates faster than the Hermite polynomials resolve) and
+loses its spectral convergence at kinks; the 2-D correlation map uses a product of
+composite rules too (`_rule_2d`). The derivative is the catalog's closed form, never a
 numerical derivative of f.
 """
 
@@ -34,13 +33,10 @@ from gradvet.activations import Activation, activation as get_activation
 from gradvet.activations.cache import CATALOG_SOURCES, DiskTable
 from gradvet.errors import GradvetError
 
-HERMITE_ORDER = 101
 MAX_ITER = 2000
 TOL = 1e-12
 DIVERGED = 1e12
 
-_NODES, _WEIGHTS = np.polynomial.hermite_e.hermegauss(HERMITE_ORDER)
-_WEIGHTS = _WEIGHTS / math.sqrt(2 * math.pi)
 
 
 def _act(act: Activation | str) -> Activation:
@@ -203,35 +199,64 @@ def depth_scales(act: Activation | str, sw2: float, sb2: float) -> DepthScales:
     lo = max(fp.q - h, 0.0)
     slope = (length_map(a, fp.q + h, sw2, sb2) - length_map(a, lo, sw2, sb2)) / (fp.q + h - lo)
     chi_c = c1 if c1 <= 1 else _chi_c(a, fp.q, sw2, sb2)
-    return DepthScales(_xi(abs(slope)), _xi(chi_c), _xi(c1), c1, fp.q)
+    xi_c = _xi(chi_c) if chi_c < 1 else math.inf  # chi_c >= 1: c* is 1 to our resolution (next to the edge)
+    return DepthScales(_xi(abs(slope)), xi_c, _xi(c1), c1, fp.q)
+
+
+_LEGENDRE_8 = np.polynomial.legendre.leggauss(8)
+
+
+@functools.lru_cache(maxsize=1024)
+def _rule_2d(breakpoints: tuple[float, ...], q: float) -> tuple[np.ndarray, np.ndarray]:
+    """One dimension of the correlation map's product rule: nodes z and weights (density
+    included) of composite Gauss-Legendre with 8 nodes a piece on |z| <= 10 (the weight beyond
+    is below 1e-22), split at integers, at the breakpoints and at unit steps of x = sqrt(q) z
+    (|x| <= 40), so that saturation within |x| ~ 1 is resolved; at most ~900 nodes."""
+    s = math.sqrt(max(q, 1e-300))
+    cuts = {float(k) for k in range(-10, 11)}
+    cuts |= {c / s for c in list(breakpoints) + [float(k) for k in range(-40, 41)] if abs(c / s) < 10}
+    cuts = np.array(sorted(cuts))
+    a, b = cuts[:-1], cuts[1:]
+    nodes, weights = _LEGENDRE_8
+    half, mid = (b - a)[:, None] / 2, (a + b)[:, None] / 2
+    z = (mid + half * nodes[None, :]).ravel()
+    w = (half * weights[None, :]).ravel() * np.exp(-0.5 * z * z) / math.sqrt(2 * math.pi)
+    return z, w
 
 
 def _chi_c(act: Activation, q: float, sw2: float, sb2: float) -> float:
-    """In the chaotic phase: sw2 E[f'(u1) f'(u2)] at the stable correlation c* < 1 (2-D Gauss-Hermite).
+    """In the chaotic phase: sw2 E[f'(u1) f'(u2)] at the stable correlation c* < 1.
 
-    The correlation map C(c) = (sw2 E[f(u1) f(u2)] + sb2) / q* has C(1) = 1 with slope chi1 > 1,
-    so C(c) < c just below 1; C(0) >= 0, and C rises on [0, 1] (its Hermite series has
-    non-negative coefficients). c* is the root of C(c) - c in [0, 1) found by Brent's method;
-    c* = 0 when C(0) = 0 (odd f, sb2 = 0).
+    u1 = sqrt(q) z1, u2 = sqrt(q) (c z1 + sqrt(1 - c^2) z2), by the product of `_rule_2d` with
+    itself. The correlation map C(c) = (sw2 E[f(u1) f(u2)] + sb2) / q is divided by the same
+    rule's q (sw2 E[f(u1)^2] + sb2), so that C(1) = 1 exactly, as it must be. C(1) = 1 with slope
+    chi1 > 1, so C(c) < c just below 1; C(0) >= 0, and C rises on [0, 1] (its Hermite series has
+    non-negative coefficients). c* is the root of C(c) - c in [0, 1) by Brent's method; c* = 0
+    when C(0) = 0 (odd f, sb2 = 0). Checked against a brute-force 3001 x 3001 grid (tests).
     """
     from scipy.optimize import brentq
 
-    z1, z2 = np.meshgrid(_NODES[::2], _NODES[::2], indexing="ij")
-    w = np.outer(_WEIGHTS[::2], _WEIGHTS[::2])
-    w = w / w.sum()
+    z, wz = _rule_2d(tuple(act.properties.breakpoints), q)
     s = math.sqrt(q)
-    u1 = torch.as_tensor(s * z1, dtype=torch.float64)
-    f1, d1 = act.fn(u1).numpy(), act.grad(u1).numpy()
+    z1, z2 = z[:, None], z[None, :]
+    w = np.outer(wz, wz)
+    with torch.no_grad():
+        x = torch.from_numpy(s * z)
+        f1, d1 = act.fn(x).numpy(), act.grad(x).numpy()
+    q_rule = sw2 * float((wz * f1 * f1).sum()) + sb2
+    f1, d1 = f1[:, None], d1[:, None]
 
     def u2(c: float) -> torch.Tensor:
-        return torch.as_tensor(s * (c * z1 + math.sqrt(max(1 - c * c, 0.0)) * z2), dtype=torch.float64)
+        return torch.from_numpy(s * (c * z1 + math.sqrt(max(1 - c * c, 0.0)) * z2))
 
     def excess(c: float) -> float:
-        return (sw2 * float((w * f1 * act.fn(u2(c)).numpy()).sum()) + sb2) / q - c
+        with torch.no_grad():
+            return (sw2 * float((w * f1 * act.fn(u2(c)).numpy()).sum()) + sb2) / q_rule - c
 
     top = 1 - 1e-7
     c = 0.0 if excess(0.0) <= 0 else (brentq(excess, 0.0, top, xtol=1e-13) if excess(top) < 0 else top)
-    return sw2 * float((w * d1 * act.grad(u2(c)).numpy()).sum())
+    with torch.no_grad():
+        return sw2 * float((w * d1 * act.grad(u2(c)).numpy()).sum())
 
 
 CURVE_Q = np.geomspace(1e-8, 1e8, 81)  # q* values at which the critical line is tabulated

@@ -166,6 +166,29 @@ def test_depth_scales():
     assert chaotic.xi_grad < 0 and math.isfinite(chaotic.xi_c) and chaotic.xi_c > 0
 
 
+@pytest.mark.parametrize("sw2,sb2", [(2.5, 0.05), (4.0, 0.3), (20.0, 0.3)])
+def test_xi_c_in_the_chaotic_phase_against_a_brute_force_grid(sw2, sb2):
+    """c* and chi_c = sw2 E[f'(u1) f'(u2)] by the trapezoid rule on a 1501 x 1501 grid (spectrally
+    accurate for these smooth, Gaussian-weighted integrands), c* by plain iteration of the map."""
+    import numpy as np
+
+    q = T.q_star("tanh", sw2, sb2).q
+    s = math.sqrt(q)
+    z = np.linspace(-8.5, 8.5, 1501)
+    wt = np.exp(-z * z / 2) / math.sqrt(2 * math.pi) * (z[1] - z[0])
+    w = np.outer(wt, wt)
+    f1 = np.tanh(s * z)[:, None]
+    q_grid = sw2 * float(np.sum(wt * np.tanh(s * z) ** 2)) + sb2
+    c = 0.5
+    for _ in range(300):
+        c = (sw2 * float(np.sum(w * f1 * np.tanh(s * (c * z[:, None] + math.sqrt(1 - c * c) * z[None, :])))) + sb2) / q_grid
+    u2 = s * (c * z[:, None] + math.sqrt(1 - c * c) * z[None, :])
+    chi_c = sw2 * float(np.sum(w * (1 - f1**2) * (1 - np.tanh(u2) ** 2)))
+    scales = T.depth_scales("tanh", sw2, sb2)
+    assert scales.chi1 > 1 and 0 < scales.xi_c < math.inf
+    assert scales.xi_c == pytest.approx(-1 / math.log(chi_c), rel=1e-6)
+
+
 def test_window_width_and_chain():
     assert T.window_width(3.9) == 0.0
     widths = {w: T.window_width(w) for w in (5.0, 6.9, 10.0, 50.0)}
