@@ -479,10 +479,8 @@ def report_command(
     from gradvet.report import write_report
 
     _check_report(out)
-    extra = list(activation_ or [])
-    for name in extra:
-        activation(name)  # a bad name or formula fails here, with close matches
-    path = write_report(out, sources=sources or [], activations=extra, selected=extra[0] if extra else None)
+    extra = [activation(name) for name in activation_ or []]  # a bad name or formula fails here, with close matches
+    path = write_report(out, sources=sources or [], activations=extra, selected=extra[0].label() if extra else None)
     typer.echo(f"wrote {path}")
 
 

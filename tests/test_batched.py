@@ -67,6 +67,8 @@ def test_a_diverging_run_stops_while_the_others_go_on(digits):
              for s, lr in ((0, 0.05), (1, 1e4), (2, 0.1))]
     batched = run_batched(specs, dataset=digits)
     assert [r.status for r in batched] == ["done", "diverged", "done"]
+    times = [r.metrics["step_time"] for r in batched]
+    assert times[0] == times[1] == times[2] > 0  # per step the group took, diverged or not
     for spec, bat in zip(specs, batched):
         assert_same_run(run(spec, dataset=digits), bat)
 
@@ -80,6 +82,8 @@ def test_grouping_and_reasons():
     assert "adam" in why_sequential(base.replace(optimizer="adam"))
     assert "recurrent" in why_sequential(RunSpec(data="adding", model="lstm"))
     assert "pre-training" in why_sequential(base.replace(pretrain=5))
+    assert "one-hot" in why_sequential(base.replace(loss="sigmoid_cross_entropy"))
+    assert why_sequential(base.replace(activation="rrelu")) and why_sequential(base.replace(activation="binary_step"))
     assert batch_key(base.replace(norm="batch")) is None
     specs = [base.replace(seed=s) for s in range(3)] + [base.replace(depth=4)] + [base.replace(optimizer="adam")]
     assert describe(specs) == {"groups": [3], "alone": 2}
@@ -100,16 +104,18 @@ def test_sweep_batches_groups_and_stores_runs_like_one_by_one(tmp_path):
     from gradvet.sweep import Store, run_sweep
     from gradvet.sweep.batched import plan
 
-    specs = [RunSpec(depth=2, width=8, steps=20, eval_every=10, seed=s, lr=lr) for s in range(3) for lr in (0.05, 0.1)]
+    specs = [RunSpec(depth=2, width=8, steps=20, eval_every=10, seed=s, lr=lr) for s in range(8) for lr in (0.05, 0.1)]
     specs.append(specs[0].replace(optimizer="adam", lr=0.01))  # trains alone
     units = plan(specs, workers=2)
-    assert sorted(len(u) for u in units) == [1, 3, 3]  # the group of 6 split between 2 workers
-    assert [len(u) for u in plan(specs, mode="off")] == [1] * 7
+    assert sorted(len(u) for u in units) == [1, 8, 8]  # the group of 16 split between 2 workers
+    assert sorted(len(u) for u in plan(specs[:12], workers=2)) == [12]  # parts stay >= 8 runs
+    assert [len(u) for u in plan(specs[:7])] == [1] * 7  # too few to gain: one by one
+    assert [len(u) for u in plan(specs, mode="off")] == [1] * 17
     with pytest.raises(GradvetError, match="batched='of'"):
         plan(specs, mode="of")
     one = run_sweep(specs, tmp_path / "one.db", batched="off")
     both = run_sweep(specs, tmp_path / "batched.db", workers=2)
-    assert (one.done, both.done, both.ran) == (7, 7, 7)
+    assert (one.done, both.done, both.ran) == (17, 17, 17)
     with Store(tmp_path / "one.db") as a, Store(tmp_path / "batched.db") as b:
         assert b.con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         rows_a = {r["key"]: r for r in a.runs(history=True)}
@@ -119,5 +125,5 @@ def test_sweep_batches_groups_and_stores_runs_like_one_by_one(tmp_path):
             rb = rows_b[key]
             assert rb["history"]["loss"] == pytest.approx(ra["history"]["loss"], rel=1e-5)
             assert len(b.layer_records(key)) == len(a.layer_records(key)) > 0
-        assert sum("batched_with" in (r["metrics"] or {}) for r in rows_b.values()) == 6
-    assert run_sweep(specs, tmp_path / "batched.db").skipped == 7
+        assert sum("batched_with" in (r["metrics"] or {}) for r in rows_b.values()) == 16
+    assert run_sweep(specs, tmp_path / "batched.db").skipped == 17

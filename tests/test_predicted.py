@@ -54,6 +54,14 @@ def test_no_prediction_where_theory_does_not_apply(build, reason):
     assert isinstance(result, str) and reason in result
 
 
+def test_no_prediction_for_non_finite_weights():
+    model = mlp(16, 4, 3, 32, "tanh", "xavier")
+    with torch.no_grad():
+        model.hidden[1].linear.weight[0, 0] = float("nan")
+    result = predict_for(model, torch.randn(8, 16))
+    assert isinstance(result, str) and "not finite" in result
+
+
 @pytest.mark.parametrize("activation,init", [("tanh", "xavier"), ("sigmoid", "xavier"), ("relu", "he")])
 def test_diagnose_prediction_follows_the_measurement(activation, init):
     torch.manual_seed(0)

@@ -14,16 +14,20 @@ BINS = 40
 @torch.no_grad()
 def activation_histograms(model: nn.Module, x: torch.Tensor, bins: int = BINS) -> dict[str, dict[str, list]]:
     """{module name: {"edges": bins + 1 edges, "counts": bins counts}} for every module gradvet
-    knows as an activation, from one forward pass on `x` (hooks removed afterwards)."""
+    knows as an activation, from one forward pass on `x` in eval mode (the model's mode and
+    state are left as they were; hooks removed afterwards)."""
     outputs: dict[str, torch.Tensor] = {}
     handles = []
     for name, module in model.named_modules():
         if name and catalog_activation(module) is not None:
             handles.append(module.register_forward_hook(
                 lambda _m, _i, out, name=name: outputs.__setitem__(name, out.detach().flatten().double())))
+    was_training = model.training
+    model.eval()  # no batch-norm statistics updated, no dropout: the histograms change nothing
     try:
         model(x)
     finally:
+        model.train(was_training)
         for handle in handles:
             handle.remove()
     result = {}

@@ -16,6 +16,7 @@ layers, which theory does not cover, give no prediction rather than a wrong one)
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -81,6 +82,8 @@ def predict_for(model: nn.Module, x: torch.Tensor) -> Prediction | str:
     if isinstance(chain, str):
         return chain
     hidden, act = chain
+    if not all(bool(torch.isfinite(p).all()) for _, m in hidden for p in m.parameters()):
+        return "the model's weights are not finite (the gradient exploded)"
     was_training = model.training
     model.eval()
     try:
@@ -94,7 +97,7 @@ def predict_for(model: nn.Module, x: torch.Tensor) -> Prediction | str:
     sw2 = [float(m.weight.double().pow(2).mean()) * m.in_features for _, m in hidden]
     sb2 = [float(m.bias.double().pow(2).mean()) if m.bias is not None else 0.0 for _, m in hidden]
     q0 = float(x.double().pow(2).mean())
-    if any(v <= 0 for v in sw2):
-        return "a hidden layer has all-zero weights"
+    if any(not (v > 0) or not math.isfinite(v) for v in sw2) or not all(math.isfinite(v) for v in sb2 + [q0]):
+        return "a hidden layer has all-zero or non-finite weights, or the input is not finite"
     profile = predict_profile(act, len(hidden), sw2, sb2, q0=q0)
     return Prediction(act.name, {name: r for (name, _), r in zip(hidden, profile)}, sw2, sb2, q0)

@@ -34,7 +34,7 @@ def build_page(sources: Iterable[str | os.PathLike[str]] = (), records: Iterable
     """A `Page` with a section per source (path) and per in-memory record, and the explorer."""
     from gradvet.report.explorer import add_explorer
     from gradvet.report.page import Page
-    from gradvet.report.sources import add_source, kind_of
+    from gradvet.report.sources import add_record, add_source, kind_of
 
     import gradvet
 
@@ -46,10 +46,7 @@ def build_page(sources: Iterable[str | os.PathLike[str]] = (), records: Iterable
         if kind is None:
             raise GradvetError("a record for the report must be a gradvet result (experiment, diagnosis, choice, theory).")
         page.sources[f"record-{i + 1}"] = record
-        from gradvet.report import sources as src
-
-        {"experiment": src.add_experiment, "diagnosis": src.add_diagnosis, "choice": src.add_choice,
-         "theory": src.add_theory}[kind](page, record, Path.cwd())
+        add_record(page, record, Path.cwd(), f"record {i + 1}")
     add_explorer(page, activations, selected)
     return page
 

@@ -170,7 +170,7 @@ def add_explorer(page, extra: Iterable[str | Activation] = (), selected: str | N
         '<div class="muted" id="explorer-source"></div>'
         '<h3>pros</h3><ul class="tight" id="explorer-pros"></ul><h3>cons</h3><ul class="tight" id="explorer-cons"></ul>'
         "</div>")
-    payload = json.dumps(data).replace("</", "<\\/")
+    payload = json.dumps(data).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
     sec.raw(f'<script type="application/json" id="explorer-data">{payload}</script>')
     page.scripts.append(SCRIPT)
     return sec

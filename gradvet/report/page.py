@@ -180,7 +180,7 @@ class Page:
         nav = "".join(f'<button type="button" data-target="{esc(s.id)}">{esc(s.title)}</button>' for s in self.sections)
         pages = "".join(f'<section class="page" id="{esc(s.id)}"><h2>{esc(s.title)}</h2>{"".join(s.blocks)}</section>'
                         for s in self.sections)
-        data = json.dumps(jsonable(self.sources)).replace("</", "<\\/")
+        data = json.dumps(jsonable(self.sources)).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
         scripts = "".join(f"<script>{s}</script>" for s in [*self.scripts, NAV_SCRIPT])
         return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
                 "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"

@@ -65,8 +65,20 @@ def add_source(page: Page, path: Path) -> None:
         raise GradvetError(f"{str(path)!r} is not a gradvet result (expected the JSON of an experiment, the demo, "
                            "diagnose, choose or theory).")
     page.sources[str(path)] = record
-    {"experiment": add_experiment, "diagnosis": add_diagnosis, "choice": add_choice,
-     "theory": add_theory}[kind](page, record, path)
+    add_record(page, record, path, str(path))
+
+
+ADDERS = {}  # kind -> function(page, record, path), filled below
+
+
+def add_record(page: Page, record: dict, path: Path, name: str) -> None:
+    """The sections of one result; a malformed one is one GradvetError naming it."""
+    kind = kind_of(record)
+    try:
+        ADDERS[kind](page, record, path)
+    except (KeyError, TypeError, AttributeError, ValueError, IndexError) as err:
+        raise GradvetError(f"{name!r} is not a well-formed {kind} result "
+                           f"({type(err).__name__}: {err}).") from None
 
 
 def _read_json(path: Path, quiet: bool = False) -> Any:
@@ -104,7 +116,7 @@ def _svg_file(fig_path: Path, base: Path) -> str | None:
     """The SVG a figure path names (given as written, or beside the JSON), as inline markup."""
     if fig_path.suffix.lower() != ".svg":
         return None
-    for candidate in (fig_path, base / fig_path.name):
+    for candidate in (base / fig_path.name, fig_path):  # beside the JSON first: an archived folder keeps its own
         if candidate.is_file():
             text = candidate.read_text()
             return text[text.index("<svg"):] if "<svg" in text else None
@@ -149,7 +161,7 @@ def add_store(page: Page, path: Path) -> None:
 def _trace_figures(sec, trace, label: str, stem: str) -> None:
     """Per-layer gradient norms at the first and last recorded step, and layer x step over training."""
     metric = "output_grad_norm"
-    layers = [name for name in trace.layers() if trace.kinds.get(name) == "weight"]
+    layers = [name for name in trace.layers() if trace.kinds.get(name) == "weight"][:-1]  # hidden: not the read-out
     if not layers:
         return
     steps = trace.steps()
@@ -159,12 +171,12 @@ def _trace_figures(sec, trace, label: str, stem: str) -> None:
         for i, name in enumerate(layers):
             value = at.get(name, {}).get(metric)
             grid[i, j] = np.nan if value is None else value
-    first, last = grid[:, 0], grid[:, -1]
-    ref0, ref1 = first[-1], last[-1]
+    with np.errstate(divide="ignore", invalid="ignore"):  # ratios to the last hidden layer, as diagnose
+        first, last = grid[:, 0] / grid[-1, 0], grid[:, -1] / grid[-1, -1]
     rows = [[name, float(first[i]), float(last[i])] for i, name in enumerate(layers)]
-    series = {f"step {steps[0]}": list(first / ref0)}
+    series = {f"step {steps[0]}": list(first)}
     if len(steps) > 1:
-        series[f"step {steps[-1]}"] = list(last / ref1)
+        series[f"step {steps[-1]}"] = list(last)
     sec.figure(figs.layer_profile(layers, series, title=f"{label}: backward signal per layer"),
                f"{label}: ||dL/d output|| per layer relative to the last, at the first and last recorded step",
                f"profile-{stem}", ["layer", f"step {steps[0]}", f"step {steps[-1]}"], rows)
@@ -282,3 +294,6 @@ def add_theory(page: Page, record: dict, path: Path | None = None) -> None:
                                       marker),
                    "the edge of chaos (chi1 = 1) over the bias variance", "phase-diagram", ["sb2", "critical sw2"],
                    [[b, _num(s)] for b, s in zip(pd["sb2"], pd["critical_sw2"])])
+
+
+ADDERS.update(experiment=add_experiment, diagnosis=add_diagnosis, choice=add_choice, theory=add_theory)

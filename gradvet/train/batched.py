@@ -16,7 +16,8 @@ clip_grad_norm_) and by value, and the same SGD update (weight decay added to th
 gradient, momentum buffer as torch.optim.SGD with dampening 0). A run whose loss or
 gradient norm turns NaN/Inf stops there (status 'diverged', no update at that step) while
 the others go on. Losses agree with the sequential runs to float32 rounding (the batched
-matrix products round differently).
+matrix products round differently; a chaotic run, e.g. at a huge learning rate, amplifies
+that rounding as it would amplify any perturbation).
 
 The default probe trace is kept too: on each sampled step (every ceil(steps / 50)-th, as
 in `train.run`) every run's own module (a "shadow" holding that run's current weights)
@@ -26,7 +27,7 @@ through the optimizer hooks, so the layer records are those a sequential run rec
 Batchable: MLPs without batch norm (its running statistics are per-module state) and
 without pre-training, optimiser sgd or momentum. Anything else trains one after another
 (`why_sequential` says why). Per-run wall and step times are the group's divided by the
-number of runs; `metrics["batched_with"]` says how many runs shared the model.
+number of runs (step time: per step the group took); `metrics["batched_with"]` says how many runs shared the model.
 """
 
 from __future__ import annotations
@@ -50,8 +51,16 @@ VARYING = ("seed", "init", "lr", "weight_decay")
 OPTIMIZERS = ("sgd", "momentum")
 
 
+NOT_VMAPPABLE = {"binary_step": "binary_step's derivative is a custom autograd function vmap cannot batch",
+                 "rrelu": "rrelu's random slopes are not supported under vmap"}
+
+
 def why_sequential(spec: RunSpec) -> str | None:
     """Why `spec` cannot train in a batch (None: it can)."""
+    if spec.activation in NOT_VMAPPABLE:
+        return NOT_VMAPPABLE[spec.activation]
+    if spec.loss == "sigmoid_cross_entropy":
+        return "the sigmoid cross-entropy builds one-hot targets, which vmap cannot batch"
     if spec.model != "mlp":
         return f"model {spec.model!r} is recurrent"
     if spec.norm == "batch":
@@ -153,6 +162,7 @@ def run_batched(specs: Sequence[RunSpec], probe: str | None = AUTO, dataset=None
                 opt = _CopyIn([p for p in model.parameters()])
                 shadows.append((model, opt, stack.enter_context(Probe(model, opt, every=every))))
         train_start = time.perf_counter()
+        step = 0
         for step in range(1, first.steps + 1):
             idx = torch.stack([s.next() for s in samplers])
             xb, yb = data.x_train[idx], data.y_train[idx]
@@ -209,6 +219,7 @@ def run_batched(specs: Sequence[RunSpec], probe: str | None = AUTO, dataset=None
             if not any(active):
                 break
         train_time = time.perf_counter() - train_start
+        group_steps = step
     final = _evaluate(batched_output, params, buffers, loss_fn, data)
     wall = time.perf_counter() - start_time
     runs = []
@@ -225,7 +236,7 @@ def run_batched(specs: Sequence[RunSpec], probe: str | None = AUTO, dataset=None
             "final_finite_loss": finite[-1] if finite else None,
             "test_loss": test_loss, "test_accuracy": test_acc, "steps_done": steps_done,
             "diverged_at": diverged_at[i], "wall_time": wall / R,
-            "step_time": train_time / R / max(len(h["step"]), 1), "batched_with": R,
+            "step_time": train_time / R / max(group_steps, 1), "batched_with": R,
         }
         if shadows:
             run.layer_records = shadows[i][2].trace.rows
