@@ -119,6 +119,15 @@ def connected(address: str | None) -> Iterator[Any]:
     main_thread = threading.current_thread() is threading.main_thread()
     sigterm = signal.getsignal(signal.SIGTERM) if main_thread else None
     auth_mode = os.environ.get("RAY_AUTH_MODE")
+
+    def restore() -> None:
+        if sigterm is not None:
+            signal.signal(signal.SIGTERM, sigterm)
+        if auth_mode is None:
+            os.environ.pop("RAY_AUTH_MODE", None)
+        else:
+            os.environ["RAY_AUTH_MODE"] = auth_mode
+
     try:
         if address is None:
             ray.init(address="local", num_cpus=_local_cpus(), include_dashboard=False, log_to_driver=False,
@@ -126,6 +135,9 @@ def connected(address: str | None) -> Iterator[Any]:
         else:
             ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
     except (ConnectionError, TimeoutError, ValueError, RuntimeError, ray.exceptions.RayError) as err:
+        with contextlib.suppress(Exception):  # whatever a failed init left started
+            ray.shutdown()
+        restore()
         first = (str(err).strip().splitlines() or [type(err).__name__])[0]
         if address is None:
             raise GradvetError(f"cannot start a local Ray instance ({first}).") from None
@@ -139,12 +151,7 @@ def connected(address: str | None) -> Iterator[Any]:
         yield ray
     finally:
         ray.shutdown()  # stops a local instance started here; only disconnects from a cluster
-        if sigterm is not None:
-            signal.signal(signal.SIGTERM, sigterm)
-        if auth_mode is None:
-            os.environ.pop("RAY_AUTH_MODE", None)
-        else:
-            os.environ["RAY_AUTH_MODE"] = auth_mode
+        restore()
 
 
 def _check_reachable(address: str, timeout: float = 5.0) -> None:
