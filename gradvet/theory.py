@@ -47,6 +47,27 @@ _LEGENDRE = np.polynomial.legendre.leggauss(24)
 HALF_WIDTH = 40.0  # |z| <= 40: the Gaussian weight beyond is below 1e-347, zero in float64
 
 
+def _gauss_pieces(base_cuts: set[float], breakpoints: tuple[float, ...], q: float, half_width: float,
+                  legendre: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Nodes z and weights (Gaussian density included) of composite Gauss-Legendre over the pieces
+    between `base_cuts`, the breakpoints and the unit steps of x = sqrt(q) z (|x| <= 40) that lie
+    within |z| < half_width; nodes of zero weight are dropped."""
+    s = math.sqrt(max(q, 1e-300))
+    cuts = set(base_cuts)
+    cuts |= {c / s for c in list(breakpoints) + [float(k) for k in range(-40, 41)] if abs(c / s) < half_width}
+    cuts = np.array(sorted(cuts))
+    a, b = cuts[:-1], cuts[1:]
+    nodes, weights = legendre
+    half, mid = (b - a)[:, None] / 2, (a + b)[:, None] / 2
+    z = (mid + half * nodes[None, :]).ravel()
+    w = (half * weights[None, :]).ravel() * np.exp(-0.5 * z * z) / math.sqrt(2 * math.pi)
+    keep = w > 0
+    return z[keep], w[keep]
+
+
+_CUTS_1D = {float(k) for k in range(-10, 11)} | {-40.0, -32.0, -24.0, -16.0, -12.0, 12.0, 16.0, 24.0, 32.0, 40.0}
+
+
 @functools.lru_cache(maxsize=4096)
 def _rule(breakpoints: tuple[float, ...], q: float) -> tuple[np.ndarray, np.ndarray]:
     """Nodes x = sqrt(q) z and weights (Gaussian density included) of composite Gauss-Legendre
@@ -54,17 +75,8 @@ def _rule(breakpoints: tuple[float, ...], q: float) -> tuple[np.ndarray, np.ndar
     to |z| = 10 (then at 12, 16, 24, 32, 40, where the weight is below 1e-22), and
     at every unit step of x (|x| <= 40), so a function that saturates within |x| ~ 1 is resolved
     at any q. q = 0 is taken as the limit q -> 0+ (ReLU's E[f'^2] stays 1/2 there)."""
-    s = math.sqrt(max(q, 1e-300))
-    cuts = {float(k) for k in range(-10, 11)} | {-40.0, -32.0, -24.0, -16.0, -12.0, 12.0, 16.0, 24.0, 32.0, 40.0}
-    cuts |= {c / s for c in list(breakpoints) + [float(k) for k in range(-40, 41)] if abs(c / s) < HALF_WIDTH}
-    cuts = np.array(sorted(cuts))
-    a, b = cuts[:-1], cuts[1:]
-    nodes, weights = _LEGENDRE
-    half, mid = (b - a)[:, None] / 2, (a + b)[:, None] / 2
-    z = (mid + half * nodes[None, :]).ravel()
-    w = (half * weights[None, :]).ravel() * np.exp(-0.5 * z * z) / math.sqrt(2 * math.pi)
-    keep = w > 0
-    return s * z[keep], w[keep]
+    z, w = _gauss_pieces(_CUTS_1D, breakpoints, q, HALF_WIDTH, _LEGENDRE)
+    return math.sqrt(max(q, 1e-300)) * z, w
 
 
 def expectations(act: Activation, g, qs) -> np.ndarray:
@@ -212,16 +224,7 @@ def _rule_2d(breakpoints: tuple[float, ...], q: float) -> tuple[np.ndarray, np.n
     included) of composite Gauss-Legendre with 8 nodes a piece on |z| <= 10 (the weight beyond
     is below 1e-22), split at integers, at the breakpoints and at unit steps of x = sqrt(q) z
     (|x| <= 40), so that saturation within |x| ~ 1 is resolved; at most ~900 nodes."""
-    s = math.sqrt(max(q, 1e-300))
-    cuts = {float(k) for k in range(-10, 11)}
-    cuts |= {c / s for c in list(breakpoints) + [float(k) for k in range(-40, 41)] if abs(c / s) < 10}
-    cuts = np.array(sorted(cuts))
-    a, b = cuts[:-1], cuts[1:]
-    nodes, weights = _LEGENDRE_8
-    half, mid = (b - a)[:, None] / 2, (a + b)[:, None] / 2
-    z = (mid + half * nodes[None, :]).ravel()
-    w = (half * weights[None, :]).ravel() * np.exp(-0.5 * z * z) / math.sqrt(2 * math.pi)
-    return z, w
+    return _gauss_pieces({float(k) for k in range(-10, 11)}, breakpoints, q, 10.0, _LEGENDRE_8)
 
 
 def _chi_c(act: Activation, q: float, sw2: float, sb2: float) -> float:
