@@ -275,7 +275,7 @@ def _parallel(sweep: _Sweep, target: str | RunFn, units: list[list[RunSpec]], wo
             finished, _ = wait(in_flight, return_when=FIRST_COMPLETED)
             broken = False
             for future in finished:
-                unit = in_flight.pop(future)
+                unit = in_flight[future]  # stays in flight until saved: an interrupt meanwhile forgets its rows
                 try:
                     outcomes = future.result()
                 except BrokenProcessPool as err:
@@ -286,6 +286,7 @@ def _parallel(sweep: _Sweep, target: str | RunFn, units: list[list[RunSpec]], wo
                     outcomes = [Outcome(spec=spec, error=error_text(err)) for spec in unit]
                 for outcome in outcomes:
                     sweep.finish(outcome)
+                del in_flight[future]
             if broken:
                 executor.shutdown(wait=True, cancel_futures=True)
                 executor = new_pool()
