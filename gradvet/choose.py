@@ -76,12 +76,14 @@ import torch
 
 from gradvet.activations import Activation, activation as get_activation
 from gradvet.errors import GradvetError, did_you_mean
+from gradvet.experiments.base import mean_sd
 from gradvet.jsonable import jsonable
+from gradvet.probe.diagnosis import EXPLODING, VANISHING, geometric_mean, short_number
+from gradvet.spec import NORMS
 
 DEFAULT_CANDIDATES = ("relu", "sigmoid", "tanh", "gelu", "leaky_relu", "silu", "elu", "selu", "mish", "softsign")
 PROTECTED = ("relu", "sigmoid", "tanh")  # kept longest: the article's rules need them
 TASKS = ("binary", "multiclass", "regression")
-NORMS = (None, "batch", "layer")
 
 W_ACCURACY = 1.0
 W_GRADIENT = 0.02
@@ -95,7 +97,6 @@ WEIGHTS = {"accuracy": W_ACCURACY, "gradient_per_decade": W_GRADIENT, "gradient_
            "dead": W_DEAD, "saturated_excess": W_SATURATED, "cost_per_doubling": W_COST,
            "cost_slack_doublings": COST_SLACK}
 
-VANISHING, EXPLODING = 1e-2, 1e2
 RELU_TOLERANCE = 0.02
 ROUNDING = 1e-6  # float32 accuracies: a gap of exactly 0.02 (9 of 450 test examples) is within it
 FLAT = 0.9  # loss at the end above 90% of the start: "flat"; above the start / 0.9: "rose"
@@ -276,20 +277,14 @@ class Choice:
 # ---------------------------------------------------------------- small helpers
 
 def _mean(values: Iterable[float]) -> float:
-    good = [v for v in values if v is not None and math.isfinite(v)]
-    return statistics.fmean(good) if good else math.nan
+    """Mean of the finite values (nan for none)."""
+    return mean_sd(values)[0]
 
 
 def _geometric_mean(values: Iterable[float]) -> float:
-    good = [v for v in values if v is not None and math.isfinite(v) and v > 0]
-    return math.exp(statistics.fmean(math.log(v) for v in good)) if good else math.nan
-
-
-def short_number(v: float | None) -> str:
-    """The diagnosis's number format: 2 significant digits, scientific outside [1e-3, 1e4)."""
-    from gradvet.probe.diagnosis import short_number as fmt
-
-    return fmt(v)
+    """Geometric mean of the positive finite values (nan for none)."""
+    mean = geometric_mean(list(values))
+    return math.nan if mean is None else mean
 
 
 def _decades(ratio: float) -> float:
