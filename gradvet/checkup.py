@@ -78,9 +78,14 @@ def checkup(model: nn.Module, data: Dataset, steps: int = 0, lr: float = 0.1, ba
             else:
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
+    return full_diagnosis(probe, model, data.x_train[: min(512, n)], data.sequence), probe
+
+
+def full_diagnosis(probe: Probe, model: nn.Module, batch: torch.Tensor, sequence: bool = False) -> Diagnosis:
+    """The probe's diagnosis with mean-field theory's predicted profile beside it (flat data only)
+    and the activation histograms of `model` on `batch`."""
     diagnosis = diagnose(probe)
-    batch = data.x_train[: min(512, n)]
-    if not data.sequence:
+    if not sequence:
         diagnosis.attach_prediction(predict_for(model, batch))
     diagnosis.histograms = activation_histograms(model, batch)
-    return diagnosis, probe
+    return diagnosis

@@ -20,13 +20,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from gradvet.checkup import full_diagnosis
 from gradvet.data import load
 from gradvet.experiments.base import Context
 from gradvet.models import mlp
-from gradvet.probe import Probe, Trace, diagnose
+from gradvet.probe import Probe, Trace
 from gradvet.probe.diagnosis import geometric_mean, short_number
-from gradvet.probe.histograms import activation_histograms
-from gradvet.probe.predicted import predict_for
 from gradvet.spec import RunSpec
 
 DEPTH, WIDTH, STEPS = 10, 64, 300
@@ -41,9 +40,7 @@ def _at_init(activation: str, init: str, data):
     with Probe(model) as probe:
         nn.functional.cross_entropy(model(batch), data.y_train[:256]).backward()
         probe.step()
-    diagnosis = diagnose(probe).attach_prediction(predict_for(model, batch))
-    diagnosis.histograms = activation_histograms(model, batch)
-    return diagnosis
+    return full_diagnosis(probe, model, batch)
 
 
 def _first_layer_speed(run) -> tuple[list[int], list[float]]:
