@@ -31,6 +31,7 @@ import torch
 
 from gradvet.activations import Activation, activation as get_activation
 from gradvet.activations.cache import CATALOG_SOURCES, DiskTable
+from gradvet.activations.properties import gauss_legendre_pieces
 from gradvet.errors import GradvetError
 
 MAX_ITER = 2000
@@ -43,26 +44,18 @@ def _act(act: Activation | str) -> Activation:
     return get_activation(act)
 
 
-_LEGENDRE = np.polynomial.legendre.leggauss(24)
 HALF_WIDTH = 40.0  # |z| <= 40: the Gaussian weight beyond is below 1e-347, zero in float64
 
 
 def _gauss_pieces(base_cuts: set[float], breakpoints: tuple[float, ...], q: float, half_width: float,
-                  legendre: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """Nodes z and weights (Gaussian density included) of composite Gauss-Legendre over the pieces
-    between `base_cuts`, the breakpoints and the unit steps of x = sqrt(q) z (|x| <= 40) that lie
-    within |z| < half_width; nodes of zero weight are dropped."""
+                  legendre: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Nodes z and weights (Gaussian density included) of composite Gauss-Legendre
+    (`activations.properties.gauss_legendre_pieces`) over the pieces between `base_cuts`, the
+    breakpoints and the unit steps of x = sqrt(q) z (|x| <= 40) that lie within |z| < half_width."""
     s = math.sqrt(max(q, 1e-300))
     cuts = set(base_cuts)
     cuts |= {c / s for c in list(breakpoints) + [float(k) for k in range(-40, 41)] if abs(c / s) < half_width}
-    cuts = np.array(sorted(cuts))
-    a, b = cuts[:-1], cuts[1:]
-    nodes, weights = legendre
-    half, mid = (b - a)[:, None] / 2, (a + b)[:, None] / 2
-    z = (mid + half * nodes[None, :]).ravel()
-    w = (half * weights[None, :]).ravel() * np.exp(-0.5 * z * z) / math.sqrt(2 * math.pi)
-    keep = w > 0
-    return z[keep], w[keep]
+    return gauss_legendre_pieces(sorted(cuts), legendre)
 
 
 _CUTS_1D = {float(k) for k in range(-10, 11)} | {-40.0, -32.0, -24.0, -16.0, -12.0, 12.0, 16.0, 24.0, 32.0, 40.0}
@@ -75,7 +68,7 @@ def _rule(breakpoints: tuple[float, ...], q: float) -> tuple[np.ndarray, np.ndar
     to |z| = 10 (then at 12, 16, 24, 32, 40, where the weight is below 1e-22), and
     at every unit step of x (|x| <= 40), so a function that saturates within |x| ~ 1 is resolved
     at any q. q = 0 is taken as the limit q -> 0+ (ReLU's E[f'^2] stays 1/2 there)."""
-    z, w = _gauss_pieces(_CUTS_1D, breakpoints, q, HALF_WIDTH, _LEGENDRE)
+    z, w = _gauss_pieces(_CUTS_1D, breakpoints, q, HALF_WIDTH)
     return math.sqrt(max(q, 1e-300)) * z, w
 
 
