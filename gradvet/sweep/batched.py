@@ -25,20 +25,15 @@ def check_mode(mode: str) -> str:
 
 def plan(todo: list[RunSpec], workers: int = 1, mode: str = "auto") -> list[list[RunSpec]]:
     """Units of work, batched groups first (largest first), in a stable order."""
-    from gradvet.train.batched import batch_key
+    from gradvet.train.batched import groups_of
 
     if check_mode(mode) == "off":
         return [[spec] for spec in todo]
-    groups: dict[str, list[RunSpec]] = {}
-    singles: list[list[RunSpec]] = []
-    for spec in todo:
-        key = batch_key(spec)
-        if key is None:
-            singles.append([spec])
-        else:
-            groups.setdefault(key, []).append(spec)
+    indices, unbatchable = groups_of(todo)
+    groups = [[todo[i] for i in g] for g in indices]
+    singles: list[list[RunSpec]] = [[todo[i]] for i in unbatchable]
     units: list[list[RunSpec]] = []
-    for members in sorted(groups.values(), key=len, reverse=True):
+    for members in sorted(groups, key=len, reverse=True):
         if len(members) < MIN_GROUP:
             singles.extend([spec] for spec in members)
             continue

@@ -274,18 +274,25 @@ def _evaluate(batched_output, params, buffers, loss_fn, data) -> list[tuple[floa
     return list(zip(losses, accs))
 
 
+def groups_of(specs: Sequence[RunSpec]) -> tuple[list[list[int]], list[int]]:
+    """Indices of `specs` by `batch_key`: the groups that could train together (in first-seen
+    order, singletons included) and the specs that cannot be batched at all."""
+    groups: dict[str, list[int]] = {}
+    unbatchable: list[int] = []
+    for i, spec in enumerate(specs):
+        key = batch_key(spec)
+        (groups.setdefault(key, []) if key is not None else unbatchable).append(i)
+    return list(groups.values()), unbatchable
+
+
 def train_specs(specs: Sequence[RunSpec], probe: str | None = AUTO, dataset=None) -> list[Run]:
     """Every spec trained, batchable groups together and the rest one after another; runs in
     the order of `specs`."""
     from gradvet.train.loop import run
 
-    groups: dict[str, list[int]] = {}
-    alone: list[int] = []
-    for i, spec in enumerate(specs):
-        key = batch_key(spec)
-        (groups.setdefault(key, []) if key is not None else alone).append(i)
+    groups, alone = groups_of(specs)
     out: dict[int, Run] = {}
-    for members in groups.values():
+    for members in groups:
         if len(members) == 1:
             alone.extend(members)
             continue
@@ -298,13 +305,6 @@ def train_specs(specs: Sequence[RunSpec], probe: str | None = AUTO, dataset=None
 
 def describe(specs: Sequence[RunSpec]) -> dict[str, Any]:
     """How `specs` would train: the sizes of the batched groups and the runs that go alone."""
-    groups: dict[str, int] = {}
-    alone = 0
-    for spec in specs:
-        key = batch_key(spec)
-        if key is None:
-            alone += 1
-        else:
-            groups[key] = groups.get(key, 0) + 1
-    sizes = sorted(groups.values(), reverse=True)
-    return {"groups": [s for s in sizes if s > 1], "alone": alone + sum(1 for s in sizes if s == 1)}
+    groups, unbatchable = groups_of(specs)
+    sizes = sorted((len(g) for g in groups), reverse=True)
+    return {"groups": [s for s in sizes if s > 1], "alone": len(unbatchable) + sizes.count(1)}
