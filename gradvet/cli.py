@@ -273,8 +273,17 @@ def runs_command(
     console().print(_runs_table(records, str(store)))
 
 
+RUNS_CELL_CHARS = 120  # longest text shown in a cell of `gradvet runs` (the JSON keeps it whole)
+
+
+def _cell(value: Any, limit: int = RUNS_CELL_CHARS) -> str:
+    """`value` as one table cell: at most `limit` characters, cut with '...' and the full length."""
+    text = "-" if value is None else str(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
 def _runs_table(records: list[dict[str, Any]], store: str):
-    """A rich table of stored runs (an error column when some failed)."""
+    """A rich table of stored runs (an error column when some failed; a note on unreadable fields)."""
     from rich.table import Table
     from rich.text import Text
 
@@ -285,7 +294,16 @@ def _runs_table(records: list[dict[str, Any]], store: str):
         return num(float(value), digits) if isinstance(value, (int, float)) else "-"
 
     failed = any(r["error"] for r in records)
-    table = Table(title=f"{len(records)} runs in {store}", header_style="bold", pad_edge=False)
+    unreadable = [r for r in records if r.get("unreadable")]
+    caption = None
+    if unreadable:
+        listed = "; ".join(f"{_cell(r['key'], 16)}: " + ", ".join(f"{k} {why}" for k, why in r["unreadable"].items())
+                           for r in unreadable[:3])
+        more = f"; and {len(unreadable) - 3} more" if len(unreadable) > 3 else ""
+        caption = Text(f"{len(unreadable)} of {len(records)} runs have fields that cannot be read, shown as - "
+                       f"({listed}{more})")
+    table = Table(title=Text(f"{len(records)} runs in {_cell(store)}"), caption=caption, header_style="bold",
+                  pad_edge=False)
     for col, justify in (("key", "left"), ("label", "left"), ("status", "left"), ("steps", "right"),
                          ("final loss", "right"), ("test acc", "right"), ("wall time", "right")):
         table.add_column(Text(col), justify=justify, no_wrap=col in ("key", "status"))
@@ -294,11 +312,11 @@ def _runs_table(records: list[dict[str, Any]], store: str):
     for r in records:
         steps = (r.get("metrics") or {}).get("steps_done")
         wall = metric(r, "wall_time", 3)
-        cells = [r["key"], r["label"], r["status"], "-" if steps is None else str(steps),
-                 metric(r, "final_loss"), metric(r, "test_accuracy", 3), "-" if wall == "-" else f"{wall} s"]
+        cells = [r["key"], r["label"], r["status"], steps, metric(r, "final_loss"), metric(r, "test_accuracy", 3),
+                 "-" if wall == "-" else f"{wall} s"]
         if failed:
             cells.append(r["error"] or "")
-        table.add_row(*(Text(c) for c in cells))
+        table.add_row(*(Text(_cell(c)) for c in cells))
     return table
 
 

@@ -17,6 +17,14 @@ reference: 'module:function' (the default, gradvet.train:run, is imported
 only in the workers) or a module-level function, which the pool sends by its
 module and name.
 
+One writer: a sweep holds the store's `WriterLease` while it runs; a second sweep on the
+same store is refused in one sentence naming the first (its pid and host). A dead sweep's
+lease ends with its process, so kill -9 never blocks the next one.
+
+A full disk (or any fault of the store's file: read-only, I/O error) stops the sweep with one
+sentence saying how many finished runs are kept: runs already saved stay as they are, the run
+whose save failed is not marked failed (its 'running' row makes the next sweep train it again).
+
 Interruptions: Ctrl-C stops submitting, ends the workers, removes the
 'running' rows of the interrupted runs and re-raises KeyboardInterrupt; kill
 -9 or power loss leaves at worst some 'running' rows, which the next sweep
@@ -44,7 +52,9 @@ from typing import Any
 from gradvet.errors import GradvetError, did_you_mean
 from gradvet.spec import RunSpec
 from gradvet.sweep.batched import check_mode, plan
+from gradvet.sweep.lease import WriterLease
 from gradvet.sweep.store import Store, extra_of
+from gradvet.sweep.store_file import StoreWriteError
 
 DEFAULT_RUN = "gradvet.train:run"
 TRAIN_RUN = "gradvet.train:run"  # the run function batched training reproduces (gradvet.train.batched)
@@ -178,10 +188,13 @@ class _Sweep:
         self.store.mark_running(spec)
 
     def finish(self, outcome: Outcome) -> None:
-        """Save one outcome (a result that cannot be stored is stored as 'failed')."""
+        """Save one outcome (a result that cannot be stored is stored as 'failed'; a store that
+        cannot be written, its disk full, raises StoreWriteError and the run stays unsaved)."""
         if outcome.error is None:
             try:
                 self.store.save(outcome)
+            except StoreWriteError:
+                raise
             except Exception as err:  # noqa: BLE001 - e.g. a bad status or a malformed layer record
                 outcome.error = error_text(err)
         if outcome.error is not None:
@@ -332,7 +345,7 @@ def run_sweep(specs: Iterable[RunSpec], store_path: str | os.PathLike[str], work
     check_mode(batched)
     unique = list({spec.key: spec for spec in specs}.values())
     target = _target(run_fn, workers)
-    with Store(store_path) as store:
+    with Store(store_path) as store, WriterLease(store.path):
         done = store.done_keys()
         todo = [spec for spec in unique if spec.key not in done]
         summary = SweepSummary(total=len(unique), skipped=len(unique) - len(todo), store=str(Path(store_path)))
@@ -340,14 +353,18 @@ def run_sweep(specs: Iterable[RunSpec], store_path: str | os.PathLike[str], work
             return summary
         bar = _Progress(len(todo)) if progress and sys.stdout.isatty() else None
         sweep = _Sweep(store, summary, bar)
-        with bar or contextlib.nullcontext():
-            if backend == "ray":
-                ray_backend.run_on_ray(sweep, target, todo, address)
-            else:
-                mode = batched if (target == TRAIN_RUN and backend == "local") else "off"
-                units = plan(todo, workers, mode)
-                if workers == 1:
-                    _serial(sweep, target, units)
+        try:
+            with bar or contextlib.nullcontext():
+                if backend == "ray":
+                    ray_backend.run_on_ray(sweep, target, todo, address)
                 else:
-                    _parallel(sweep, target, units, min(workers, len(units)))
+                    mode = batched if (target == TRAIN_RUN and backend == "local") else "off"
+                    units = plan(todo, workers, mode)
+                    if workers == 1:
+                        _serial(sweep, target, units)
+                    else:
+                        _parallel(sweep, target, units, min(workers, len(units)))
+        except StoreWriteError as err:  # e.g. the disk is full: stop, keeping every run saved so far
+            kept = summary.skipped + summary.done + summary.diverged
+            raise GradvetError(err.sentence(kept, store.path)) from None
     return summary

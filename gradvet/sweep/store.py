@@ -14,12 +14,13 @@ commit appends to the write-ahead log and fsyncs it before `save` returns.
   training and one fsync costs milliseconds, so FULL is the right price for
   "no finished run is ever lost".
 
-Identity. A store is created whole or not at all: the schema is written into
-a temporary file next to the target, which is then linked into place. Its
-``meta`` table holds ``('schema', 'gradvet-store')`` and ``('version', '1')``.
-Before an existing file is opened for writing, it is checked through a
-read-only, ``immutable`` connection (no journal recovery, no lock, no side
-files), so a file that is not a gradvet store is reported and never touched.
+Identity, creation, checks and read-only places: `gradvet.sweep.store_file`
+(a store is created whole or not at all; an existing file is checked as SQLite
+reads it, write-ahead log included, before anything is written; stores on
+read-only media are read). One writer at a time: `gradvet.sweep.lease`.
+Faults: a full disk or a read-only file raises `StoreWriteError` from the
+writing functions; the transaction is rolled back and nothing saved is lost.
+Tampered rows read back with the unreadable fields None (`gradvet.sweep.rows`).
 
 Layout: ``runs`` (one row per spec key) and ``layer_records`` (per-layer,
 per-step values of a run). ``runs.extra`` holds, as JSON, whatever else the
@@ -32,7 +33,6 @@ stores a NaN REAL as NULL, so a NULL layer value reads back as NaN.
 from __future__ import annotations
 
 import json
-import math
 import os
 import sqlite3
 import time
@@ -42,39 +42,12 @@ from typing import Any, Protocol
 
 from gradvet.errors import GradvetError, did_you_mean
 from gradvet.spec import RunSpec
+from gradvet.sweep.rows import decode_row, layer_row
+from gradvet.sweep.store_file import (ReadConnection, StoreWriteError, check_store_file, connect_for_writing,
+                                      connect_readonly, create_store_file, stat_store, unwritable, write_fault)
 
-SCHEMA_NAME = "gradvet-store"
-SCHEMA_VERSION = 1
 STATUSES = ("running", "done", "diverged", "failed")
 FINISHED = ("done", "diverged")
-SQLITE_MAGIC = b"SQLite format 3\x00"
-
-SCHEMA = """
-CREATE TABLE meta (
-    name TEXT PRIMARY KEY,
-    value TEXT NOT NULL
-);
-CREATE TABLE runs (
-    key TEXT PRIMARY KEY,
-    spec TEXT NOT NULL,
-    label TEXT NOT NULL,
-    status TEXT NOT NULL CHECK (status IN ('running', 'done', 'diverged', 'failed')),
-    error TEXT,
-    metrics TEXT,
-    history TEXT,
-    extra TEXT,
-    started REAL,
-    finished REAL
-);
-CREATE TABLE layer_records (
-    run_key TEXT NOT NULL REFERENCES runs(key),
-    step INTEGER NOT NULL,
-    layer TEXT NOT NULL,
-    metric TEXT NOT NULL,
-    value REAL
-);
-CREATE INDEX layer_records_run_metric ON layer_records (run_key, metric);
-"""
 
 SUMMARY_COLUMNS = "key, spec, label, status, error, metrics, started, finished"
 
@@ -113,125 +86,46 @@ def extra_of(run: RunLike) -> dict[str, Any]:
     return {k: v for k, v in to_dict().items() if k not in STORED_ELSEWHERE}
 
 
-def loads(text: str | None) -> Any:
-    return None if text is None else json.loads(text)
-
-
-def not_a_store(path: Path, why: str) -> GradvetError:
-    return GradvetError(
-        f"{str(path)!r} is not a gradvet store ({why}); give a store written by `gradvet sweep` or a new file name."
-    )
-
-
-def check_store_file(path: Path) -> None:
-    """Raise GradvetError unless `path` is a readable gradvet store of a version we read. Never writes."""
-    if path.is_dir():
-        raise not_a_store(path, "it is a directory")
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(len(SQLITE_MAGIC))
-    except OSError as err:
-        raise GradvetError(f"store {str(path)!r} cannot be read ({err.strerror or err}); "
-                           "give a readable gradvet store or a new file name.") from None
-    if head != SQLITE_MAGIC:
-        raise not_a_store(path, "not an SQLite database" if head else "an empty file")
-    # immutable=1: read the main file as it is, with no locking, no journal or WAL recovery and no
-    # side files. The meta table is written once, when the store is created, and never changes.
-    uri = path.resolve().as_uri() + "?mode=ro&immutable=1"
-    try:
-        con = sqlite3.connect(uri, uri=True)
-        try:
-            rows = dict(con.execute("SELECT name, value FROM meta").fetchall())
-        finally:
-            con.close()
-    except sqlite3.DatabaseError:
-        raise not_a_store(path, "an SQLite database without gradvet's meta table") from None
-    if rows.get("schema") != SCHEMA_NAME:
-        raise not_a_store(path, f"its meta schema is {rows.get('schema')!r}")
-    try:
-        version = int(rows.get("version", ""))
-    except ValueError:
-        raise not_a_store(path, f"its schema version is {rows.get('version')!r}") from None
-    if version > SCHEMA_VERSION:
-        raise GradvetError(f"store {str(path)!r} has schema version {version}, newer than this gradvet reads "
-                           f"(up to {SCHEMA_VERSION}); upgrade gradvet.")
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def create_store_file(path: Path) -> None:
-    """Write an empty store to a temporary file beside `path`, then link it into place."""
-    directory = path.parent
-    if not directory.is_dir():
-        raise GradvetError(f"cannot create store {str(path)!r}: folder {str(directory)!r} does not exist.")
-    tmp = directory / f".{path.name}.{os.getpid()}.tmp"
-    try:
-        con = sqlite3.connect(tmp, isolation_level=None)
-        try:
-            con.execute("PRAGMA journal_mode=WAL")
-            con.execute("BEGIN")
-            for statement in SCHEMA.split(";"):
-                if statement.strip():
-                    con.execute(statement)
-            con.executemany("INSERT INTO meta (name, value) VALUES (?, ?)",
-                            [("schema", SCHEMA_NAME), ("version", str(SCHEMA_VERSION))])
-            con.execute("COMMIT")
-        finally:
-            con.close()  # last connection: checkpoints and removes the -wal / -shm files
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        try:
-            os.link(tmp, path)  # atomic, and never replaces a file that appeared meanwhile
-        except FileExistsError:
-            pass  # someone else created it first; it is checked like any existing file
-        except OSError:
-            os.replace(tmp, path)  # file systems without hard links
-        _fsync_dir(directory)
-    except OSError as err:
-        raise GradvetError(f"cannot create store {str(path)!r} ({err.strerror or err}).") from None
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 class Store:
     """The runs of one or more sweeps, keyed by `RunSpec.key`. A context manager.
 
-    `Store(path)` opens an existing store or creates a new one;
-    `Store(path, create=False)` refuses a missing file (GradvetError).
-    One process should write at a time (a sweep's main process); any number may read.
+    `Store(path)` opens an existing store for writing or creates a new one (GradvetError when
+    its folder or the file is read-only). `Store(path, create=False)` opens an existing store
+    (GradvetError when missing): for writing where the file and its folder allow it, else
+    read-only (`readonly` is then True and every write raises StoreWriteError).
+    One process writes at a time (a sweep holds `gradvet.sweep.lease.WriterLease`); any number read.
+    Write errors of the disk or file (full, read-only, I/O) raise StoreWriteError; the reading
+    functions never crash on a tampered row (`gradvet.sweep.rows`).
     """
 
     def __init__(self, path: str | os.PathLike[str], create: bool = True) -> None:
         self.path = Path(path)
-        if not self.path.exists():
+        self._con: sqlite3.Connection | None = None
+        self._reading: ReadConnection | None = None
+        if stat_store(self.path) is None:
             if not create:
                 raise GradvetError(f"store {str(self.path)!r} does not exist; run `gradvet sweep` first.")
             create_store_file(self.path)
         check_store_file(self.path)
-        try:
-            self._con = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
-            self._con.execute("PRAGMA journal_mode=WAL")
-            self._con.execute("PRAGMA synchronous=FULL")
-            self._con.execute("PRAGMA foreign_keys=ON")
-        except sqlite3.Error as err:
-            raise GradvetError(f"store {str(self.path)!r} cannot be opened ({err}).") from None
+        problem = unwritable(self.path)
+        if problem is None:
+            self._con = connect_for_writing(self.path)
+        elif create:
+            raise GradvetError(f"cannot write the store {str(self.path)!r}: {problem}; "
+                               "give a store in a writable folder.")
+        else:
+            self._reading = connect_readonly(self.path)
+            self._con = self._reading.con
+        self.readonly = self._reading is not None
 
     # -- life cycle -------------------------------------------------------
 
     def close(self) -> None:
         con, self._con = getattr(self, "_con", None), None
-        if con is not None:
+        reading, self._reading = getattr(self, "_reading", None), None
+        if reading is not None:
+            reading.close()
+        elif con is not None:
             con.close()
 
     def __enter__(self) -> Store:
@@ -250,17 +144,29 @@ class Store:
         return self._con
 
     def _transaction(self, statements: Iterable[tuple[str, Sequence[Any] | Iterable[Sequence[Any]], bool]]) -> None:
-        """Run (sql, params, many) statements in one IMMEDIATE transaction: all or nothing."""
+        """Run (sql, params, many) statements in one IMMEDIATE transaction: all or nothing.
+
+        A fault of the disk or the file (full, read-only, I/O error) raises StoreWriteError;
+        an error caused by the values (IntegrityError and the like) is raised as it is."""
+        if self.readonly:
+            raise StoreWriteError(f"cannot write the store {str(self.path)!r} ({unwritable(self.path)})",
+                                  "give a store in a writable folder")
         con = self.con
-        con.execute("BEGIN IMMEDIATE")
         try:
-            for sql, params, many in statements:
-                (con.executemany if many else con.execute)(sql, params)
-            con.execute("COMMIT")
-        except BaseException:
-            if con.in_transaction:
-                con.execute("ROLLBACK")
-            raise
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                for sql, params, many in statements:
+                    (con.executemany if many else con.execute)(sql, params)
+                con.execute("COMMIT")
+            except BaseException:
+                if con.in_transaction:
+                    con.execute("ROLLBACK")
+                raise
+        except (sqlite3.Error, OSError) as err:
+            fault = write_fault(err, self.path)
+            if fault is None:
+                raise
+            raise fault from None
 
     # -- writing ----------------------------------------------------------
 
@@ -311,53 +217,58 @@ class Store:
 
     # -- reading ----------------------------------------------------------
 
-    @staticmethod
-    def _decode(row: sqlite3.Row | tuple, columns: list[str]) -> dict[str, Any]:
-        record = dict(zip(columns, row))
-        for name in ("spec", "metrics", "history", "extra"):
-            if name in record:
-                record[name] = loads(record[name])
-        return record
+    def _read(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
+        """Run a query; an SQLite error (a damaged file) is one sentence naming the store."""
+        try:
+            return self.con.execute(sql, params)
+        except sqlite3.DatabaseError as err:
+            raise GradvetError(f"store {str(self.path)!r} cannot be read (SQLite says: {err}).") from None
+
+    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        cur = self._read(sql, params)
+        names = [d[0] for d in cur.description]
+        try:
+            return [decode_row(row, names) for row in cur.fetchall()]
+        except sqlite3.DatabaseError as err:
+            raise GradvetError(f"store {str(self.path)!r} cannot be read (SQLite says: {err}).") from None
 
     def get(self, key: str) -> dict[str, Any] | None:
-        """The run with this key (history and extra included), or None."""
-        cur = self.con.execute(f"SELECT {SUMMARY_COLUMNS}, history, extra FROM runs WHERE key = ?", (key,))
-        row = cur.fetchone()
-        return None if row is None else self._decode(row, [d[0] for d in cur.description])
+        """The run with this key (history and extra included), or None. See `runs` for the fields."""
+        rows = self._rows(f"SELECT {SUMMARY_COLUMNS}, history, extra FROM runs WHERE key = ?", (key,))
+        return rows[0] if rows else None
 
     def runs(self, status: str | None = None, history: bool = False) -> list[dict[str, Any]]:
         """Every run (or those with `status`), in the order they were first started.
 
         Each is a dict: key, spec (dict), label, status, error, metrics (dict or None),
-        started, finished (UNIX times), and history (dict) when `history=True`.
+        started, finished (UNIX times), and history (dict) when `history=True`. A JSON field
+        that cannot be read (a tampered file) is None, and `unreadable` maps it to the reason.
         """
         columns = SUMMARY_COLUMNS + (", history" if history else "")
         sql, params = f"SELECT {columns} FROM runs", ()
         if status is not None:
             check_status(status)
             sql, params = sql + " WHERE status = ?", (status,)
-        cur = self.con.execute(sql + " ORDER BY rowid", params)
-        names = [d[0] for d in cur.description]
-        return [self._decode(row, names) for row in cur.fetchall()]
+        return self._rows(sql + " ORDER BY rowid", params)
 
     def done_keys(self) -> set[str]:
         """Keys of finished runs (done or diverged): a resumed sweep skips exactly these."""
-        return {k for (k,) in self.con.execute("SELECT key FROM runs WHERE status IN ('done', 'diverged')")}
+        return {k for (k,) in self._read("SELECT key FROM runs WHERE status IN ('done', 'diverged')").fetchall()}
 
     def layer_records(self, key: str, metric: str | None = None) -> list[tuple[int, str, str, float]]:
-        """(step, layer, metric, value) rows of one run, in the order they were saved."""
+        """(step, layer, metric, value) rows of one run, in the order they were saved (NaN for a NULL value)."""
         sql, params = "SELECT step, layer, metric, value FROM layer_records WHERE run_key = ?", (key,)
         if metric is not None:
             sql, params = sql + " AND metric = ?", (key, metric)
-        rows = self.con.execute(sql + " ORDER BY rowid", params).fetchall()
-        return [(step, layer, name, math.nan if value is None else value) for step, layer, name, value in rows]
+        rows = (layer_row(*row) for row in self._read(sql + " ORDER BY rowid", params).fetchall())
+        return [row for row in rows if row is not None]
 
     def count(self, status: str | None = None) -> int:
         """Number of stored runs (with `status`, if given)."""
         if status is None:
-            return self.con.execute("SELECT COUNT(*) FROM runs").fetchone()[0]
+            return self._read("SELECT COUNT(*) FROM runs").fetchone()[0]
         check_status(status)
-        return self.con.execute("SELECT COUNT(*) FROM runs WHERE status = ?", (status,)).fetchone()[0]
+        return self._read("SELECT COUNT(*) FROM runs WHERE status = ?", (status,)).fetchone()[0]
 
 
 def check_status(status: str) -> str:
