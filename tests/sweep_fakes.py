@@ -2,12 +2,14 @@
 
 fake_run(spec): sleeps 0.05-0.2 s (by spec.seed), returns a FakeRun. lr >= 1 "diverges"
 (NaN and inf in its history and metrics); data == "boom" raises RuntimeError;
-data == "odd" returns a status the store refuses.
+data == "odd" returns a status the store refuses. With SWEEP_FAKES_LOG set, every call appends
+the spec's key to that file (one line, O_APPEND), so tests can count trainings by brute force.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,7 +37,27 @@ def expected_layer_records(spec: RunSpec) -> list[tuple[int, str, str, float]]:
             for step in range(LAYER_STEPS) for i in range(spec.depth)]
 
 
+def log_training(spec: RunSpec) -> None:
+    log = os.environ.get("SWEEP_FAKES_LOG")
+    if log:
+        fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            os.write(fd, f"{spec.key}\n".encode())
+        finally:
+            os.close(fd)
+
+
+def trainings(log: str | os.PathLike[str]) -> list[str]:
+    """The keys logged by fake_run, one per training, in order."""
+    try:
+        with open(log) as fh:
+            return fh.read().split()
+    except FileNotFoundError:
+        return []
+
+
 def fake_run(spec: RunSpec) -> FakeRun:
+    log_training(spec)
     if spec.data == "boom":
         raise RuntimeError(f"boom at seed {spec.seed}")
     time.sleep(0.05 + 0.15 * (spec.seed % 4) / 3)

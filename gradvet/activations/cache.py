@@ -5,7 +5,11 @@ One JSON file per record kind and per version of the code that computes it: the
 file name carries a hash of that code (`gradvet/activations/*.py` for properties)
 and of torch's version, so a change to any formula or to the property code
 invalidates it (records cannot drift from the code). Writes are atomic (temp file
-+ rename); an unwritable cache directory only means no caching. Location:
++ rename); an unwritable cache directory only means no caching. A cache is never a
+reason to fail: a file that is not a JSON object of records (null, a list, garbage,
+nested too deep, not a regular file, larger than MAX_FILE_BYTES) is ignored and
+rewritten, and a record that does not decode, or does not encode back to itself
+(a wrong schema), is computed again. Location:
 $GRADVET_CACHE_DIR, else $XDG_CACHE_HOME/gradvet, else ~/.cache/gradvet.
 """
 
@@ -15,6 +19,7 @@ import functools
 import hashlib
 import json
 import os
+import stat
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -30,7 +35,34 @@ if TYPE_CHECKING:
 
 R = TypeVar("R")
 CATALOG_SOURCES = tuple(sorted(Path(__file__).parent.glob("*.py")))
+MAX_FILE_BYTES = 64 * 2**20  # the whole catalog's properties take about 100 kB
 _memory: dict[str, dict] = {}
+
+
+def read_table(path: Path) -> dict:
+    """The records in the cache file at `path`: a JSON object, else {} (missing, unreadable or not a table)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        return {}
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_FILE_BYTES:
+            return {}
+        with os.fdopen(os.dup(fd), "rb") as fh:
+            table = json.loads(fh.read())
+    except (OSError, ValueError, RecursionError):
+        return {}
+    finally:
+        os.close(fd)
+    return table if isinstance(table, dict) else {}
+
+
+def _same_json(a: object, b: object) -> bool:
+    try:
+        return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
+    except (TypeError, ValueError, RecursionError):
+        return False
 
 
 @functools.lru_cache(maxsize=8)
@@ -58,21 +90,14 @@ class DiskTable:
         path = self.path()
         key = str(path)
         if key not in _memory:
-            try:
-                _memory[key] = json.loads(path.read_text())
-            except (OSError, ValueError):
-                _memory[key] = {}
+            _memory[key] = read_table(path)
         return _memory[key]
 
     def _save(self, table: dict) -> None:
         path = self.path()
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            on_disk = {}
-            try:
-                on_disk = json.loads(path.read_text())
-            except (OSError, ValueError):
-                pass
+            on_disk = read_table(path)
             on_disk.update(table)  # keep what another process wrote meanwhile
             fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{self.prefix}-", suffix=".json")
             with os.fdopen(fd, "w") as out:
@@ -88,10 +113,13 @@ class DiskTable:
         if act.cache_key is None:
             return compute(act)
         table = self._load()
-        if act.cache_key in table:
+        raw = table.get(act.cache_key)
+        if isinstance(raw, dict):
             try:
-                return decode(table[act.cache_key])
-            except (TypeError, KeyError, ValueError):
+                record = decode(raw)
+                if _same_json(encode(record), raw):  # every field there, nothing foreign: the schema of today
+                    return record
+            except (TypeError, KeyError, ValueError, AttributeError, RecursionError):
                 pass
         record = compute(act)
         table[act.cache_key] = encode(record)

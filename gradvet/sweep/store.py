@@ -117,6 +117,8 @@ class Store:
             self._reading = connect_readonly(self.path)
             self._con = self._reading.con
         self.readonly = self._reading is not None
+        # how the file is read: "read-write", or read-only as "immutable", "read-only" or "copy" (store_file)
+        self.access = "read-write" if self._reading is None else self._reading.how
 
     # -- life cycle -------------------------------------------------------
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import secrets
 import shutil
 import sqlite3
 import stat
@@ -43,6 +44,8 @@ SCHEMA_VERSION = 1
 SQLITE_MAGIC = b"SQLite format 3\x00"
 SQLITE_FULL = 13  # sqlite3 error codes (sqlite3.Error.sqlite_errorcode & 0xff)
 SQLITE_READONLY = 8
+SQLITE_IOERR = 10  # what SQLite says when growing the -shm file fails for want of space
+NEARLY_FULL_BYTES = 2**20  # an I/O error with less than this free is a full disk
 CANNOT_OPEN_READONLY = ("SQLITE_CANTOPEN", "SQLITE_READONLY")  # prefixes of the names that mean "use a copy"
 SIDE_SUFFIXES = ("-wal", "-shm", "-journal")
 
@@ -90,7 +93,7 @@ class StoreWriteError(GradvetError):
 
     def __init__(self, problem: str, remedy: str, disk_full: bool = False) -> None:
         self.problem, self.remedy, self.disk_full = problem, remedy, disk_full
-        super().__init__(f"{problem}; {remedy}.")
+        super().__init__(f"{problem}; {remedy} and try again.")
 
     def sentence(self, kept: int, store: Path) -> str:
         """'the disk holding '/d' is full; 3 finished runs are kept in '/d/runs.db'; free space and rerun to resume.'"""
@@ -183,13 +186,21 @@ def write_fault(err: BaseException, path: Path) -> StoreWriteError | None:
         return None
     code = (getattr(err, "sqlite_errorcode", None) or 0) & 0xFF
     text = str(err)
-    if code == SQLITE_FULL or "database or disk is full" in text:
+    if code == SQLITE_FULL or "database or disk is full" in text or (code == SQLITE_IOERR and _nearly_full(path)):
         return disk_full(path)
     if code == SQLITE_READONLY or "readonly database" in text:
         return StoreWriteError(f"cannot write the store {str(path)!r} ({unwritable(path) or text})",
                                "give a store in a writable folder")
     return StoreWriteError(f"cannot write the store {str(path)!r} (SQLite says: {text})",
                            "fix the file or its disk")
+
+
+def _nearly_full(path: Path) -> bool:
+    try:
+        info = os.statvfs(folder_of(path))
+    except OSError:
+        return False
+    return info.f_bavail * info.f_frsize < NEARLY_FULL_BYTES
 
 
 def disk_full(path: Path) -> StoreWriteError:
@@ -223,7 +234,7 @@ def check_schema(con: sqlite3.Connection, path: Path) -> None:
             raise GradvetError(f"store {str(path)!r} cannot be read (SQLite says: {err}).") from None
         missing = [c for c in columns if c not in present]
         if missing:
-            what = f"the table {table!r}" if not present else f"the column {table}.{missing[0]}"
+            what = f"table {table!r}" if not present else f"column {table}.{missing[0]}"
             raise GradvetError(f"store {str(path)!r} has no {what}, so it was altered or damaged; "
                                "gradvet reads only stores it wrote, whole.")
 
@@ -358,13 +369,12 @@ def create_store_file(path: Path) -> None:
     problem = unwritable(path)
     if problem is not None:
         raise GradvetError(f"cannot create store {str(path)!r}: {problem}; give a store in a writable folder.")
-    try:
-        fd, name = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = directory / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    try:  # os.open, not mkstemp: the store gets the permissions the umask gives, like any new file
+        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666))
     except OSError as err:
         raise GradvetError(f"cannot create store {str(path)!r} in {str(directory)!r} "
                            f"({err.strerror or err}); give a store in a writable folder.") from None
-    os.close(fd)
-    tmp = Path(name)
     try:
         con = sqlite3.connect(tmp, isolation_level=None)
         try:
