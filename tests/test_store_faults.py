@@ -31,7 +31,7 @@ from gradvet.errors import GradvetError
 from gradvet.spec import RunSpec
 from gradvet.sweep import Store, load_grid, run_sweep
 from gradvet.sweep.lease import WriterLease, lock_path
-from gradvet.sweep.store_file import SCHEMA
+from gradvet.sweep.store_file import SCHEMA, StoreWriteError
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -96,6 +96,31 @@ def run_gradvet(*args: object, log: Path | None = None, timeout: float = 120, **
                           timeout=timeout, **kwargs)
     done.stdout = done.stdout.removeprefix("ready\n")
     return done
+
+
+# several `gradvet` commands in one fresh process (typer's CliRunner), the answers as JSON: one
+# subprocess with a timeout guards them all against a hang, for the price of one start-up
+CLI_BATCH = """
+import json, sys
+from typer.testing import CliRunner
+import gradvet.sweep.runner
+gradvet.sweep.runner.DEFAULT_RUN = "sweep_fakes:fake_run"
+from gradvet.cli import app
+runner = CliRunner()
+answers = []
+for args in json.loads(sys.argv[1]):
+    r = runner.invoke(app, args)
+    answers.append({"exit_code": r.exit_code, "stdout": r.stdout, "stderr": r.stderr, "output": r.output})
+print(json.dumps(answers))
+"""
+
+
+def cli_batch(*commands: list[object], timeout: float = 120) -> list[types.SimpleNamespace]:
+    """Each command's result (exit_code, stdout, stderr, output), as CliRunner gives it, run in a subprocess."""
+    argv = [sys.executable, "-c", CLI_BATCH, json.dumps([[str(a) for a in c] for c in commands])]
+    done = subprocess.run(argv, cwd=ROOT, env=env_with(), capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0, done.stderr
+    return [types.SimpleNamespace(**answer) for answer in json.loads(done.stdout)]
 
 
 def one_error_line(done: subprocess.CompletedProcess, *fragments: str) -> str:
@@ -558,6 +583,24 @@ def test_a_store_that_cannot_be_written_is_read_in_full(open_tmp, how, in_wal, w
     assert sorted(os.listdir(store.parent)) == before  # nothing written beside it
 
 
+def test_a_disk_too_full_for_the_shm_file_still_lets_runs_read(tmp_path, monkeypatch):
+    """Opening for writing fails as on a full disk (SQLite cannot make NAME-shm): readers fall back
+    to a read-only connection; a writer says the disk is full."""
+    store, specs = _tampered(tmp_path, [])
+
+    def full(path):
+        raise StoreWriteError(f"the disk holding {str(path.parent)!r} is full", "free space", disk_full=True)
+
+    monkeypatch.setattr("gradvet.sweep.store.connect_for_writing", full)
+    with Store(store, create=False) as db:
+        assert db.readonly and db.access == "immutable" and [r["key"] for r in db.runs()] == [s.key for s in specs]
+    listed = runner.invoke(app, ["runs", "--store", str(store), "--json"])
+    assert listed.exit_code == 0 and len(json.loads(listed.stdout)) == 4, listed.output
+    monkeypatch.setattr("gradvet.sweep.runner.DEFAULT_RUN", "sweep_fakes:fake_run")
+    assert_user_error(runner.invoke(app, ["sweep", str(tmp_path / "g.toml"), "--store", str(store)]),
+                      f"the disk holding {str(tmp_path)!r} is full")
+
+
 def test_sweep_into_proc_is_one_sentence(tmp_path):
     grid = write(tmp_path / "g.toml", SMALL_GRID)
     assert_user_error(runner.invoke(app, ["sweep", str(grid), "--store", "/proc/x.db"]),
@@ -571,9 +614,11 @@ def test_a_fifo_as_store_is_one_sentence_and_never_hangs(tmp_path):
     fifo = tmp_path / "runs.db"
     os.mkfifo(fifo)
     grid = write(tmp_path / "g.toml", SMALL_GRID)
-    for args in (["runs", "--store", fifo], ["runs", "--store", fifo, "--json"], ["sweep", grid, "--store", fifo]):
-        done = run_gradvet(*args, timeout=120)
-        one_error_line(done, str(fifo), "is not a gradvet store", "FIFO")
+    *ours, report = cli_batch(["runs", "--store", fifo], ["runs", "--store", fifo, "--json"],
+                              ["sweep", grid, "--store", fifo], ["report", fifo, "--out", tmp_path / "r.html"])
+    for result in ours:
+        assert_user_error(result, repr(str(fifo)), "is not a gradvet store", "FIFO")
+    assert_user_error(report, str(fifo))  # the report's own wording may differ; it must not hang
     with pytest.raises(GradvetError, match="FIFO"):
         Store(fifo, create=False)
 
@@ -693,9 +738,9 @@ def test_a_damaged_file_is_one_sentence(tmp_path):
 def test_a_1mb_label_is_cut_in_the_table_and_whole_in_the_json(tmp_path):
     label = "x" * 1_000_000
     store, specs = _tampered(tmp_path, [("label", label)])
-    table = run_gradvet("runs", "--store", store, timeout=120)  # it took 69 s before: a hang guard, no timing
-    assert table.returncode == 0, table.stderr
+    # it took 69 s before: the subprocess's timeout is the guard, nothing is timed
+    table, listed = cli_batch(["runs", "--store", store], ["runs", "--store", store, "--json"])
+    assert table.exit_code == 0, table.output
     assert "(1000000 characters)" in table.stdout and len(table.stdout) < 20_000
-    listed = run_gradvet("runs", "--store", store, "--json", timeout=120)
     assert json.loads(listed.stdout)[0]["label"] == label
 

@@ -333,6 +333,11 @@ def run_sweep(specs: Iterable[RunSpec], store_path: str | os.PathLike[str], work
     as one vectorised model (gradvet.train.batched; local backend and the default run
     function only; groups are split among the workers, see gradvet.sweep.batched.plan);
     "off" trains every run on its own.
+
+    The sweep holds the store's writer lease (`gradvet.sweep.lease`): GradvetError, naming the
+    other sweep, when one already writes it. When the store cannot be written midway (its disk
+    full, read-only, an I/O error) the sweep stops with a GradvetError saying how many finished
+    runs are kept; those stay saved and no run is marked failed for it.
     """
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise GradvetError(f"workers={workers!r} must be a whole number >= 1.")

@@ -108,12 +108,16 @@ class Store:
             create_store_file(self.path)
         check_store_file(self.path)
         problem = unwritable(self.path)
-        if problem is None:
-            self._con = connect_for_writing(self.path)
-        elif create:
+        if problem is not None and create:
             raise GradvetError(f"cannot write the store {str(self.path)!r}: {problem}; "
                                "give a store in a writable folder.")
-        else:
+        if problem is None:
+            try:
+                self._con = connect_for_writing(self.path)
+            except StoreWriteError:
+                if create:
+                    raise
+        if self._con is None:  # a reader on read-only media, or on a disk too full for the -shm file
             self._reading = connect_readonly(self.path)
             self._con = self._reading.con
         self.readonly = self._reading is not None
@@ -151,7 +155,8 @@ class Store:
         A fault of the disk or the file (full, read-only, I/O error) raises StoreWriteError;
         an error caused by the values (IntegrityError and the like) is raised as it is."""
         if self.readonly:
-            raise StoreWriteError(f"cannot write the store {str(self.path)!r} ({unwritable(self.path)})",
+            raise StoreWriteError(f"cannot write the store {str(self.path)!r} "
+                                  f"({unwritable(self.path) or 'it was opened read-only'})",
                                   "give a store in a writable folder")
         con = self.con
         try:
