@@ -32,6 +32,15 @@ class MakeNaN(nn.Module):
         return y
 
 
+class MakeNaNInPlace(nn.Module):
+    """Parameter-free, not watched: writes a NaN into the very tensor the module before returned
+    (the probe must not take that tensor's earlier check for the next module's input)."""
+
+    def forward(self, x):
+        x[0, 0] = float("nan")
+        return x
+
+
 class _InfGradient(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x):
@@ -107,9 +116,10 @@ def probed(model):
     return probe
 
 
-@pytest.mark.parametrize("after", [0, 1, 3, 4, 5, 7])
-def test_nan_from_an_unwatched_module_is_placed_where_the_forward_pass_makes_it(after):
-    model = ten_modules(MakeNaN(), after)
+@pytest.mark.parametrize("odd,after", [(MakeNaN, k) for k in (0, 1, 3, 4, 5, 7)]
+                         + [(MakeNaNInPlace, k) for k in (0, 4, 6)])  # in place on a Linear's output
+def test_nan_from_an_unwatched_module_is_placed_where_the_forward_pass_makes_it(after, odd):
+    model = ten_modules(odd(), after)
     layer, last_finite, in_input = walk(model, X)
     backward = backward_meets_first(model, X, Y)
     probe = probed(model)

@@ -48,6 +48,7 @@ from gradvet.probe.trace import INPUT, Row, Trace
 
 SATURATION_LEVEL = 0.05
 
+
 @dataclass
 class _LayerStep:
     """What one watched module saw during the current step."""
@@ -90,7 +91,7 @@ class Probe:
         self._size: torch.Tensor | None = None  # ||W|| before the step, per parameter
         self._finite_checks: list[tuple[str, str]] = []  # (layer, 'input' | 'output') in forward order
         self._finite_flags: list[torch.Tensor] = []  # torch.isfinite(...).all() of each check, 0-d
-        self._last_output: torch.Tensor | None = None  # the output checked last (often the next input)
+        self._last_output: tuple[torch.Tensor, int] | None = None  # output checked last, its version
         self._dead_units = DeadUnitTracker()  # kept across steps
         self._active = False
         self._depth = 0  # `with` blocks entered and not yet exited
@@ -209,8 +210,8 @@ class Probe:
             if st is None:
                 return None
             x = args[0]
-            if x is not self._last_output:  # else checked already, as the module before's output
-                self._check_finite(w.name, "input", x)
+            if self._last_output is None or x is not self._last_output[0] or x._version != self._last_output[1]:
+                self._check_finite(w.name, "input", x)  # else checked as the module before's output, unchanged since
             if w.kind == "activation":
                 st.inputs.append(x.detach().clone() if getattr(module, "inplace", False) else x.detach())
                 return None  # its input gradient is g_out * f'(z), computed at the step's end: no copy needed
@@ -236,7 +237,7 @@ class Probe:
             if out is None:
                 return
             self._check_finite(w.name, "output", out)
-            self._last_output = out
+            self._last_output = (out, out._version)
             if w.kind == "activation":
                 st.outputs.append(out.detach())
             if out.requires_grad:

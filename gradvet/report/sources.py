@@ -216,7 +216,7 @@ def add_diagnosis(page: Page, record: dict, path: Path | None = None) -> None:
                    + (", measured and predicted by mean-field theory" if has_prediction else ""),
                    "diagnosis-profile", ["layer", "measured ratio", "predicted ratio"], rows)
         columns = ["layer", "||dL/dz||", "ratio to last", "predicted", "activation factor", "weight factor",
-                   "forward std", "dead", "saturated"]
+                   "forward std", "inactive", "saturated"]
         keys = ["delta", "ratio_to_last", "predicted_ratio", "activation_gain", "weight_gain", "forward_std",
                 "dead_fraction", "saturated_fraction"]
         sec.table("per layer", columns, [[lay["name"], *[_num(lay.get(k)) for k in keys]] for lay in layers],
