@@ -23,7 +23,7 @@ import torch
 
 DEAD_SPAN = 100  # training steps a unit must stay inactive before it is called dead
 DEAD_RECORDS = 3  # ... seen on at least this many recorded steps
-_ACTIVE = 2**62  # `since` of a unit active on the latest recorded step
+_ACTIVE = 2**31 - 1  # `since` of a unit active on the latest recorded step
 
 
 def inactive_units(slopes: torch.Tensor) -> torch.Tensor:
@@ -46,7 +46,7 @@ class DeadUnitTracker:
         not been watched that long. A change in the number of units starts its history afresh."""
         since = self._since.get(layer)
         if since is None or since.shape != inactive.shape or since.device != inactive.device:
-            since = torch.full(inactive.shape, _ACTIVE, dtype=torch.int64, device=inactive.device)
+            since = torch.full(inactive.shape, _ACTIVE, dtype=torch.int32, device=inactive.device)
             self._first[layer], self._recent[layer] = step, []
         since = torch.where(inactive, since.clamp(max=step), _ACTIVE)
         self._since[layer] = since
