@@ -101,7 +101,8 @@ def backward_meets_first(model: nn.Module, x, y) -> str:
     grads = torch.autograd.grad(loss, outs + list(model.parameters()), allow_unused=True)
     bad = [n for n, g in zip(names, grads) if not bool(torch.isfinite(g).all())]
     owner = {p: w.name for w in watched_modules(model) for p in w.module.parameters(recurse=False)}
-    bad += [owner[p] for p, g in zip(model.parameters(), grads[len(outs):]) if g is not None and not bool(torch.isfinite(g).all())]
+    bad += [owner[p] for p, g in zip(model.parameters(), grads[len(outs):])
+            if g is not None and not bool(torch.isfinite(g).all())]
     return max(bad, key=names.index)
 
 
@@ -241,7 +242,8 @@ def test_cli_he_relu_net_at_step_0_is_told_inactive_not_dead():
     assert d["verdict"] == "healthy" and not any("leaky_relu" in r["action"] for r in d["remedies"])
     mean = sum(lay["dead_fraction"] for lay in d["layers"]) / len(d["layers"])
     assert mean > 0.2
-    assert any(n.startswith(f"on average {mean:.0%} of the units are inactive on the batch of step 0") for n in d["notes"])
+    expected = f"on average {mean:.0%} of the units are inactive on the batch of step 0"
+    assert any(n.startswith(expected) for n in d["notes"])
     assert "recover" not in result.stdout
 
 

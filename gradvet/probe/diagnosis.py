@@ -310,7 +310,8 @@ def _nonfinite_cause(nf: NonFinite) -> str:
     if nf.forward_layer is not None:
         if nf.in_input:
             where = (f"already in its input: made after {nf.after!r} by code the probe does not watch" if nf.after
-                     else "already in its input: present in the data, or made before it by code the probe does not watch")
+                     else "already in its input: present in the data, or made before it by code the probe does "
+                          "not watch")
         else:
             where = "in its output, from a finite input: the module itself made it"
         return (f"a value became NaN or Inf at step {nf.step}: first non-finite in the forward pass at "
