@@ -131,11 +131,12 @@ class Context:
             self.console.print(text)
 
     def write_json(self) -> Path:
-        """OUT/NAME.json: tables, figures and the experiment's own numbers (non-finite as strings)."""
+        """OUT/NAME.json: tables, figures (their file names: they lie beside it) and the experiment's own numbers
+        (non-finite as strings)."""
         path = self.out / f"{self.name}.json"
         payload = {
             "experiment": self.name, "data": self.data, "seeds": self.seeds, "quick": self.quick,
-            "tables": [t.to_dict() for t in self.tables], "figures": [str(p) for p in self.figures],
+            "tables": [t.to_dict() for t in self.tables], "figures": [p.name for p in self.figures],
             "result": self.result, "runs_trained": self.trained, "runs_reused": self.reused,
         }
         path.write_text(json.dumps(jsonable(payload), indent=1))
