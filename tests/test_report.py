@@ -439,7 +439,7 @@ TAMPERED_JSON = {
     "choice": {"kind": "choice", "rows": [{"rank": 1, "name": "$\\sqrt{x}$", "quality": "high", "ratio": [1]}, 7],
                "weights": [1], "depth": {"a": 1}, "rules": "none", "steps": None},
     "theory": {"kind": "theory", "activation": ["tanh"], "chi1": "one", "phase": 5, "profile": {"a": 1},
-               "phase_diagram": {"sb2": [0.1, "x"], "critical_sw2": [1.5, 2.0]}, "sw2": True},
+               "phase_diagram": {"sb2": [0.1, "x", 0.2], "critical_sw2": [1e308, 2.0, -1e308]}, "sw2": True},
     "experiment": {"experiment": "exp", "tables": {"not": "a list"}, "figures": "exp.svg", "quick": "yes",
                    "seeds": "many", "result": [1]},
 }
@@ -468,4 +468,9 @@ def test_tampered_json_results_render_with_dashes_and_notes(tmp_path):
                                   "name", "histograms entries", "rows entries", "quality", "weights", "depth", "rules",
                                   "activation", "sw2", "chi1", "phase", "profile", "tables", "figures", "quick",
                                   "seeds", "result"}
-    assert html.count('data-figure="histograms"') == 1 and 'data-figure="phase-diagram"' in html
+    assert html.count('data-figure="histograms"') == 1
+    # numbers near the float range cannot be placed on matplotlib's linear axes: said in the figure's place,
+    # its data still downloadable
+    assert "not drawn: matplotlib cannot place these values on its axes" in figure_svg(html, "phase-diagram")
+    link = next(a for a in page.links if a.get("download") == "phase-diagram.csv")
+    assert base64.b64decode(link["href"].split(",", 1)[1]).decode() == "sb2,critical sw2\n0.1,1e+308\n0.2,-1e+308\n"

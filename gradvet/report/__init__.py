@@ -3,7 +3,9 @@ directly (no pyplot state, no GUI backend), so figures render headless.
 
 `write_report(sources, out)` writes one self-contained HTML file (see `report.page`)
 from results stores, JSON results and folders of them (see `report.sources`), with the
-activation explorer (`report.explorer`) as its last tab.
+activation explorer (`report.explorer`) as its last tab. Sources are untrusted data: files
+are read by `report.reading` (regular files, bounded size and nesting), fields by
+`report.fields` (a field of the wrong type is shown as '-' and named in a note).
 """
 
 from __future__ import annotations

@@ -87,16 +87,16 @@ class Fields:
 
     def records(self, record: Any, key: str) -> list[dict]:
         """A list of objects; entries that are not objects are left out (and named)."""
-        found = self.items(record, key)
-        kept = [item for item in found if isinstance(item, dict)]
-        if len(kept) < len(found):
-            self.wrong(f"{key} entries")
-        return kept
+        return self.entries(record, key, dict)
 
     def texts(self, record: Any, key: str) -> list[str]:
         """A list of strings; other entries are left out (and named)."""
+        return self.entries(record, key, str)
+
+    def entries(self, record: Any, key: str, kind: type) -> list:
+        """A list field's entries of type `kind`; the others are left out (and named)."""
         found = self.items(record, key)
-        kept = [item for item in found if isinstance(item, str)]
+        kept = [item for item in found if isinstance(item, kind)]
         if len(kept) < len(found):
             self.wrong(f"{key} entries")
         return kept

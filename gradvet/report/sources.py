@@ -110,7 +110,7 @@ def add_experiment(page: Page, record: dict, path: Path) -> None:
         sec.raw('<div class="card"><h3>what the measurements say</h3><ul class="tight">'
                 + "".join(f"<li>{sec.show(line)}</li>" for line in lines) + "</ul></div>")
     for i, table in enumerate(f.records(record, "tables")):
-        rows = [row for row in f.items(table, "rows") if isinstance(row, list)]
+        rows = f.entries(table, "rows", list)
         sec.table(f.text(table, "title", "-"), f.texts(table, "columns"), rows, f"{name}-table-{i + 1}",
                   f.text(table, "note", ""))
     for entry in f.items(record, "figures"):

@@ -16,11 +16,15 @@ Every piece of text a figure takes from a result goes through `figure_text`: cut
 FIGURE_TEXT_CHARS characters and with its dollar signs escaped, so that matplotlib draws
 it as written and never parses it as mathtext (a '$...$' label would otherwise be parsed,
 and fail or take minutes on a long one). Figures grow with the number of layers or items
-only up to MAX_INCHES, and label at most MAX_TICKS of them.
+only up to MAX_INCHES, and label at most MAX_TICKS of them. Finite numbers near the float
+range cannot be placed on a linear axis (matplotlib's tick and limit arithmetic overflows);
+such a figure is drawn as a line of text saying so (`drawn_or_said`), never an exception.
 """
 
 from __future__ import annotations
 
+import functools
+import html
 import io
 import itertools
 import math
@@ -70,11 +74,27 @@ def _label_rows(ax, labels: Sequence[str], fontsize: float) -> None:
     ax.set_yticklabels([figure_text(labels[i]) for i in ticks], fontsize=fontsize)
 
 
+def drawn_or_said(draw):
+    """`draw`, or where matplotlib cannot place the values (ValueError, OverflowError) an SVG line saying so."""
+    @functools.wraps(draw)
+    def wrapper(*args, **kwargs) -> str:
+        try:
+            with np.errstate(all="ignore"):  # overflow on the way to the error below is no news
+                return draw(*args, **kwargs)
+        except (ValueError, OverflowError) as err:
+            why = html.escape(f"{type(err).__name__}: {err}"[: 2 * FIGURE_TEXT_CHARS], quote=False)
+            return ('<svg xmlns="http://www.w3.org/2000/svg" width="720" height="40"><text x="4" y="24" '
+                    f'font-size="13">not drawn: matplotlib cannot place these values on its axes ({why})</text></svg>')
+
+    return wrapper
+
+
 def _finite_positive(values: Sequence[float | None]) -> list[float]:
     return [v if (v is not None and isinstance(v, (int, float)) and math.isfinite(v) and v > 0) else math.nan
             for v in values]
 
 
+@drawn_or_said
 def layer_profile(layers: Sequence[str], series: dict[str, Sequence[float | None]],
                   title: str = "backward signal per hidden layer", ylabel: str = "||dL/dz_l|| / ||dL/dz_L||") -> str:
     """One line per series (e.g. measured and predicted, or two steps) over the layers, log scale."""
@@ -92,6 +112,7 @@ def layer_profile(layers: Sequence[str], series: dict[str, Sequence[float | None
     return to_svg(fig)
 
 
+@drawn_or_said
 def layer_step_heatmap(layers: Sequence[str], steps: Sequence[int], values: np.ndarray,
                        title: str = "gradient norm per layer over training") -> str:
     """values[i, j]: layer i at steps[j]; non-positive or missing cells are blank."""
@@ -110,6 +131,7 @@ def layer_step_heatmap(layers: Sequence[str], steps: Sequence[int], values: np.n
     return to_svg(fig)
 
 
+@drawn_or_said
 def learning_curves(curves: dict[str, tuple[Sequence[int], Sequence[float]]], ylabel: str = "training loss",
                     title: str = "learning curves", log: bool = False) -> str:
     fig = Figure(figsize=(7.2, 3.6))
@@ -128,6 +150,7 @@ def learning_curves(curves: dict[str, tuple[Sequence[int], Sequence[float]]], yl
     return to_svg(fig)
 
 
+@drawn_or_said
 def histograms(hists: dict[str, tuple[Sequence[float], Sequence[int]]], title: str = "activations per layer") -> str:
     """hists[layer] = (bin edges, counts): small multiples, one panel per layer (the first MAX_PANELS)."""
     hists = dict(itertools.islice(hists.items(), MAX_PANELS))
@@ -146,6 +169,7 @@ def histograms(hists: dict[str, tuple[Sequence[float], Sequence[int]]], title: s
     return to_svg(fig)
 
 
+@drawn_or_said
 def phase_diagram(sb2: Sequence[float], critical_sw2: Sequence[float | None], name: str,
                   marker: tuple[float, float] | None = None) -> str:
     fig = Figure(figsize=(6, 4))
@@ -163,6 +187,7 @@ def phase_diagram(sb2: Sequence[float], critical_sw2: Sequence[float | None], na
     return to_svg(fig)
 
 
+@drawn_or_said
 def bars(labels: Sequence[str], values: Sequence[float | None], xlabel: str, title: str, log: bool = False) -> str:
     fig = Figure(figsize=(7.2, _height(max(len(labels), 3), 0.3, 0.8)))
     ax = fig.add_subplot()
