@@ -206,6 +206,8 @@ def test_report_command_and_bad_input(results_dir, tmp_path):
     assert_user_error(runner.invoke(app, ["report", str(tmp_path / "none.json"), "--out", str(out)]), "none.json",
                       "does not exist")
     assert_user_error(runner.invoke(app, ["report", "--out", str(tmp_path / "r.txt")]), "r.txt", ".html")
+    (tmp_path / "d.html").mkdir()
+    assert_user_error(runner.invoke(app, ["report", "--out", str(tmp_path / "d.html")]), "d.html", "a directory")
     assert_user_error(runner.invoke(app, ["report", "-a", "tnah", "--out", str(out)]), "'tnah'", "tanh")
     not_ours = tmp_path / "other.json"
     not_ours.write_text('{"a": 1}')
@@ -372,6 +374,8 @@ def test_dev_zero_and_fifos_are_one_line_without_hanging(tmp_path):
     for name in ("fifo.json", "fifo.db"):
         os.mkfifo(tmp_path / name)
         assert_user_error(run_guarded(["report", str(tmp_path / name), "--out", out]), name, "FIFO")
+    os.mkfifo(tmp_path / "pipe.html")  # as the page to write: the write would block
+    assert_user_error(run_guarded(["report", "--out", str(tmp_path / "pipe.html")]), "pipe.html", "FIFO")
     # a FIFO among a folder's results, or as an experiment's figure, is passed over
     folder = tmp_path / "results"
     experiment_json(folder, ["exp-pipe.svg"])

@@ -22,8 +22,11 @@ def _check_out(out: str | os.PathLike[str]) -> Path:
     path = Path(out)
     if path.suffix.lower() not in (".html", ".htm"):
         raise GradvetError(f"report {str(path)!r} must be an .html file.")
-    if path.is_dir():
-        raise GradvetError(f"report {str(path)!r} is a directory; give a file name ending in .html.")
+    if path.exists() and not path.is_file():  # a directory, or a FIFO that would block the write forever
+        from gradvet.report.reading import file_kind
+
+        raise GradvetError(f"report {str(path)!r} is {file_kind(path.stat().st_mode)}, not a regular file; "
+                           "give a file name ending in .html.")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as err:
