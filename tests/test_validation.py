@@ -109,6 +109,18 @@ def test_gradvet_threads_is_checked_before_torch_starts_threads():
     assert ok.returncode == 0 and "predicted delta_1/delta_L at depth 3" in ok.stdout, ok.stderr[-2000:]
 
 
+def test_ray_tasks_read_gradvet_threads_by_the_same_rule(monkeypatch):
+    from gradvet.sweep.ray_backend import _threads
+
+    monkeypatch.delenv("GRADVET_THREADS", raising=False)
+    assert _threads() == 1
+    monkeypatch.setenv("GRADVET_THREADS", "3")
+    assert _threads() == 3
+    monkeypatch.setenv("GRADVET_THREADS", "100000")
+    with pytest.raises(GradvetError, match="GRADVET_THREADS='100000' is not allowed.*MAX_THREADS"):
+        _threads()
+
+
 def test_threads_text():
     assert validation.threads("T", "1") == 1 and validation.threads("T", " 256 ") == validation.MAX_THREADS
     for text in ("257", "0", "-1", "1.5", "", "٣", "1e3"):
