@@ -168,8 +168,8 @@ def choice(name: str, value: Any, allowed: tuple) -> Any:
     """`value` if it is one of `allowed` (None shown as none), with close matches named."""
     if value not in allowed:
         spelled = ", ".join("none" if a is None else str(a) for a in allowed)
-        hint = did_you_mean(str(value), [str(a) for a in allowed if a is not None])
-        raise GradvetError(f"{name}={shown(value)} is not allowed{hint}; allowed: {spelled}.")
+        hint = did_you_mean(str(value), [str(a) for a in allowed if a is not None])  # " (did you mean 'x'?)"
+        raise not_allowed(name, value, spelled, why=hint.strip(" ()"))
     return value
 
 
