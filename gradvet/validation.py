@@ -59,7 +59,8 @@ MAX_PROBED_LAYER_STEPS = 2_000_000
 MAX_SEED = 2**63 - 1
 
 # Torch intra-op threads (GRADVET_THREADS). Each is an OS thread with its own stack; 100,000
-# used up the machine's process ids. 256 is the core count of the largest two-socket servers.
+# used up the machine's process ids. 256 is far more than gradvet's small models can use, and
+# far below Linux's default process-id limit (32768).
 MAX_THREADS = 256
 
 # Worker processes of a local sweep: each is a process with torch loaded, and more workers than
