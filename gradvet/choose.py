@@ -74,6 +74,7 @@ from typing import Any
 
 import torch
 
+from gradvet import validation
 from gradvet.activations import Activation, activation as get_activation
 from gradvet.errors import GradvetError, did_you_mean
 from gradvet.experiments.base import mean_sd
@@ -639,12 +640,6 @@ def _init_advice(winner: CandidateResult | None) -> str:
 
 # ---------------------------------------------------------------- the recommender
 
-def _check_int(name: str, value: Any, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise GradvetError(f"{name}={value!r} must be a whole number >= {minimum}.")
-    return value
-
-
 def _resolve(candidates: Iterable[str] | str | None) -> dict[str, Activation]:
     if candidates is None:
         candidates = DEFAULT_CANDIDATES
@@ -670,13 +665,10 @@ def choose(depth: int, width: int, data: str = "digits", task: str | None = None
     measurement (theory, a probe at init and `steps` of training on `seeds` seeds), within
     `budget` seconds. See the module docstring for the score, the inits and the rules."""
     start = _clock()
-    _check_int("depth", depth)
-    _check_int("width", width)
-    _check_int("seeds", seeds)
-    _check_int("steps", steps)
-    _check_int("batch_size", batch_size)
-    if isinstance(budget, bool) or not isinstance(budget, (int, float)) or not math.isfinite(budget) or budget <= 0:
-        raise GradvetError(f"budget={budget!r} must be a number of seconds > 0.")
+    validation.architecture(depth, width, batch_size)
+    validation.whole_number("seeds", seeds, 1)
+    validation.whole_number("steps", steps, 1, validation.MAX_STEPS, "MAX_STEPS")
+    validation.positive_number("budget", budget)
     if norm == "none":
         norm = None
     if norm not in NORMS:

@@ -177,9 +177,9 @@ def plot_command(
     from gradvet.activations import activation
     from gradvet.activations.registry import check_family
     from gradvet.report.activation_plots import check_output, plot_family, plot_overlay
+    from gradvet.validation import x_range
 
-    if not xmin < xmax:
-        raise GradvetError(f"x range [{xmin:g}, {xmax:g}] is empty; allowed: --xmin below --xmax.")
+    x_range(xmin, xmax)
     check_output(out)
     if family is not None and names:
         raise GradvetError("give either activation names or --family, not both.")
@@ -233,11 +233,12 @@ def sweep_command(
     from gradvet.sweep import load_grid, run_sweep
     from gradvet.sweep.batched import check_mode
     from gradvet.sweep.runner import check_backend
+    from gradvet.validation import MAX_WORKERS, whole_number
 
     check_backend(backend)
     check_mode(batched)
-    if workers is not None and workers < 1:
-        raise GradvetError(f"--workers {workers} is too small; allowed: a whole number >= 1.")
+    if workers is not None:
+        whole_number("--workers", workers, 1, MAX_WORKERS, "MAX_WORKERS")
     if backend == "ray" and workers is not None:
         raise GradvetError("--workers is for --backend local; with --backend ray each run takes 1 CPU and the "
                            "cluster's CPUs set how many run at once.")
@@ -326,19 +327,21 @@ def diagnose_command(
 
     _check_report(report)
 
-    from gradvet.checkup import checkup, load_factory
+    from gradvet.checkup import check_settings, checkup, load_factory
     from gradvet.data import load
     from gradvet.models.build import build
     from gradvet.spec import RunSpec
 
+    check_settings(steps, lr, batch_size, seed)  # before anything is loaded, built or called
+    spec = None if model is not None else RunSpec(
+        data=data, depth=depth, width=width, activation=activation, init=init,
+        norm=None if norm in (None, "none") else norm, residual=residual, seed=seed, batch_size=batch_size)
     dataset = load(data)
     if model is not None:
         torch.manual_seed(seed)
         net = load_factory(model)
         what = model
     else:
-        spec = RunSpec(data=data, depth=depth, width=width, activation=activation, init=init,
-                       norm=None if norm in (None, "none") else norm, residual=residual, seed=seed)
         n_out = 1 if dataset.task == "regression" else dataset.n_classes
         sample = dataset.x_train[:512]
         net = build(spec, dataset.n_features, n_out, dataset.sequence, sample=sample)
@@ -404,7 +407,9 @@ def theory_command(
 
     from gradvet import theory as T
     from gradvet.activations import activation
+    from gradvet.validation import network_depth
 
+    network_depth("depth", depth)
     act = activation(name)
     if phase_diagram:
         if out is None:
@@ -533,16 +538,18 @@ def main() -> None:
 
     torch runs on GRADVET_THREADS intra-op threads (default 1): gradvet's models are small,
     and on a 2-core machine with other work a second thread makes them several times slower.
+    Anything but a whole number from 1 to gradvet.validation.MAX_THREADS is refused (exit 2).
     """
     import os
 
     import torch
 
-    threads = os.environ.get("GRADVET_THREADS", "1")
-    torch.set_num_threads(max(1, int(threads)) if threads.isdigit() else 1)
+    from gradvet.validation import threads
+
     try:
+        torch.set_num_threads(threads("GRADVET_THREADS", os.environ.get("GRADVET_THREADS") or "1"))
         app()
-    except GradvetError as err:  # raised outside a command (should not happen)
+    except GradvetError as err:  # a bad GRADVET_THREADS, or raised outside a command
         typer.echo(f"gradvet: error: {err}", err=True)
         sys.exit(2)
 

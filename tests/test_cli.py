@@ -129,7 +129,7 @@ def test_plot_overlay_and_family(tmp_path):
 def test_plot_needs_something_and_a_valid_family(tmp_path):
     assert_user_error(run("plot", "--out", str(tmp_path / "a.png")), "nothing to plot")
     assert_user_error(run("plot", "--family", "sigmod", "--out", str(tmp_path / "a.png")), "sigmoid")
-    assert_user_error(run("plot", "relu", "--xmin", "3", "--xmax", "1", "--out", str(tmp_path / "a.png")), "--xmin")
+    assert_user_error(run("plot", "relu", "--xmin", "3", "--xmax", "1", "--out", str(tmp_path / "a.png")), "xmax=1.0", "xmin=3.0")
 
 
 def test_console_script_exits_2_without_traceback():
