@@ -6,11 +6,23 @@ import math
 
 import pytest
 import torch
+from scipy.optimize import brentq
 from torch import nn
 
 import gradvet
 from gradvet import theory as T
 from gradvet.models import mlp
+
+
+def gauss_quad(g) -> float:
+    """E[g(z)], z ~ N(0, 1), by scipy's adaptive quadrature (independent of gradvet's rules)."""
+    from scipy.integrate import quad
+
+    return quad(lambda z: g(z) * math.exp(-z * z / 2) / math.sqrt(2 * math.pi), -40, 40, points=[0], limit=400)[0]
+
+
+def gelu(x: float) -> float:
+    return x * (1 + math.erf(x / math.sqrt(2))) / 2
 
 
 def test_relu_closed_forms():
@@ -73,9 +85,13 @@ def test_edge_of_chaos_special_cases():
     # SELU: kinked at 0, so q* = 0 loses stability at 2 / (lambda^2 + (lambda alpha)^2)
     lam, alpha = 1.0507009873554805, 1.6732632423543772
     assert T.critical_sw2("selu") == pytest.approx(2 / (lam**2 + (lam * alpha) ** 2), rel=1e-9)
-    # GELU at sb2 = 0: q* = 0 loses stability at sw2 = 4, but chi1 jumps there (to about 2), no edge
+    # GELU at sb2 = 0: from the input's q = 1 (q^1 = sw2) the signal dies out (chi1 = sw2 gelu'(0)^2 =
+    # sw2/4) below the sw2 where M(sw2) = sw2, and the map diverges above (chi1 = sw2/2): chi1 jumps
+    # over 1 there, no edge. That sw2 solves E[gelu(sqrt(sw2) z)^2] = 1 by scipy's quad + brentq.
     assert T.critical_sw2("gelu") is None
-    assert T.chi1("gelu", 4 * 0.999, 0.0) < 1 and T.chi1("gelu", 4 * 1.001, 0.0) > 1.5
+    jump = brentq(lambda s: gauss_quad(lambda z: gelu(math.sqrt(s) * z) ** 2) - 1, 1.5, 3.5, xtol=1e-13)
+    assert T.chi1("gelu", jump * (1 - 1e-6), 0.0) == pytest.approx(jump * (1 - 1e-6) / 4, rel=1e-9)
+    assert T.chi1("gelu", jump * (1 + 1e-6), 0.0) == pytest.approx(jump * (1 + 1e-6) / 2, rel=1e-9)
     # softplus: the boundary lies at q* -> inf, sw2 = 1 / lim E[f'^2] = 2
     assert T.critical_sw2("softplus") == pytest.approx(2.0, rel=1e-12) and crosses_one("softplus", 2.0, 0.0)
     # softexponential's critical fixed point is unstable (the map never reaches it): no boundary
