@@ -3,10 +3,13 @@
 For a fully connected net with weights W ~ N(0, sw2/n) and biases b ~ N(0, sb2)
 (Poole et al. 2016; Schoenholz, Gilmer, Ganguli & Sohl-Dickstein 2017):
 
-- length map    q^{l+1} = sw2 E[f(sqrt(q^l) z)^2] + sb2,  z ~ N(0, 1); q* its fixed point;
-- chi1          = sw2 E[f'(sqrt(q*) z)^2]: the factor by which each layer scales the
-                  squared backward signal; < 1 ordered (gradients vanish), > 1 chaotic
-                  (they explode), = 1 critical (the edge of chaos);
+- length map    q^{l+1} = sw2 E[f(sqrt(q^l) z)^2] + sb2,  z ~ N(0, 1), iterated from the
+                  input's q (q^1 = sw2 q0 + sb2, q0 = 1 by default): it goes to a fixed point
+                  q* > 0, to 0 (the signal dies out) or to infinity (it diverges), `q_star`;
+- chi1          = sw2 E[f'(sqrt(q) z)^2] where the map goes (at q*, at q -> 0+, or its limit
+                  q -> inf): the factor by which each layer scales the squared backward
+                  signal; < 1 ordered (gradients vanish), > 1 chaotic (they explode), = 1
+                  critical (the edge of chaos), `phase`;
 - depth scales  xi_q = -1/log(dq^{l+1}/dq^l at q*), xi_c = -1/log chi_c (chi_c = chi1 in
                   the ordered phase), xi_grad = -1/log chi1 (negative: the gradient grows).
 
@@ -94,7 +97,8 @@ def expectations(act: Activation, g, qs) -> np.ndarray:
     with torch.no_grad():
         gx = g(torch.from_numpy(x)).to(torch.float64).numpy()
     starts = np.cumsum([0] + [len(r[0]) for r in rules[:-1]])
-    return np.add.reduceat(gx * w, starts)
+    with np.errstate(invalid="ignore", over="ignore"):  # inf - inf where f overflows: NaN, a result
+        return np.add.reduceat(gx * w, starts)
 
 
 def expectation(act: Activation, g, q: float) -> float:
@@ -361,8 +365,11 @@ def depth_scales(act: Activation | str, sw2: float, sb2: float, q0: float = 1.0)
         xi_q = _xi(sw2 * f2_inf)
         slope_at_1 = 1.0 if math.isfinite(d2_inf) and math.isclose(d2_inf, f2_inf, rel_tol=LIMITS_AGREE) \
             else d2_inf / f2_inf  # inf / inf (cube) is NaN: computed below
-        chi_c = slope_at_1 if slope_at_1 <= 1 else \
-            _chi_c(a, fp.q_last, sw2, sb2, length_map(a, fp.q_last, sw2, sb2))
+        if slope_at_1 <= 1:
+            chi_c = slope_at_1
+        else:
+            with np.errstate(invalid="ignore", over="ignore"):  # f overflowing there (exp-like) is NaN: reported
+                chi_c = _chi_c(a, fp.q_last, sw2, sb2, length_map(a, fp.q_last, sw2, sb2))
     else:
         q = fp.q
         h = 1e-5 * max(q, 1e-3)
@@ -370,7 +377,7 @@ def depth_scales(act: Activation | str, sw2: float, sb2: float, q0: float = 1.0)
         slope = (length_map(a, q + h, sw2, sb2) - length_map(a, lo, sw2, sb2)) / (q + h - lo)
         xi_q = _xi(abs(slope))
         chi_c = c1 if c1 <= 1 else _chi_c(a, q, sw2, sb2)
-    xi_c = _xi(chi_c) if chi_c < 1 else math.inf  # chi_c >= 1: c* is 1 to our resolution (next to the edge)
+    xi_c = _xi(chi_c) if not chi_c >= 1 else math.inf  # chi_c >= 1: c* is 1 to our resolution (next to the edge)
     return DepthScales(xi_q, xi_c, _xi(c1), c1, fp.q)
 
 
