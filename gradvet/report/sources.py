@@ -274,7 +274,7 @@ def add_choice(page: Page, record: dict, path: Path | None = None) -> None:
 # -- theory ----------------------------------------------------------------------------------------
 def add_theory(page: Page, record: dict, path: Path | None = None) -> None:
     sec = page.section("theory", f"theory: {record.get('activation', '?')}")
-    keys = ["sw2", "sb2", "q_star", "q_star_kind", "chi1", "phase", "xi_q", "xi_c", "xi_grad", "critical_sw2", "depth",
+    keys = ["sw2", "sb2", "q_star", "chi1", "phase", "xi_q", "xi_c", "xi_grad", "critical_sw2", "depth",
             "predicted_delta_1_over_delta_L"]
     sec.table("mean-field numbers", ["quantity", "value"],
               [[k, _num(record.get(k)) if _num(record.get(k)) is not None else record.get(k)] for k in keys if k in record],
