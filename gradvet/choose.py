@@ -354,12 +354,12 @@ def theory_verdict(act: Activation, init: str, depth: int, q0: float, sw2: float
     if sw2 is None or not (math.isfinite(sw2) and sw2 > 0):
         return Theory(None, None, None, None, "unknown", "unknown", "no weight variance to predict from", applies)
     try:
-        scales = T.depth_scales(act, sw2, 0.0)
-        c1 = T.chi1(act, sw2, 0.0)
+        scales = T.depth_scales(act, sw2, 0.0, q0=q0)
+        c1 = scales.chi1
         predicted = T.predict_profile(act, depth, sw2, 0.0, q0=q0)[0]
     except (GradvetError, ArithmeticError, ValueError, RuntimeError) as err:
         return Theory(sw2, None, None, None, "unknown", "unknown", f"theory failed: {err}", applies)
-    phase = "critical" if abs(c1 - 1) < 1e-3 else ("ordered" if c1 < 1 else "chaotic")
+    phase = T.phase(c1)
     verdict = "vanishing" if predicted < VANISHING else ("exploding" if predicted > EXPLODING else "stable")
     xi = scales.xi_grad
     if not math.isfinite(xi):

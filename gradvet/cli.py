@@ -431,10 +431,11 @@ def theory_command(
     scales = T.depth_scales(act, sw2, sb2)
     profile = T.predict_profile(act, depth, sw2, sb2)
     ratio = profile[0]
-    phase = "critical" if abs(scales.chi1 - 1) < 1e-6 else ("ordered: gradients vanish" if scales.chi1 < 1
-                                                              else "chaotic: gradients explode")
+    phase = f"{T.phase(scales.chi1)}: {T.PHASE_MEANING[T.phase(scales.chi1)]}"
+    transient = T.transient_note(scales.chi1, profile)
     record = {"kind": "theory", "activation": act.label(), "sw2": sw2, "sb2": sb2, "q_star": fp.q, "q_star_iterations": fp.iterations,
-              "q_star_converged": fp.converged, "q_star_note": fp.message, "chi1": scales.chi1, "phase": phase,
+              "q_star_converged": fp.converged, "q_star_note": fp.message, "q_star_kind": fp.kind,
+              "chi1": scales.chi1, "phase": phase, "transient_note": transient,
               "xi_q": scales.xi_q, "xi_c": scales.xi_c, "xi_grad": scales.xi_grad, "critical_sw2": critical,
               "depth": depth, "predicted_delta_1_over_delta_L": ratio, "profile": profile}
     if report is not None:
@@ -445,12 +446,12 @@ def theory_command(
         return
     lines = [f"{act.label()} with W ~ N(0, {sw2:.4g}/n), b ~ N(0, {sb2:.4g})",
              f"  q* = {fp.q:.6g}  ({fp.message or f'{fp.iterations} evaluations'})",
-             f"  chi1 = {scales.chi1:.6g}: {phase}",
+             f"  chi1 = {scales.chi1:.6g} {T.KIND_TEXT[fp.kind]}: {phase}",
              f"  depth scales: xi_q = {scales.xi_q:.4g}, xi_c = {scales.xi_c:.4g}, xi_grad = {scales.xi_grad:.4g}",
              f"  edge of chaos at sb2 = {sb2:g}: sw2 = {critical:.6g}" if critical else
              f"  no edge of chaos at sb2 = {sb2:g} (chi1 does not pass through 1 at a fixed point the signal "
              "reaches, for sw2 in [0.01, 100]; --phase-diagram shows where there is one)",
-             f"  predicted delta_1/delta_L at depth {depth}: {ratio:.3g}"]
+             f"  predicted delta_1/delta_L at depth {depth}: {ratio:.3g}"] + ([f"  {transient}"] if transient else [])
     typer.echo("\n".join(lines))
 
 
