@@ -362,9 +362,9 @@ def add_choice(page: Page, record: dict, path: Path | None = None) -> None:
 
 
 # -- theory ----------------------------------------------------------------------------------------
-THEORY_KEYS = ("sw2", "sb2", "q_star", "chi1", "phase", "xi_q", "xi_c", "xi_grad", "critical_sw2", "depth",
+THEORY_KEYS = ("sw2", "sb2", "q_star", "q_star_kind", "chi1", "phase", "xi_q", "xi_c", "xi_grad", "critical_sw2", "depth",
                "predicted_delta_1_over_delta_L")
-THEORY_TEXT = ("phase",)  # the other quantities are numbers
+THEORY_TEXT = ("phase", "q_star_kind")  # the other quantities are numbers
 
 
 def add_theory(page: Page, record: dict, path: Path | None = None) -> None:
