@@ -20,7 +20,7 @@ import time
 
 def cold(theory) -> None:
     """Empty the in-memory caches of the theory (properties stay: they are the catalog's)."""
-    for fn in (theory._q_star, theory._rule, theory.critical_line):
+    for fn in (theory._q_star, theory._rule, theory.critical_line, theory.at_infinity):
         fn.cache_clear()
 
 

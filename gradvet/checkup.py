@@ -3,24 +3,36 @@ SGD steps) and diagnose its gradient flow. Used by `gradvet diagnose`."""
 
 from __future__ import annotations
 
+import functools
 import importlib
+import inspect
 import sys
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from gradvet import validation
 from gradvet.data import Dataset
 from gradvet.errors import GradvetError
 from gradvet.probe import Probe, diagnose
 from gradvet.probe.diagnosis import Diagnosis
 from gradvet.probe.histograms import activation_histograms
+from gradvet.probe.layers import watched_modules
 from gradvet.probe.predicted import predict_for
+from gradvet.validation import first_line, not_allowed
+
+
+FACTORY = "a Python function or class that takes no arguments and returns a torch.nn.Module"
 
 
 def load_factory(target: str) -> nn.Module:
     """Call `package.module:factory` and return the nn.Module it builds (the current
-    directory is importable, as for `python -m`)."""
+    directory is importable, as for `python -m`).
+
+    The factory is called only when it is a Python function or class that can be called
+    without arguments: a built-in (os.system, os.abort) or anything needing arguments is
+    refused before it runs, and an exception it raises is reported in one sentence."""
     module_name, sep, attr = target.partition(":")
     if not sep or not module_name or not attr:
         raise GradvetError(f"--model {target!r} must look like package.module:factory (a callable returning the model).")
@@ -33,12 +45,46 @@ def load_factory(target: str) -> nn.Module:
     factory = getattr(module, attr, None)
     if factory is None or not callable(factory):
         raise GradvetError(f"--model {target!r}: module {module_name!r} has no callable {attr!r}.")
-    model = factory()
+    _check_factory(target, factory)
+    try:
+        model = factory()
+    except (Exception, SystemExit) as err:  # noqa: BLE001 - the user's code failed: say so in one sentence
+        why = f"{attr}() raised {type(err).__name__}: {first_line(err)}"
+        raise not_allowed("--model", target, FACTORY, why=why) from None
     if not isinstance(model, nn.Module):
         raise GradvetError(f"--model {target!r}: {attr}() returned {type(model).__name__}, not a torch.nn.Module.")
     if not any(p.requires_grad for p in model.parameters()):
         raise GradvetError(f"--model {target!r}: the model has no trainable parameters.")
     return model
+
+
+def _check_factory(target: str, factory) -> None:
+    """Refuse, without calling it, a factory that is built in or cannot be called with no arguments."""
+    if not (inspect.isfunction(factory) or inspect.isclass(factory) or inspect.ismethod(factory)
+            or isinstance(factory, functools.partial)):
+        raise not_allowed("--model", target, FACTORY, why=f"it is a {type(factory).__name__}, which is not called")
+    try:
+        inspect.signature(factory).bind()
+    except TypeError as err:
+        raise not_allowed("--model", target, FACTORY, why=f"it needs arguments: {err}") from None
+    except ValueError:  # no signature to read (some classes): calling it tells
+        pass
+
+
+def check_settings(steps: int, lr: float, batch_size: int, seed: int) -> None:
+    """The check-up's own numbers: steps in [0, MAX_STEPS], a finite lr > 0, batch size and seed in range."""
+    validation.steps("steps", steps)
+    validation.positive_number("lr", lr)
+    validation.batch_size("batch_size", batch_size)
+    validation.seed("seed", seed)
+
+
+def _check_probe_size(model: nn.Module, steps: int) -> None:
+    """Every step of every watched layer is recorded: steps x layers within MAX_PROBED_LAYER_STEPS."""
+    layers = len(watched_modules(model))
+    if max(steps, 1) * layers > validation.MAX_PROBED_LAYER_STEPS:
+        raise not_allowed("steps", steps, f"steps x watched layers <= {validation.MAX_PROBED_LAYER_STEPS} "
+                          "(MAX_PROBED_LAYER_STEPS)", why=f"the model has {layers} watched layers")
 
 
 def _loss(data: Dataset) -> nn.Module:
@@ -50,18 +96,18 @@ def _first_batch_loss(model: nn.Module, data: Dataset, loss_fn: nn.Module, x: to
         out = model(x)
         return loss_fn(out, y)
     except (RuntimeError, ValueError, IndexError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise GradvetError(
-            f"data {data.name!r} ({data.describe()}) does not fit the model: {first}."
+            f"data {data.name!r} ({data.describe()}) does not fit the model: {first_line(err)}."
         ) from None
+
 
 
 def checkup(model: nn.Module, data: Dataset, steps: int = 0, lr: float = 0.1, batch_size: int = 128,
             seed: int = 0) -> tuple[Diagnosis, Probe]:
     """Probe `model` on `data`: one forward/backward at initialisation when steps = 0,
     else `steps` SGD steps, recording every step; returns the diagnosis of the last."""
-    if steps < 0:
-        raise GradvetError(f"--steps {steps} must be >= 0 (0 means at initialisation).")
+    check_settings(steps, lr, batch_size, seed)
+    _check_probe_size(model, steps)
     generator = torch.Generator().manual_seed(seed)
     loss_fn = _loss(data)
     n = data.x_train.shape[0]

@@ -74,6 +74,7 @@ from typing import Any
 
 import torch
 
+from gradvet import validation
 from gradvet.activations import Activation, activation as get_activation
 from gradvet.errors import GradvetError, did_you_mean
 from gradvet.experiments.base import mean_sd
@@ -353,12 +354,12 @@ def theory_verdict(act: Activation, init: str, depth: int, q0: float, sw2: float
     if sw2 is None or not (math.isfinite(sw2) and sw2 > 0):
         return Theory(None, None, None, None, "unknown", "unknown", "no weight variance to predict from", applies)
     try:
-        scales = T.depth_scales(act, sw2, 0.0)
-        c1 = T.chi1(act, sw2, 0.0)
+        scales = T.depth_scales(act, sw2, 0.0, q0=q0)
+        c1 = scales.chi1
         predicted = T.predict_profile(act, depth, sw2, 0.0, q0=q0)[0]
     except (GradvetError, ArithmeticError, ValueError, RuntimeError) as err:
         return Theory(sw2, None, None, None, "unknown", "unknown", f"theory failed: {err}", applies)
-    phase = "critical" if abs(c1 - 1) < 1e-3 else ("ordered" if c1 < 1 else "chaotic")
+    phase = T.phase(c1)
     verdict = "vanishing" if predicted < VANISHING else ("exploding" if predicted > EXPLODING else "stable")
     xi = scales.xi_grad
     if not math.isfinite(xi):
@@ -639,12 +640,6 @@ def _init_advice(winner: CandidateResult | None) -> str:
 
 # ---------------------------------------------------------------- the recommender
 
-def _check_int(name: str, value: Any, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise GradvetError(f"{name}={value!r} must be a whole number >= {minimum}.")
-    return value
-
-
 def _resolve(candidates: Iterable[str] | str | None) -> dict[str, Activation]:
     if candidates is None:
         candidates = DEFAULT_CANDIDATES
@@ -670,13 +665,10 @@ def choose(depth: int, width: int, data: str = "digits", task: str | None = None
     measurement (theory, a probe at init and `steps` of training on `seeds` seeds), within
     `budget` seconds. See the module docstring for the score, the inits and the rules."""
     start = _clock()
-    _check_int("depth", depth)
-    _check_int("width", width)
-    _check_int("seeds", seeds)
-    _check_int("steps", steps)
-    _check_int("batch_size", batch_size)
-    if isinstance(budget, bool) or not isinstance(budget, (int, float)) or not math.isfinite(budget) or budget <= 0:
-        raise GradvetError(f"budget={budget!r} must be a number of seconds > 0.")
+    validation.architecture(depth, width, batch_size)
+    validation.whole_number("seeds", seeds, 1)
+    validation.whole_number("steps", steps, 1, validation.MAX_STEPS, "MAX_STEPS")
+    validation.positive_number("budget", budget)
     if norm == "none":
         norm = None
     if norm not in NORMS:

@@ -177,9 +177,9 @@ def plot_command(
     from gradvet.activations import activation
     from gradvet.activations.registry import check_family
     from gradvet.report.activation_plots import check_output, plot_family, plot_overlay
+    from gradvet.validation import x_range
 
-    if not xmin < xmax:
-        raise GradvetError(f"x range [{xmin:g}, {xmax:g}] is empty; allowed: --xmin below --xmax.")
+    x_range(xmin, xmax)
     check_output(out)
     if family is not None and names:
         raise GradvetError("give either activation names or --family, not both.")
@@ -233,11 +233,12 @@ def sweep_command(
     from gradvet.sweep import load_grid, run_sweep
     from gradvet.sweep.batched import check_mode
     from gradvet.sweep.runner import check_backend
+    from gradvet.validation import MAX_WORKERS, whole_number
 
     check_backend(backend)
     check_mode(batched)
-    if workers is not None and workers < 1:
-        raise GradvetError(f"--workers {workers} is too small; allowed: a whole number >= 1.")
+    if workers is not None:
+        whole_number("--workers", workers, 1, MAX_WORKERS, "MAX_WORKERS")
     if backend == "ray" and workers is not None:
         raise GradvetError("--workers is for --backend local; with --backend ray each run takes 1 CPU and the "
                            "cluster's CPUs set how many run at once.")
@@ -344,19 +345,21 @@ def diagnose_command(
 
     _check_report(report)
 
-    from gradvet.checkup import checkup, load_factory
+    from gradvet.checkup import check_settings, checkup, load_factory
     from gradvet.data import load
     from gradvet.models.build import build
     from gradvet.spec import RunSpec
 
+    check_settings(steps, lr, batch_size, seed)  # before anything is loaded, built or called
+    spec = None if model is not None else RunSpec(
+        data=data, depth=depth, width=width, activation=activation, init=init,
+        norm=None if norm in (None, "none") else norm, residual=residual, seed=seed, batch_size=batch_size)
     dataset = load(data)
     if model is not None:
         torch.manual_seed(seed)
         net = load_factory(model)
         what = model
     else:
-        spec = RunSpec(data=data, depth=depth, width=width, activation=activation, init=init,
-                       norm=None if norm in (None, "none") else norm, residual=residual, seed=seed)
         n_out = 1 if dataset.task == "regression" else dataset.n_classes
         sample = dataset.x_train[:512]
         net = build(spec, dataset.n_features, n_out, dataset.sequence, sample=sample)
@@ -422,7 +425,9 @@ def theory_command(
 
     from gradvet import theory as T
     from gradvet.activations import activation
+    from gradvet.validation import network_depth
 
+    network_depth("depth", depth)
     act = activation(name)
     if phase_diagram:
         if out is None:
@@ -444,10 +449,11 @@ def theory_command(
     scales = T.depth_scales(act, sw2, sb2)
     profile = T.predict_profile(act, depth, sw2, sb2)
     ratio = profile[0]
-    phase = "critical" if abs(scales.chi1 - 1) < 1e-6 else ("ordered: gradients vanish" if scales.chi1 < 1
-                                                              else "chaotic: gradients explode")
+    phase = f"{T.phase(scales.chi1)}: {T.PHASE_MEANING[T.phase(scales.chi1)]}"
+    transient = T.transient_note(scales.chi1, profile)
     record = {"kind": "theory", "activation": act.label(), "sw2": sw2, "sb2": sb2, "q_star": fp.q, "q_star_iterations": fp.iterations,
-              "q_star_converged": fp.converged, "q_star_note": fp.message, "chi1": scales.chi1, "phase": phase,
+              "q_star_converged": fp.converged, "q_star_note": fp.message, "q_star_kind": fp.kind,
+              "chi1": scales.chi1, "phase": phase, "transient_note": transient,
               "xi_q": scales.xi_q, "xi_c": scales.xi_c, "xi_grad": scales.xi_grad, "critical_sw2": critical,
               "depth": depth, "predicted_delta_1_over_delta_L": ratio, "profile": profile}
     if report is not None:
@@ -458,12 +464,12 @@ def theory_command(
         return
     lines = [f"{act.label()} with W ~ N(0, {sw2:.4g}/n), b ~ N(0, {sb2:.4g})",
              f"  q* = {fp.q:.6g}  ({fp.message or f'{fp.iterations} evaluations'})",
-             f"  chi1 = {scales.chi1:.6g}: {phase}",
+             f"  chi1 = {scales.chi1:.6g} {T.KIND_TEXT[fp.kind]}: {phase}",
              f"  depth scales: xi_q = {scales.xi_q:.4g}, xi_c = {scales.xi_c:.4g}, xi_grad = {scales.xi_grad:.4g}",
              f"  edge of chaos at sb2 = {sb2:g}: sw2 = {critical:.6g}" if critical else
              f"  no edge of chaos at sb2 = {sb2:g} (chi1 does not pass through 1 at a fixed point the signal "
              "reaches, for sw2 in [0.01, 100]; --phase-diagram shows where there is one)",
-             f"  predicted delta_1/delta_L at depth {depth}: {ratio:.3g}"]
+             f"  predicted delta_1/delta_L at depth {depth}: {ratio:.3g}"] + ([f"  {transient}"] if transient else [])
     typer.echo("\n".join(lines))
 
 
@@ -551,16 +557,18 @@ def main() -> None:
 
     torch runs on GRADVET_THREADS intra-op threads (default 1): gradvet's models are small,
     and on a 2-core machine with other work a second thread makes them several times slower.
+    Anything but a whole number from 1 to gradvet.validation.MAX_THREADS is refused (exit 2).
     """
     import os
 
     import torch
 
-    threads = os.environ.get("GRADVET_THREADS", "1")
-    torch.set_num_threads(max(1, int(threads)) if threads.isdigit() else 1)
+    from gradvet.validation import threads
+
     try:
+        torch.set_num_threads(threads("GRADVET_THREADS", os.environ.get("GRADVET_THREADS") or "1"))
         app()
-    except GradvetError as err:  # raised outside a command (should not happen)
+    except GradvetError as err:  # a bad GRADVET_THREADS, or raised outside a command
         typer.echo(f"gradvet: error: {err}", err=True)
         sys.exit(2)
 

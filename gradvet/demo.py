@@ -27,6 +27,7 @@ from gradvet.models import mlp
 from gradvet.probe import Probe, Trace
 from gradvet.probe.diagnosis import geometric_mean, short_number
 from gradvet.spec import RunSpec
+from gradvet.validation import output_folder
 
 DEPTH, WIDTH, STEPS = 10, 64, 300
 CONTENDERS = (("sigmoid", "xavier"), ("tanh", "xavier"), ("relu", "he"), ("leaky_relu", "he"), ("elu", "he"))
@@ -50,7 +51,7 @@ def _first_layer_speed(run) -> tuple[list[int], list[float]]:
 
 def run_demo(out: str | Path = "gradvet-report", console=None) -> Context:
     """Tell the story; returns the Context holding tables, figures and numbers."""
-    ctx = Context(name="demo", out=Path(out), console=console)
+    ctx = Context(name="demo", out=output_folder("out", out), console=console)
     data = load("digits")
     say = ctx.say
 

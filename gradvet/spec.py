@@ -12,10 +12,10 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import math
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from gradvet import validation
 from gradvet.errors import GradvetError, did_you_mean
 
 MODELS = ("mlp", "rnn", "lstm", "gru")
@@ -131,29 +131,6 @@ def field_names() -> list[str]:
     return [f.name for f in fields(RunSpec)]
 
 
-def _choice(name: str, value: Any, allowed: tuple) -> None:
-    if value not in allowed:
-        shown = ", ".join("none" if a is None else str(a) for a in allowed)
-        hint = did_you_mean(str(value), [str(a) for a in allowed if a is not None])
-        raise GradvetError(f"{name}={value!r} is not allowed{hint}; allowed: {shown}.")
-
-
-def _positive_int(name: str, value: Any, minimum: int = 1) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise GradvetError(f"{name}={value!r} must be a whole number >= {minimum}.")
-
-
-def _number(name: str, value: Any, low: float = 0.0, allow_none: bool = False, strict: bool = False) -> None:
-    if value is None and allow_none:
-        return
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    ok = ok and (value > low if strict else value >= low)
-    if not ok:
-        bound = f"> {low:g}" if strict else f">= {low:g}"
-        extra = " or none" if allow_none else ""
-        raise GradvetError(f"{name}={value!r} must be a finite number {bound}{extra}.")
-
-
 def _init(value: Any) -> None:
     """One of INITS, or a valid "gaussian:sw2=S,sb2=B" (parsed by gradvet.models.init)."""
     if value in INITS:
@@ -164,32 +141,30 @@ def _init(value: Any) -> None:
 
 
 def validate(spec: RunSpec) -> None:
-    """Check every field; one GradvetError naming the first bad one."""
-    _choice("model", spec.model, MODELS)
+    """Check every field against gradvet.validation's rules and limits; one GradvetError naming the
+    first bad one."""
+    validation.choice("model", spec.model, MODELS)
     _init(spec.init)
-    _choice("norm", spec.norm, NORMS)
-    _choice("optimizer", spec.optimizer, OPTIMIZERS)
-    _choice("loss", spec.loss, LOSSES)
+    validation.choice("norm", spec.norm, NORMS)
+    validation.choice("optimizer", spec.optimizer, OPTIMIZERS)
+    validation.choice("loss", spec.loss, LOSSES)
     if not isinstance(spec.data, str) or not spec.data:
-        raise GradvetError(f"data={spec.data!r} must be a dataset name or a path.")
+        raise validation.not_allowed("data", spec.data, "a dataset name or a path")
     if not isinstance(spec.activation, str) or not spec.activation:
-        raise GradvetError(f"activation={spec.activation!r} must be a catalog name or a formula.")
-    _positive_int("depth", spec.depth)
-    _positive_int("width", spec.width)
-    _positive_int("batch_size", spec.batch_size)
-    _positive_int("steps", spec.steps, minimum=0)
-    _positive_int("pretrain", spec.pretrain, minimum=0)
-    _positive_int("eval_every", spec.eval_every, minimum=0)
-    _positive_int("seed", spec.seed, minimum=0)
-    _number("lr", spec.lr, strict=True)
-    _number("momentum", spec.momentum)
-    _number("weight_decay", spec.weight_decay)
-    _number("clip", spec.clip, allow_none=True, strict=True)
-    _number("clip_value", spec.clip_value, allow_none=True, strict=True)
-    if spec.tbptt is not None:
-        _positive_int("tbptt", spec.tbptt)
+        raise validation.not_allowed("activation", spec.activation, "a catalog name or a formula")
+    validation.architecture(spec.depth, spec.width, spec.batch_size)
+    validation.steps("steps", spec.steps)
+    validation.steps("pretrain", spec.pretrain)
+    validation.steps("eval_every", spec.eval_every)
+    validation.seed("seed", spec.seed)
+    validation.positive_number("lr", spec.lr)
+    validation.finite_number("momentum", spec.momentum, low=0.0)
+    validation.finite_number("weight_decay", spec.weight_decay, low=0.0)
+    validation.optional(validation.positive_number, "clip", spec.clip)
+    validation.optional(validation.positive_number, "clip_value", spec.clip_value)
+    validation.optional(validation.whole_number, "tbptt", spec.tbptt, 1)
     if not isinstance(spec.residual, bool):
-        raise GradvetError(f"residual={spec.residual!r} must be true or false.")
+        raise validation.not_allowed("residual", spec.residual, "true or false")
     if spec.tbptt is not None and spec.model == "mlp":
         raise GradvetError("tbptt is for recurrent models; allowed with model = rnn, lstm or gru.")
     if spec.pretrain and spec.model != "mlp":

@@ -46,7 +46,8 @@ def test_catalog_carries_the_mean_field_numbers():
     tanh = next(d for d in data if d["name"] == "tanh")["mean_field"]
     assert tanh["critical_sw2"] == pytest.approx(1.0, abs=1e-12) and tanh["chi1_xavier"] == pytest.approx(1.0, abs=1e-6)
     relu = json.loads(run("show", "relu", "--json").stdout)["mean_field"]
-    assert relu == pytest.approx({"critical_sw2": 2.0, "chi1_he": 1.0, "chi1_xavier": 0.5}, rel=1e-12)
+    numbers = {key: relu[key] for key in ("critical_sw2", "chi1_he", "chi1_xavier")}
+    assert numbers == pytest.approx({"critical_sw2": 2.0, "chi1_he": 1.0, "chi1_xavier": 0.5}, rel=1e-12)
     leaky = json.loads(run("show", "leaky_relu", "-p", "negative_slope=0.2", "--json").stdout)["mean_field"]
     assert leaky["chi1_he"] == pytest.approx(2 * (1 + 0.04) / 2, rel=1e-12)
     text = run("show", "tanh").stdout
@@ -129,7 +130,7 @@ def test_plot_overlay_and_family(tmp_path):
 def test_plot_needs_something_and_a_valid_family(tmp_path):
     assert_user_error(run("plot", "--out", str(tmp_path / "a.png")), "nothing to plot")
     assert_user_error(run("plot", "--family", "sigmod", "--out", str(tmp_path / "a.png")), "sigmoid")
-    assert_user_error(run("plot", "relu", "--xmin", "3", "--xmax", "1", "--out", str(tmp_path / "a.png")), "--xmin")
+    assert_user_error(run("plot", "relu", "--xmin", "3", "--xmax", "1", "--out", str(tmp_path / "a.png")), "xmax=1.0", "xmin=3.0")
 
 
 def test_console_script_exits_2_without_traceback():

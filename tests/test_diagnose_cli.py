@@ -75,7 +75,7 @@ def test_diagnose_a_users_own_model(tmp_path, monkeypatch):
 def test_diagnose_bad_options():
     assert_user_error(run("diagnose", "--activation", "sigmoyd"), "sigmoid")
     assert_user_error(run("diagnose", "--init", "hee"), "'he'")
-    assert_user_error(run("diagnose", "--steps", "-1"), "--steps")
+    assert_user_error(run("diagnose", "--steps", "-1"), "steps=-1", "MAX_STEPS")
     assert_user_error(run("diagnose", "--data", "digts"), "digits")
 
 

@@ -8,8 +8,19 @@ import base64
 import csv
 import io
 import json
+import os
 import re
+import resource
+import shutil
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+from html import escape, unescape
 from html.parser import HTMLParser
+from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -17,13 +28,15 @@ import torch
 from typer.testing import CliRunner
 
 from cli_helpers import assert_user_error
+from hostile_results import HOSTILE_SVG, SECRET, SECRET_SVG, experiment_json
 from gradvet.checkup import checkup
 from gradvet.cli import app
 from gradvet.data import load
 from gradvet.models import mlp
 from gradvet.probe.histograms import activation_histograms
 from gradvet.report import build_page, write_report
-from gradvet.report.page import fmt
+from gradvet.report.page import SHOWN_CHARS, fmt
+from gradvet.report.reading import MAX_FIGURE_BYTES, MAX_JSON_BYTES, MAX_JSON_DEPTH
 from gradvet.spec import RunSpec
 from gradvet.sweep import Store
 from gradvet.train import run as train
@@ -193,6 +206,8 @@ def test_report_command_and_bad_input(results_dir, tmp_path):
     assert_user_error(runner.invoke(app, ["report", str(tmp_path / "none.json"), "--out", str(out)]), "none.json",
                       "does not exist")
     assert_user_error(runner.invoke(app, ["report", "--out", str(tmp_path / "r.txt")]), "r.txt", ".html")
+    (tmp_path / "d.html").mkdir()
+    assert_user_error(runner.invoke(app, ["report", "--out", str(tmp_path / "d.html")]), "d.html", "a directory")
     assert_user_error(runner.invoke(app, ["report", "-a", "tnah", "--out", str(out)]), "'tnah'", "tanh")
     not_ours = tmp_path / "other.json"
     not_ours.write_text('{"a": 1}')
@@ -219,19 +234,247 @@ def test_choice_report_round_trips(tmp_path):
     assert all(rule["evidence"] in html.replace("&#x27;", "'") for rule in record["rules"])
 
 
-def test_script_blocks_survive_hostile_text_and_malformed_results_are_one_line(tmp_path, diagnosis_record):
+def test_script_blocks_survive_hostile_text_and_broken_json_is_one_line(tmp_path, diagnosis_record):
     record = dict(diagnosis_record, model="<!--<script>alert(1)</script>-->")
     html = build_page(records=[record]).render()
     block = re.search(r'<script type="application/json" id="gradvet-data">(.*?)</script>', html, re.S).group(1)
     assert json.loads(block)["record-1"]["model"] == record["model"]  # the whole block parses back
     assert "<script>alert" not in html and "&lt;!--&lt;script&gt;" in html  # shown escaped, never as markup
     bad = tmp_path / "bad.json"
-    bad.write_text('{"kind": "diagnosis", "verdict": 3}')
+    bad.write_text('{"kind": "diagnosis", "verdict": ')  # a record of the wrong types renders: see below
     assert_user_error(runner.invoke(app, ["report", str(bad), "--out", str(tmp_path / "r.html")]), "bad.json",
-                      "not a well-formed diagnosis result")
+                      "cannot read", "as JSON")
 
 
 def test_explorer_opens_on_the_activation_asked_for(tmp_path):
     out = tmp_path / "e.html"
     assert runner.invoke(app, ["report", "-a", "elu", "--out", str(out)]).exit_code == 0
     assert re.search(r'<option value="elu\(alpha=1\)" selected>', out.read_text())
+
+
+# -- hostile and damaged input (issue 12) -----------------------------------------------------------
+def data_uris(html: str) -> list[bytes]:
+    """Every base64 data: URI in the page, decoded (images and downloads alike)."""
+    return [base64.b64decode(b) for b in re.findall(r"data:[\w.+/-]+;base64,([A-Za-z0-9+/=]+)", html)]
+
+
+def notes_of(html: str) -> list[str]:
+    return [unescape(n) for n in re.findall(r'<p class="note">(.*?)</p>', html)]
+
+
+def figure_svg(html: str, stem: str) -> str:
+    """The inline SVG drawn in the figure named `stem` (its caption left out)."""
+    return re.search(rf'<figure data-figure="{re.escape(stem)}">(<svg.*?</svg>)', html, re.S).group(1)
+
+
+def fields_named(html: str) -> set[str]:
+    """The fields the page's notes name as not shown ("Shown as '-' or left out, ...: a, b.")."""
+    named = set()
+    for note in notes_of(html):
+        if note.startswith("Shown as"):
+            named |= set(note.split(": ", 1)[1].rstrip(".").split(", "))
+    return named
+
+
+def test_figures_come_only_from_svg_files_beside_the_json_and_as_images(tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.svg").write_text(SECRET_SVG)
+    folder = tmp_path / "results"
+    folder.mkdir()
+    (folder / "exp-hostile.svg").write_text(HOSTILE_SVG)
+    (folder / "exp-hostile.png").write_bytes(b"\x89PNG")  # the PNG twin an experiment writes: passed over
+    (folder / "link.svg").symlink_to(outside / "secret.svg")
+    (folder / "plain.svg").write_text("no drawing here")
+    with open(folder / "huge.svg", "wb") as handle:  # sparse: its size without the disk space
+        handle.truncate(MAX_FIGURE_BYTES + 1)
+    refused = [str(outside / "secret.svg"), "../outside/secret.svg", "sub/secret.svg", "link.svg", "plain.svg",
+               "huge.svg", "missing.svg", ".."]
+    path = experiment_json(folder, ["exp-hostile.svg", "exp-hostile.png", *refused, 42])
+    out = tmp_path / "r.html"
+    result = runner.invoke(app, ["report", str(path), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    html = out.read_text()
+    # the one SVG beside the JSON is an <img> of its exact bytes, never markup in the page
+    images = re.findall(r'<img alt="[^"]*" src="data:image/svg\+xml;base64,([^"]+)">', html)
+    assert [base64.b64decode(b) for b in images] == [HOSTILE_SVG.encode()]
+    assert "alert(" not in html and "safe-drawing" not in html and "127.0.0.1" not in html
+    assert 'data-figure="exp-hostile"' in html
+    # its data stays downloadable: the experiment's result, as the JSON holds it
+    link = next(a for a in parse(html).links if a.get("download") == "exp-hostile.json")
+    assert json.loads(base64.b64decode(link["href"].split(",", 1)[1])) == {"answer": 42}
+    # nothing from outside the folder, in any form; every refused entry named in a note, the PNG in none
+    assert SECRET not in html and all(SECRET.encode() not in d for d in data_uris(html))
+    notes = notes_of(html)
+    for entry in [*refused, "int"]:
+        assert sum(f"Figure {entry!r} is not embedded" in n for n in notes) == 1, entry
+    assert not any("png" in n for n in notes)
+
+
+def test_producer_writes_figure_names_the_report_embeds(tmp_path):
+    from gradvet.experiments.base import Context
+    from matplotlib.figure import Figure
+
+    ctx = Context(name="mini", data="digits", out=tmp_path / "made", seeds=1, quick=True)
+    fig = Figure()
+    fig.add_subplot().plot([0, 1], [1, 0])
+    ctx.figure(fig, "line")
+    record = json.loads(ctx.write_json().read_text())
+    assert record["figures"] == ["mini-line.png", "mini-line.svg"]  # names: the files lie beside the JSON
+    html = build_page([tmp_path / "made" / "mini.json"]).render()
+    images = re.findall(r'src="data:image/svg\+xml;base64,([^"]+)"', html)
+    assert [base64.b64decode(b) for b in images] == [(tmp_path / "made" / "mini-line.svg").read_bytes()]
+    assert notes_of(html) == []
+
+
+def test_big_and_deeply_nested_json_are_one_line(tmp_path):
+    out = str(tmp_path / "r.html")
+    big = tmp_path / "big.json"
+    with open(big, "wb") as handle:
+        handle.truncate(MAX_JSON_BYTES + 1)
+    assert_user_error(runner.invoke(app, ["report", str(big), "--out", out]), "big.json", "32 MB")
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 200_000 + "]" * 200_000)  # past the recursion limit of Python's JSON reader
+    assert_user_error(runner.invoke(app, ["report", str(deep), "--out", out]), "deep.json", "deeper")
+    nested = tmp_path / "nested.json"
+    nested.write_text(json.dumps({"kind": "diagnosis", "notes": json.loads("[" * 70 + "]" * 70)}))
+    assert_user_error(runner.invoke(app, ["report", str(nested), "--out", out]), "nested.json",
+                      f"deeper than {MAX_JSON_DEPTH} levels")
+
+
+def test_a_socket_as_source_is_one_line(tmp_path):
+    folder = Path(tempfile.mkdtemp(dir="/tmp"))  # a socket's path must be short
+    try:
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.bind(str(folder / "s.json"))
+            assert_user_error(runner.invoke(app, ["report", str(folder / "s.json"), "--out", str(tmp_path / "r.html")]),
+                              "s.json", "is a socket, not a regular file")
+    finally:
+        shutil.rmtree(folder)
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_guarded(args: list[str], timeout: float = 300) -> SimpleNamespace:
+    """`python -m gradvet.cli ARGS` in a child process held to 4 GB of address space; a hang fails the
+    test by the timeout (subprocess.TimeoutExpired) instead of hanging it."""
+    def limit():
+        resource.setrlimit(resource.RLIMIT_AS, (4 * 2**30, 4 * 2**30))
+
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    proc = subprocess.run([sys.executable, "-m", "gradvet.cli", *args], capture_output=True, text=True,
+                          timeout=timeout, preexec_fn=limit, cwd=ROOT, env=env)
+    return SimpleNamespace(exit_code=proc.returncode, stderr=proc.stderr, output=proc.stdout + proc.stderr)
+
+
+def test_dev_zero_and_fifos_are_one_line_without_hanging(tmp_path):
+    out = str(tmp_path / "r.html")
+    assert_user_error(run_guarded(["report", "/dev/zero", "--out", out]), "'/dev/zero'", "character device")
+    for name in ("fifo.json", "fifo.db"):
+        os.mkfifo(tmp_path / name)
+        assert_user_error(run_guarded(["report", str(tmp_path / name), "--out", out]), name, "FIFO")
+    os.mkfifo(tmp_path / "pipe.html")  # as the page to write: the write would block
+    assert_user_error(run_guarded(["report", "--out", str(tmp_path / "pipe.html")]), "pipe.html", "FIFO")
+    # a FIFO among a folder's results, or as an experiment's figure, is passed over
+    folder = tmp_path / "results"
+    experiment_json(folder, ["exp-pipe.svg"])
+    os.mkfifo(folder / "exp-pipe.svg")
+    os.mkfifo(folder / "other.json")
+    result = run_guarded(["report", str(folder), "--out", out])
+    assert result.exit_code == 0, result.output
+    assert any("Figure 'exp-pipe.svg' is not embedded" in n and "FIFO" in n for n in notes_of(Path(out).read_text()))
+
+
+@pytest.fixture
+def tampered_store(results_dir, tmp_path):
+    """The results folder's store, damaged by hand: metrics as a list, a 1 MB label, a mathtext label, a
+    history nested 70 levels, and layer records of the wrong types."""
+    path = tmp_path / "tampered.db"
+    shutil.copy(results_dir / "runs.db", path)
+    con = sqlite3.connect(path)
+    (first, second) = [k for (k,) in con.execute("SELECT key FROM runs ORDER BY rowid")]
+    con.execute("UPDATE runs SET metrics = '[1, 2]', label = ? WHERE key = ?", (BIG_LABEL, first))
+    con.execute("UPDATE runs SET label = ?, history = ? WHERE key = ?", (MATH_LABEL, "[" * 70 + "]" * 70, second))
+    con.execute("UPDATE layer_records SET step = 'x' WHERE rowid = (SELECT min(rowid) FROM layer_records "
+                "WHERE run_key = ?)", (second,))
+    con.execute("UPDATE layer_records SET value = 'abc' WHERE rowid = (SELECT max(rowid) FROM layer_records "
+                "WHERE run_key = ?)", (second,))
+    con.commit()
+    con.close()
+    return path, first, second
+
+
+BIG_LABEL = "L" * 999_999 + "!"
+MATH_LABEL = r"$\frac{1}{$ and $x^2$"
+
+
+def test_tampered_store_renders_with_cut_labels_and_notes(tampered_store, tmp_path):
+    path, first, second = tampered_store
+    out = tmp_path / "r.html"
+    result = runner.invoke(app, ["report", str(path), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    html = out.read_text()
+    page = parse(html)
+    rows = {r[0][0]: r for r in page.tables["runs"] if r}
+    # metrics as a list: its numbers are '-'
+    assert [cell for cell in rows[first][3:]] == [("-", None)] * 4
+    # the 1 MB label is cut on the page and whole in the embedded data and the download
+    assert rows[first][1][0] == BIG_LABEL[: SHOWN_CHARS - 1] + "…"
+    embedded = json.loads(page.scripts["gradvet-data"])[str(path)]["runs"]
+    assert [r["label"] for r in embedded if r["key"] == first] == [BIG_LABEL]
+    csv_link = next(a for a in page.links if a.get("download") == "runs.csv")
+    assert f"\n{first},{BIG_LABEL},done," in base64.b64decode(csv_link["href"].split(",", 1)[1]).decode()
+    # the mathtext label is drawn as written (matplotlib's SVG keeps text as text), not parsed
+    assert rows[second][1][0] == MATH_LABEL
+    assert escape(MATH_LABEL, quote=False) in figure_svg(html, f"profile-{second}")
+    legend = figure_svg(html, "learning-curves")  # the first run's curve (the second's history is gone)
+    assert "L" * 59 + "…" in legend and "L" * 60 not in legend  # figures cut labels to 60 characters
+    assert {"metrics", "history", "layer_records rows"} <= fields_named(html)
+    assert any(n.startswith(f"Text longer than {SHOWN_CHARS} characters is cut") for n in notes_of(html))
+    assert html.count('data-figure="profile-') == 2  # both runs' layers are still drawn
+
+
+TAMPERED_JSON = {
+    "diagnosis": {"kind": "diagnosis", "verdict": 3, "ratio": "small", "notes": "one", "remedies": [1, {"action": []}],
+                  "layers": [{"name": "a", "delta": "big", "ratio_to_last": 0.5}, "junk", {"name": ["x"], "delta": 1e-3}],
+                  "histograms": {"$\\frac{$": {"edges": [0, 1, 2], "counts": [3, 4]}, "bad": {"edges": [0], "counts": [1]}}},
+    "missing": {"kind": "diagnosis"},
+    "choice": {"kind": "choice", "rows": [{"rank": 1, "name": "$\\sqrt{x}$", "quality": "high", "ratio": [1]}, 7],
+               "weights": [1], "depth": {"a": 1}, "rules": "none", "steps": None},
+    "theory": {"kind": "theory", "activation": ["tanh"], "chi1": "one", "phase": 5, "profile": {"a": 1},
+               "phase_diagram": {"sb2": [0.1, "x", 0.2], "critical_sw2": [1e308, 2.0, -1e308]}, "sw2": True},
+    "experiment": {"experiment": "exp", "tables": {"not": "a list"}, "figures": "exp.svg", "quick": "yes",
+                   "seeds": "many", "result": [1]},
+}
+
+
+def test_tampered_json_results_render_with_dashes_and_notes(tmp_path):
+    paths = []
+    for name, record in TAMPERED_JSON.items():
+        paths.append(tmp_path / name / f"{name}.json")
+        paths[-1].parent.mkdir()
+        paths[-1].write_text(json.dumps(record))
+    out = tmp_path / "r.html"
+    result = runner.invoke(app, ["report", *map(str, paths), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    html = out.read_text()
+    page = parse(html)
+    layers = [r for r in page.tables["diagnosis-layers"] if r]
+    assert [(r[0][0], r[1]) for r in layers] == [("a", ("-", None)), ("-", ("0.001", "0.001"))]
+    assert json.loads(page.scripts["gradvet-data"])[str(paths[0])] == TAMPERED_JSON["diagnosis"]  # kept whole
+    assert [r[4][0] for r in page.tables["choice-ranking"] if r] == ["-"]  # quality "high" is no number
+    assert dict((r[0][0], r[1][0]) for r in page.tables["theory-numbers"] if r) == {"sw2": "-", "chi1": "-",
+                                                                                    "phase": "-"}
+    # mathtext is drawn as written in the histogram title and the bar label
+    assert "$\\frac{$" in figure_svg(html, "histograms") and "$\\sqrt{x}$" in figure_svg(html, "choice-quality")
+    assert fields_named(html) == {"verdict", "ratio", "notes", "remedies entries", "action", "layers entries", "delta",
+                                  "name", "histograms entries", "rows entries", "quality", "weights", "depth", "rules",
+                                  "activation", "sw2", "chi1", "phase", "profile", "tables", "figures", "quick",
+                                  "seeds", "result"}
+    assert html.count('data-figure="histograms"') == 1
+    # numbers near the float range cannot be placed on matplotlib's linear axes: said in the figure's place,
+    # its data still downloadable
+    assert "not drawn: matplotlib cannot place these values on its axes" in figure_svg(html, "phase-diagram")
+    link = next(a for a in page.links if a.get("download") == "phase-diagram.csv")
+    assert base64.b64decode(link["href"].split(",", 1)[1]).decode() == "sb2,critical sw2\n0.1,1e+308\n0.2,-1e+308\n"

@@ -1,6 +1,7 @@
 """The report in a real browser (headless Debian chromium driven by Playwright): it loads with
 no console error and no network request, every figure is drawn with a size, the explorer's
-selector changes the plotted function, and a screenshot is not blank.
+selector changes the plotted function, a screenshot is not blank, and a hostile SVG figure runs
+no script and fetches nothing, yet shows.
 
 Skipped where chromium or Playwright is missing, unless GRADVET_REQUIRE_BROWSER=1 (set by
 .ci/run, which installs chromium), where their absence is a failure."""
@@ -15,6 +16,7 @@ import shutil
 
 import pytest
 import torch
+from PIL import Image
 
 from gradvet.checkup import checkup
 from gradvet.data import load
@@ -132,8 +134,6 @@ def test_explorer_selector_changes_the_plot(browser, report):
 
 
 def test_screenshot_is_not_blank(browser, report, tmp_path):
-    from PIL import Image
-
     page, _ = open_page(browser, report)
     for target in ("diagnosis", "choice", "explorer"):
         page.click(f"nav button[data-target='{target}']")
@@ -144,3 +144,34 @@ def test_screenshot_is_not_blank(browser, report, tmp_path):
         assert sum(1 for c in histogram if c > 50) > 20  # many grey levels: text, lines, figures
         assert max(histogram) < 0.97 * sum(histogram)  # not one flat colour
     page.close()
+
+
+def test_hostile_svg_figure_runs_nothing_fetches_nothing_and_still_shows(browser, tmp_path):
+    from hostile_results import HOSTILE_SVG, experiment_json
+
+    folder = tmp_path / "results"
+    (folder / "exp-hostile.svg").parent.mkdir()
+    (folder / "exp-hostile.svg").write_text(HOSTILE_SVG)
+    report = write_report(tmp_path / "report.html", sources=[experiment_json(folder, ["exp-hostile.svg"])])
+    # control: the same SVG inlined as markup (what the report used to do) does run script in this browser
+    inlined = tmp_path / "inlined.html"
+    inlined.write_text(f"<!DOCTYPE html><html><body>{HOSTILE_SVG.split('?>', 1)[1]}</body></html>")
+    for path, expect_harm in ((inlined, True), (report, False)):
+        page, seen = open_page(browser, path)
+        dialogs = []
+        page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+        page.reload()
+        page.wait_for_load_state("load")
+        page.wait_for_timeout(500)
+        if expect_harm:
+            assert dialogs and any(url.startswith("http://127.0.0.1:9/") for url in seen["requests"])
+        else:
+            assert dialogs == []
+            assert set(seen["requests"]) == {report.as_uri()}
+            image = page.locator("figure[data-figure='exp-hostile'] img")
+            assert image.evaluate("img => img.complete && img.naturalWidth") == 240  # decoded and drawn
+            box = image.bounding_box()
+            assert box is not None and box["width"] > 100 and box["height"] > 50
+            png = Image.open(io.BytesIO(image.screenshot())).convert("RGB")
+            assert png.getpixel((png.width // 2, png.height - 5)) == (0, 192, 0)  # the green rectangle
+        page.close()

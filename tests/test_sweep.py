@@ -193,6 +193,7 @@ def test_grid_none_values_and_table_values(tmp_path):
     text = """
     [base]
     model = "rnn"
+    activation = "leaky_relu"
     activation_params = {negative_slope = 0.2}
     [grid]
     norm = ["none", "layer"]
@@ -448,7 +449,7 @@ def test_cli_user_errors_exit_2_with_one_line(tmp_path, fake_default_run):
     store = tmp_path / "runs.db"
     assert_user_error(runner.invoke(app, ["sweep", str(bad), "--store", str(store)]), "'activaton'", "'activation'")
     good = write(tmp_path / "good.toml", "[base]\nsteps = 3\n")
-    assert_user_error(runner.invoke(app, ["sweep", str(good), "--store", str(store), "--workers", "0"]), "--workers 0")
+    assert_user_error(runner.invoke(app, ["sweep", str(good), "--store", str(store), "--workers", "0"]), "--workers=0")
     text = write(tmp_path / "notes.txt", "not a store")
     assert_user_error(runner.invoke(app, ["sweep", str(good), "--store", str(text)]), "is not a gradvet store")
     assert text.read_text() == "not a store"

@@ -6,11 +6,23 @@ import math
 
 import pytest
 import torch
+from scipy.optimize import brentq
 from torch import nn
 
 import gradvet
 from gradvet import theory as T
 from gradvet.models import mlp
+
+
+def gauss_quad(g) -> float:
+    """E[g(z)], z ~ N(0, 1), by scipy's adaptive quadrature (independent of gradvet's rules)."""
+    from scipy.integrate import quad
+
+    return quad(lambda z: g(z) * math.exp(-z * z / 2) / math.sqrt(2 * math.pi), -40, 40, points=[0], limit=400)[0]
+
+
+def gelu(x: float) -> float:
+    return x * (1 + math.erf(x / math.sqrt(2))) / 2
 
 
 def test_relu_closed_forms():
@@ -73,9 +85,13 @@ def test_edge_of_chaos_special_cases():
     # SELU: kinked at 0, so q* = 0 loses stability at 2 / (lambda^2 + (lambda alpha)^2)
     lam, alpha = 1.0507009873554805, 1.6732632423543772
     assert T.critical_sw2("selu") == pytest.approx(2 / (lam**2 + (lam * alpha) ** 2), rel=1e-9)
-    # GELU at sb2 = 0: q* = 0 loses stability at sw2 = 4, but chi1 jumps there (to about 2), no edge
+    # GELU at sb2 = 0: from the input's q = 1 (q^1 = sw2) the signal dies out (chi1 = sw2 gelu'(0)^2 =
+    # sw2/4) below the sw2 where M(sw2) = sw2, and the map diverges above (chi1 = sw2/2): chi1 jumps
+    # over 1 there, no edge. That sw2 solves E[gelu(sqrt(sw2) z)^2] = 1 by scipy's quad + brentq.
     assert T.critical_sw2("gelu") is None
-    assert T.chi1("gelu", 4 * 0.999, 0.0) < 1 and T.chi1("gelu", 4 * 1.001, 0.0) > 1.5
+    jump = brentq(lambda s: gauss_quad(lambda z: gelu(math.sqrt(s) * z) ** 2) - 1, 1.5, 3.5, xtol=1e-13)
+    assert T.chi1("gelu", jump * (1 - 1e-6), 0.0) == pytest.approx(jump * (1 - 1e-6) / 4, rel=1e-9)
+    assert T.chi1("gelu", jump * (1 + 1e-6), 0.0) == pytest.approx(jump * (1 + 1e-6) / 2, rel=1e-9)
     # softplus: the boundary lies at q* -> inf, sw2 = 1 / lim E[f'^2] = 2
     assert T.critical_sw2("softplus") == pytest.approx(2.0, rel=1e-12) and crosses_one("softplus", 2.0, 0.0)
     # softexponential's critical fixed point is unstable (the map never reaches it): no boundary
@@ -252,3 +268,198 @@ def test_theory_command(tmp_path):
     assert result.exit_code == 0 and out.read_bytes()[:4] == b"\x89PNG"
     bad = runner.invoke(app, ["theory", "tanh", "--sw2", "-1"])
     assert bad.exit_code == 2 and "sw2" in bad.stderr
+
+
+# -- issue 12: the phase, q* and chi1 are those of the length map iterated from the input's q ---------
+
+def wide_net(act, sw2, sb2, depth, width=1000, batch=32, seed=0):
+    """A random net x -> W_1 x + b_1 -> f -> ... in float64 (W ~ N(0, sw2/width), b ~ N(0, sb2),
+    x ~ N(0, 1): the input's q is 1), differentiated by torch's autograd through f itself.
+
+    Returns the measured q^l = mean(z_l^2) of each layer's pre-activations and the measured gain
+    ||dL/dh_{l-1}||^2 / ||dL/dh_l||^2 through each layer l (L = sum(h_depth * r), r ~ N(0, 1)),
+    over the whole batch: the factor mean-field theory calls sw2 E[f'(sqrt(q^l) z)^2]."""
+    g = torch.Generator().manual_seed(seed)
+    h = torch.randn(batch, width, dtype=torch.float64, generator=g)
+    inputs, zs = [], []
+    for _ in range(depth):
+        w = torch.randn(width, width, dtype=torch.float64, generator=g) * math.sqrt(sw2 / width)
+        b = torch.randn(width, dtype=torch.float64, generator=g) * math.sqrt(sb2)
+        h.requires_grad_(True)
+        inputs.append(h)
+        z = h @ w.T + b
+        zs.append(z)
+        h = act.fn(z)
+    r = torch.randn(batch, width, dtype=torch.float64, generator=g)
+    norms = [float(gr.pow(2).sum()) for gr in torch.autograd.grad((h * r).sum(), inputs)] + [float(r.pow(2).sum())]
+    return [float(z.detach().pow(2).mean()) for z in zs], [norms[l] / norms[l + 1] for l in range(depth)]
+
+
+# The tolerance of a Monte Carlo number, relative: 3 sigma with sigma = sqrt(2 / width), the relative
+# spread of ||W v||^2 / (sw2 ||v||^2) for one direction v (W ~ N(0, sw2/width)). It bounds the spread of
+# a measured q or gain from above when the batch's samples are fully correlated (then the batch
+# averages nothing out); measured spreads here are 0.2-4.5% at width 1000 (13.4% allowed). The
+# numbers compared differ by a factor of 2 or more when the theory is wrong (issue 12: chi1 0.75 for 1.5,
+# 0 for 2).
+MC_WIDTH = 1000
+MC_TOL = 3 * math.sqrt(2 / MC_WIDTH)
+
+
+@pytest.mark.parametrize("name,sw2,depth", [
+    ("gelu", 3.0, 5), ("silu", 3.0, 5), ("mish", 3.0, 5),  # issue 12: reported ordered, chi1 = 0.75
+    ("hardshrink", 2.0, 12), ("softshrink", 2.0, 14), ("lisht", 2.0, 12),  # He init; reported chi1 = 0
+])
+def test_a_diverging_map_against_a_wide_random_net(name, sw2, depth):
+    act = gradvet.activation(name)
+    fp = T.q_star(act, sw2, 0.0)
+    c1 = T.chi1(act, sw2, 0.0)
+    scales = T.depth_scales(act, sw2, 0.0)
+    q, gains = wide_net(act, sw2, 0.0, depth, MC_WIDTH)
+    # the verdict: the net's q grows at every layer and so does its backward signal
+    assert all(b > a for a, b in zip(q, q[1:])) and all(gain > 1 for gain in gains), (q, gains)
+    assert fp.kind == T.Q_TO_INFINITY and not fp.converged and math.isinf(fp.q)
+    assert T.phase(c1) == "chaotic" and scales.xi_grad < 0 and scales.xi_q < 0
+    # chi1 is the limit of the per-layer gain as q grows; by the deepest layer (q in the hundreds or
+    # more) the net's gain is there, as is q's growth per layer exp(-1/xi_q)
+    assert gains[-1] == pytest.approx(c1, rel=MC_TOL)
+    assert q[-1] / q[-2] == pytest.approx(math.exp(-1 / scales.xi_q), rel=MC_TOL)
+    # and layer by layer, the theory's map and gain at the measured q
+    for l in range(depth):
+        assert gains[l] == pytest.approx(T.chi(act, q[l], sw2), rel=MC_TOL), l
+        if l + 1 < depth:
+            assert q[l + 1] == pytest.approx(T.length_map(act, q[l], sw2, 0.0), rel=MC_TOL), l
+
+
+@pytest.mark.parametrize("name,depth", [("cube", 4), ("squared_relu", 6)])
+def test_a_map_that_explodes_faster_than_exponentially(name, depth):
+    """f' unbounded (cube: 3x^2, squared ReLU: 2 relu(x)): chi(q) grows with q, so chi1 in the limit is
+    inf. At finite width the net's units are far from Gaussian (a few units dominate each sum), so the
+    measured gains exceed mean-field's per layer; what both say is growth without bound."""
+    act = gradvet.activation(name)
+    q, gains = wide_net(act, 2.0, 0.0, depth, MC_WIDTH)
+    assert all(1 < a < b for a, b in zip(gains, gains[1:])) and gains[-1] > 1e20, gains
+    assert all(b > a for a, b in zip(q, q[1:]))
+    assert T.chi1(act, 2.0, 0.0) == math.inf and T.phase(math.inf) == "chaotic"
+    assert T.q_star(act, 2.0, 0.0).kind == T.Q_TO_INFINITY
+    profile = T.predict_profile(act, depth, 2.0, 0.0)
+    assert all(not math.isnan(p) for p in profile) and profile[0] ** 2 > 1e20  # squared, as the gains
+    assert T.predict_profile(act, 20, 2.0, 0.0)[0] == math.inf  # q overflows float64: kept at inf, no NaN
+
+
+def test_limits_at_infinity_against_closed_forms():
+    """lim E[f'(sqrt(q) z)^2] and lim E[f(sqrt(q) z)^2] / q: (a+^2 + a-^2) / 2 for f' -> a+- at +-inf."""
+    cases = {"relu": (0.5, 0.5), "gelu": (0.5, 0.5), "hardshrink": (1.0, 1.0), "lisht": (1.0, 1.0),
+             "identity": (1.0, 1.0), "softplus": (0.5, 0.5), "tanh": (0.0, 0.0), "cube": (math.inf, math.inf)}
+    for name, (d2, f2) in cases.items():
+        got = T.at_infinity(gradvet.activation(name))
+        assert got == pytest.approx((d2, f2), abs=1e-15), name
+    lam = 0.3
+    elu = gradvet.activation("leaky_relu", negative_slope=lam)
+    assert T.at_infinity(elu) == pytest.approx(((1 + lam**2) / 2,) * 2, rel=1e-15)
+
+
+def test_the_signal_dies_out_with_chi1_at_zero():
+    """From q^1 = sw2 q0 the map goes to 0: chi1 is sw2 (f'(0-)^2 + f'(0+)^2) / 2, exactly."""
+    for name, sw2, slope0 in (("hardshrink", 1.0, 0.0), ("lisht", 1.0, 0.0), ("tanhshrink", 2.0, 0.0),
+                              ("gelu", 2.0, 0.25), ("silu", 2.0, 0.25), ("tanh", 0.8, 1.0), ("relu", 1.0, 0.5)):
+        fp = T.q_star(name, sw2, 0.0)
+        assert fp.kind == T.Q_TO_ZERO and fp.q == 0.0 and fp.converged, name
+        assert T.chi1(name, sw2, 0.0) == pytest.approx(sw2 * slope0, rel=1e-15, abs=0), name  # LiSHT: not 4e-300
+    # tanh at its edge (sw2 = 1): q -> 0 like 1/l, chi1 = 1: critical
+    assert T.phase(T.chi1("tanh", 1.0, 0.0)) == "critical" and T.q_star("tanh", 1.0, 0.0).kind == T.Q_TO_ZERO
+
+
+def test_where_the_map_starts_decides_where_it_goes():
+    """GELU at sw2 = 3, sb2 = 0: an unstable fixed point u with 3 E[gelu(sqrt(u) z)^2] = u (scipy quad +
+    brentq). Inputs with q^1 = 3 q0 below u die out (chi1 = 3 gelu'(0)^2 = 3/4), above it they diverge
+    (chi1 = 3 lim E[gelu'^2] = 3/2); the issue's q0 = 1 is above."""
+    u = brentq(lambda q: 3 * gauss_quad(lambda z: gelu(math.sqrt(q) * z) ** 2) - q, 1e-3, 1.0, xtol=1e-15)
+    below, above = u / 3 * (1 - 1e-6), u / 3 * (1 + 1e-6)
+    assert T.q_star("gelu", 3.0, 0.0, q0=below).kind == T.Q_TO_ZERO
+    assert T.chi1("gelu", 3.0, 0.0, q0=below) == pytest.approx(0.75, rel=1e-12)
+    assert T.q_star("gelu", 3.0, 0.0, q0=above).kind == T.Q_TO_INFINITY
+    assert T.chi1("gelu", 3.0, 0.0, q0=above) == pytest.approx(1.5, rel=1e-12)
+    # predict_profile starts from the same q0 and agrees: deep down its gain per layer is 3/4 or 3/2
+    for q0, target in ((below, 0.75), (above, 1.5)):
+        p = T.predict_profile("gelu", 400, 3.0, 0.0, q0=q0)
+        assert (p[-2] / p[-1]) ** 2 == pytest.approx(target, rel=1e-3)
+    with pytest.raises(gradvet.GradvetError, match="q0"):
+        T.q_star("gelu", 3.0, 0.0, q0=-1.0)
+
+
+def test_depth_scales_of_a_diverging_map_against_closed_forms():
+    relu = T.depth_scales("relu", 3.0, 0.0)  # q and the gradient grow by 1.5 a layer; c* = 1, C'(1) = 1
+    assert relu.chi1 == pytest.approx(1.5, rel=1e-12) and relu.xi_c == math.inf
+    assert relu.xi_grad == pytest.approx(-1 / math.log(1.5), rel=1e-12)
+    assert relu.xi_q == pytest.approx(-1 / math.log(1.5), rel=1e-12)
+    # cube: E[f(u1) f(u2)] = q^3 (9c + 6c^3) (Hermite: z^3 = He_3 + 3 He_1), so the normalised correlation
+    # map is C(c) = (9c + 6c^3) / 15, c* = 0 and xi_c = -1 / log C'(0) = -1 / log(9/15)
+    assert T.depth_scales("cube", 2.0, 0.0).xi_c == pytest.approx(-1 / math.log(0.6), rel=1e-9)
+
+
+@pytest.mark.parametrize("name,sw2,sb2", [
+    ("gelu", 3.0, 0.0), ("gelu", 2.0, 0.0), ("hardshrink", 2.0, 0.0), ("hardshrink", 1.0, 0.0), ("tanh", 1.5, 0.05),
+    ("tanh", 0.8, 0.0), ("relu", 3.0, 0.0), ("softsign", 2.0, 0.0), ("selu", 1.0, 0.0), ("mish", 2.0, 0.0),
+])
+def test_phase_and_the_profile_agree_in_depth(name, sw2, sb2):
+    """Deep enough, the predicted profile's gain per layer is chi1: the phase and the profile never part."""
+    c1 = T.chi1(name, sw2, sb2)
+    p = T.predict_profile(name, 300, sw2, sb2)
+    deep = (p[-2] / p[-1]) ** 2  # the gain per layer at q^299, where the map has gone
+    assert deep == pytest.approx(c1, rel=1e-2)
+    assert (T.phase(c1) == "chaotic") == (deep > 1) and (T.phase(c1) == "ordered") == (deep < 1)
+
+
+def test_phase_has_one_tolerance():
+    assert T.phase(1 + T.PHASE_TOLERANCE / 2) == T.phase(1 - T.PHASE_TOLERANCE / 2) == "critical"
+    assert T.phase(1 + 2 * T.PHASE_TOLERANCE) == "chaotic" and T.phase(1 - 2 * T.PHASE_TOLERANCE) == "ordered"
+    assert T.phase(math.nan) == "undetermined" and T.phase(0.0) == "ordered"
+    assert T.FixedPoint(math.nan, 1, False).kind == T.UNDEFINED
+
+
+def test_theory_command_on_a_diverging_gelu():
+    """Issue 12: `gradvet theory gelu --sw2 3 --sb2 0` said 'ordered: gradients vanish' beside a
+    predicted delta_1/delta_L of 52. chi1 = 3 (gelu'(inf)^2 + gelu'(-inf)^2) / 2 = 1.5."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from gradvet.cli import app
+
+    runner = CliRunner()
+    text = runner.invoke(app, ["theory", "gelu", "--sw2", "3", "--sb2", "0"])
+    assert text.exit_code == 0 and "ordered" not in text.stdout and "chaotic: gradients explode" in text.stdout
+    assert "in the limit q -> inf (the length map diverges)" in text.stdout
+    data = json.loads(runner.invoke(app, ["theory", "gelu", "--sw2", "3", "--sb2", "0", "--json"]).stdout)
+    assert data["chi1"] == pytest.approx(1.5, rel=1e-12) and data["phase"].startswith("chaotic")
+    assert data["q_star"] == "inf" and data["q_star_kind"] == "q_to_infinity" and not data["q_star_converged"]
+    assert data["predicted_delta_1_over_delta_L"] > 1 and data["xi_grad"] < 0 and data["transient_note"] == ""
+    # a finite depth that goes against the phase says so (softsign at sw2 = 2: q* = 0.08, the first layers shrink)
+    note = runner.invoke(app, ["theory", "softsign", "--sw2", "2"]).stdout
+    assert "chaotic" in note and "the gradient shrinks on the way" in note
+
+
+def test_catalog_says_which_kind_each_mean_field_number_is():
+    """Issue 12: the catalog's chi1 He for hardshrink was 0. With He init its map diverges and
+    chi1 = 2 lim E[f'^2] = 2 P(|x| > 1/2) -> 2; at Xavier's sw2 = 1 the signal dies out, chi1 = 0."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from gradvet.cli import app
+
+    runner = CliRunner()
+    data = json.loads(runner.invoke(app, ["activations", "--family", "shrink", "--json"]).stdout)
+    hard = next(d for d in data if d["name"] == "hardshrink")["mean_field"]
+    assert hard["chi1_he"] == pytest.approx(2.0, rel=1e-12) and hard["chi1_he_kind"] == "q_to_infinity"
+    assert hard["chi1_xavier"] == 0.0 and hard["chi1_xavier_kind"] == "q_to_zero"
+    assert hard["critical_sw2"] is None and hard["critical_sw2_kind"] is None
+    table = runner.invoke(app, ["activations", "--family", "shrink"]).stdout
+    assert "2↑" in table and "in the limit q -> inf" in table
+    shown = runner.invoke(app, ["show", "hardshrink"]).stdout
+    assert "in the limit q -> inf (the length map diverges)" in shown and "in the limit q -> 0+" in shown
+    # the edge of chaos and what the map does there: tanh's q* = 0 loses stability at sw2 = 1; ReLU's
+    # every q is a fixed point at 2; softplus's boundary lies at q* -> inf, sw2 = 1 / lim E[sigmoid^2] = 2
+    for name, edge, kind in (("tanh", 1.0, "q_to_zero"), ("relu", 2.0, "fixed_point"), ("softplus", 2.0, "q_to_infinity")):
+        mf = T.mean_field(name)
+        assert mf.critical_sw2 == pytest.approx(edge, rel=1e-9) and mf.critical_sw2_kind == kind, name

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gradvet import validation
 from gradvet.errors import GradvetError, did_you_mean
 from gradvet.jsonable import jsonable
 from gradvet.spec import RunSpec
@@ -72,8 +73,7 @@ class Context:
         self.out = Path(self.out)
         if self.store_path is None:
             self.store_path = self.out / "runs.db"
-        if not isinstance(self.seeds, int) or self.seeds < 1:
-            raise GradvetError(f"--seeds {self.seeds!r} must be a whole number >= 1.")
+        validation.whole_number("seeds", self.seeds, 1, validation.MAX_SEEDS, "MAX_SEEDS")
 
     def data_spec(self) -> tuple[str, tuple[tuple[str, Any], ...]]:
         """(data, data_options) for this context's RunSpecs: --data as given, or "mnist" with
@@ -131,11 +131,12 @@ class Context:
             self.console.print(text)
 
     def write_json(self) -> Path:
-        """OUT/NAME.json: tables, figures and the experiment's own numbers (non-finite as strings)."""
+        """OUT/NAME.json: tables, figures (their file names: they lie beside it) and the experiment's own numbers
+        (non-finite as strings)."""
         path = self.out / f"{self.name}.json"
         payload = {
             "experiment": self.name, "data": self.data, "seeds": self.seeds, "quick": self.quick,
-            "tables": [t.to_dict() for t in self.tables], "figures": [str(p) for p in self.figures],
+            "tables": [t.to_dict() for t in self.tables], "figures": [p.name for p in self.figures],
             "result": self.result, "runs_trained": self.trained, "runs_reused": self.reused,
         }
         path.write_text(json.dumps(jsonable(payload), indent=1))
@@ -177,7 +178,7 @@ def run_experiment(name: str, data: str = "digits", out: str | Path = "gradvet-r
     title, fn = EXPERIMENTS[name]
     ctx = Context(name=name, data=data, out=Path(out), seeds=seeds, quick=quick,
                   store_path=Path(store) if store else None, options=options, console=console)
-    ctx.out.mkdir(parents=True, exist_ok=True)
+    validation.output_folder("out", ctx.out)
     start = time.perf_counter()
     if console is not None:
         console.rule(f"[bold]{name}[/bold]: {title}")

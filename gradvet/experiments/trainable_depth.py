@@ -224,10 +224,12 @@ def _accuracy_table(ctx: Context, sw2s, depths, per_seed, diverged, chance, g) -
 
 
 def _theory_table(ctx: Context, sw2s, depths, theory, deepest, threshold, edge) -> None:
+    from gradvet.theory import phase as mean_field_phase
+
     rows = []
     for j, s in enumerate(sw2s):
         six = theory["six_xi_c"][j]
-        phase = "ordered" if theory["chi1"][j] < 1 else "chaotic"
+        phase = mean_field_phase(theory["chi1"][j])
         found = deepest[j]
         shown = "none" if found is None else (f">= {found}" if found == max(depths) else str(found))
         ratio = f"{found / six:.2f}" if found is not None and math.isfinite(six) and six > 0 else ""

@@ -15,6 +15,11 @@ across layers (Glorot & Bengio 2010, eq. 14) while delta_1 is tiny. The cause
 splits the ratio into the chain-rule factors measured by the probe: per hidden
 layer an activation factor (gain through f') and a weight factor (gain through
 W^T of the layer above); their products telescope to delta_1 / delta_L.
+
+A NaN or Inf is placed where it first appears in the forward pass, with the layer
+the backward pass met first beside it (`probe.nonfinite`). Units with f'(z) = 0 for a
+whole batch are called inactive; only those inactive over many recorded training
+steps are called dead (`probe.dead_units`).
 """
 
 from __future__ import annotations
@@ -28,11 +33,14 @@ from typing import Any
 
 from gradvet.errors import GradvetError
 from gradvet.jsonable import jsonable
+from gradvet.probe.dead_units import DEAD_RECORDS, DEAD_SPAN
+from gradvet.probe.nonfinite import NonFinite, from_trace
 from gradvet.probe.trace import INPUT, Trace
 
 VANISHING = 1e-2
 EXPLODING = 1e2
-DEAD = 0.5
+DEAD = 0.5  # a layer is flagged with at least this fraction of its units dead (or inactive)
+MEAN_DEAD = 0.25  # the mean fraction over the hidden layers that earns a note or a remedy
 SATURATED = 0.6  # ReLU has f' = 0 on about half its units by design: not flagged
 
 
@@ -49,10 +57,11 @@ class LayerReport:
     activation_gain: float | None
     weight_gain: float | None
     forward_std: float | None
-    dead_fraction: float | None
+    dead_fraction: float | None  # inactive on the diagnosed step's batch: f'(z) = 0 for every sample
     saturated_fraction: float | None
     flags: list[str] = field(default_factory=list)
     predicted_ratio: float | None = None  # mean-field theory's delta_l / delta_L (`attach_prediction`)
+    persistent_dead_fraction: float | None = None  # dead: inactive on every recorded step of >= DEAD_SPAN steps
 
 
 @dataclass
@@ -74,7 +83,7 @@ class Diagnosis:
     activation_factor: float | None = None
     weight_factor: float | None = None
     forward_ratio: float | None = None
-    nonfinite: tuple[int, str] | None = None
+    nonfinite: NonFinite | None = None
     output_layer: str | None = None
     predicted_ratio: float | None = None
     prediction_note: str | None = None
@@ -99,6 +108,11 @@ class Diagnosis:
         )
         return self
 
+    def layer_mean(self, field_name: str) -> float | None:
+        """Mean of a LayerReport field over the hidden layers that have it (None when none has)."""
+        values = [getattr(lay, field_name) for lay in self.layers if getattr(lay, field_name) is not None]
+        return statistics.fmean(values) if values else None
+
     def to_dict(self) -> dict[str, Any]:
         return jsonable({"kind": "diagnosis", **asdict(self)})
 
@@ -114,11 +128,12 @@ class Diagnosis:
         rows = "".join(
             "<tr>" + "".join(f"<td>{html.escape(_fmt(v))}</td>" for v in (
                 lay.name, lay.delta, lay.ratio_to_last, lay.activation_gain, lay.weight_gain,
-                lay.forward_std, lay.dead_fraction, lay.saturated_fraction)) + "</tr>"
+                lay.forward_std, lay.dead_fraction, lay.persistent_dead_fraction, lay.saturated_fraction)) + "</tr>"
             for lay in self.layers)
         remedies = "".join(f"<li><b>{html.escape(r.action)}</b>: {html.escape(r.why)}</li>" for r in self.remedies)
         head = "".join(f"<th>{h}</th>" for h in ("layer", "||dL/dz||", "ratio to last", "activation factor",
-                                                  "weight factor", "forward std", "dead", "saturated"))
+                                                  "weight factor", "forward std", "inactive (batch)", "dead",
+                                                  "saturated"))
         colour = {"vanishing": "#b35900", "exploding": "#b00020", "healthy": "#2e7d32"}[self.verdict]
         return (f"<div><p><b style='color:{colour}'>{self.verdict}</b> at step {self.step}: "
                 f"{html.escape(self.cause)}</p><table><tr>{head}</tr>{rows}</table>"
@@ -201,9 +216,12 @@ def diagnose(source, step: int | str = "last", vanishing: float = VANISHING, exp
             activation_gain=act_row.get("gain"), weight_gain=table.get(upper, {}).get("gain") if upper else None,
             forward_std=(std / input_std) if (std is not None and input_std) else std,
             dead_fraction=act_row.get("dead_fraction"), saturated_fraction=act_row.get("saturated_fraction"),
+            persistent_dead_fraction=act_row.get("persistent_dead_fraction"),
         )
-        if report.dead_fraction is not None and report.dead_fraction >= DEAD:
+        if report.persistent_dead_fraction is not None and report.persistent_dead_fraction >= DEAD:
             report.flags.append("dead")
+        elif report.dead_fraction is not None and report.dead_fraction >= DEAD:
+            report.flags.append("inactive")
         if report.saturated_fraction is not None and report.saturated_fraction >= SATURATED:
             report.flags.append("saturated")
         layers.append(report)
@@ -253,13 +271,10 @@ def _activation_after(order: list[str], kinds: dict[str, str]) -> dict[str, str]
     return out
 
 
-def _nonfinite(trace: Trace, probe) -> tuple[int, str] | None:
-    if probe is not None and probe.first_nonfinite is not None:
+def _nonfinite(trace: Trace, probe) -> NonFinite | None:
+    if probe is not None:
         return probe.first_nonfinite
-    for s, layer, metric, _ in trace.rows:
-        if metric == "nonfinite":
-            return (s, layer)
-    return None
+    return from_trace(trace)
 
 
 def _recurrent(trace: Trace, probe) -> bool:
@@ -288,10 +303,30 @@ def short_number(v: float | None) -> str:
     return f"{v:.2g}" if 1e-3 <= abs(v) < 1e4 else f"{v:.1e}"
 
 
+def _nonfinite_cause(nf: NonFinite) -> str:
+    """Where the first NaN/Inf appeared: forward pass first, the backward pass's first layer beside it."""
+    met = f"the backward pass met it first at {nf.backward_layer!r}" if nf.backward_layer else \
+        "no gradient had met it yet"
+    if nf.forward_layer is not None:
+        if nf.in_input:
+            where = (f"already in its input: made after {nf.after!r} by code the probe does not watch" if nf.after
+                     else "already in its input: present in the data, or made before it by code the probe does "
+                          "not watch")
+        else:
+            where = "in its output, from a finite input: the module itself made it"
+        return (f"a value became NaN or Inf at step {nf.step}: first non-finite in the forward pass at "
+                f"{nf.forward_layer!r}, {where} ({met}).")
+    if nf.backward_layer is None:
+        return f"a recorded number became NaN or Inf at step {nf.step}."
+    if nf.forward_checked:
+        return (f"a gradient became NaN or Inf at step {nf.step} while every watched module's input and output were "
+                f"finite: the backward signal overflowed ({met}).")
+    return f"a gradient became NaN or Inf at step {nf.step} ({met})."
+
+
 def _cause(d: Diagnosis, act_factors: list, weight_factors: list, main_act: str | None) -> str:
     if d.nonfinite is not None:
-        step, layer = d.nonfinite
-        return f"a gradient became NaN or Inf at step {step}, first at layer {layer!r}: the backward signal overflowed."
+        return _nonfinite_cause(d.nonfinite)
     n = len(act_factors)
     if n == 0:
         return "too few hidden layers to split the gradient into chain-rule factors."
@@ -314,6 +349,25 @@ def _cause(d: Diagnosis, act_factors: list, weight_factors: list, main_act: str 
     return f"the backward signal {lead}: delta_1/delta_L = {short_number(d.ratio)}; {core}."
 
 
+def _inactive_note(d: Diagnosis) -> str | None:
+    """Many units inactive on the diagnosed batch, but not (or not yet seen to be) dead: say what was
+    measured, and why it is not a verdict (Lu et al. 2020; see `probe.dead_units`)."""
+    inactive, dead = d.layer_mean("dead_fraction"), d.layer_mean("persistent_dead_fraction")
+    if inactive is None or inactive < MEAN_DEAD or (dead is not None and dead >= MEAN_DEAD):
+        return None  # few inactive units, or dead ones: the remedies speak of those
+    if dead is None:
+        tail = (f"they were not yet watched long enough to tell whether they stay so: units are called dead only when "
+                f"inactive on every recorded step over at least {DEAD_SPAN} training steps ({DEAD_RECORDS} or more "
+                "recorded steps).")
+    else:
+        tail = (f"only {dead:.0%} have been inactive on every recorded step over at least the last {DEAD_SPAN} "
+                "training steps (dead).")
+    return (f"on average {inactive:.0%} of the units are inactive on the batch of step {d.step} (f'(z) = 0 for every "
+            "sample of it): they pass no gradient from this batch. Inactive is not dead: near initialisation it comes "
+            "mostly from the correlation of deep representations (every input looks alike at depth), and such units "
+            f"turn active again as the layers below them train; {tail}")
+
+
 def _notes(d: Diagnosis, trace: Trace, probe) -> list[str]:
     notes = []
     wg = [lay.weight_grad_norm for lay in d.layers if lay.weight_grad_norm]
@@ -323,6 +377,9 @@ def _notes(d: Diagnosis, trace: Trace, probe) -> list[str]:
         notes.append(f"weight-gradient norms are level across layers (max/min {spread:.2g}) although the backward "
                      f"signal vanishes (delta_1/delta_L = {short_number(d.ratio)}): dL/dW = delta a^T, and small deltas "
                      f"meet large activations{fwd}. Judge by the backward signal, not by weight gradients alone.")
+    inactive = _inactive_note(d)
+    if inactive:
+        notes.append(inactive)
     if d.forward_ratio is not None and (d.forward_ratio < 1e-2 or d.forward_ratio > 1e2):
         notes.append(f"the forward signal {'collapses' if d.forward_ratio < 1 else 'blows up'}: the last hidden "
                      f"layer's activation std is {short_number(d.forward_ratio)} of the first's.")

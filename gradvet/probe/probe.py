@@ -13,17 +13,23 @@ Per step and watched layer (see `probe.layers`) it records:
   module multiplies the backward signal by (activation factor f'(z), or weight
   factor W^T): the article's chain-rule product, measured;
 - for activations: mean, std of the output, saturated_fraction (|f'(z)| below
-  5% of max |f'|) and dead_fraction (units whose f'(z) = 0 for every sample);
+  5% of max |f'|), dead_fraction (units inactive on this step's batch: f'(z) = 0
+  for every sample) and persistent_dead_fraction (units inactive on every recorded
+  step for at least the last DEAD_SPAN steps: see `probe.dead_units`), once the
+  module has been watched that long;
 - update_ratio ||dW|| / ||W|| over the optimiser step;
 - calls (when a module runs more than once per step: weight sharing,
-  recurrence; norms then combine all calls), nonfinite (1 where a norm is NaN/Inf).
+  recurrence; norms then combine all calls), nonfinite (1 where a norm is NaN/Inf);
+  nonfinite_input / nonfinite_output on the first watched module in forward order
+  whose input / output held a NaN or Inf (see `probe.nonfinite`).
 
 A step ends on the optimiser's step (so k backward calls of gradient
 accumulation make one step) or on `probe.step()` when there is no optimiser.
 With every=N hooks are attached only for sampled steps. All reductions of a
 step are stacked into one tensor and copied to the host once. Hooks are
-removed on exit, exception or not (fastai's hook hygiene). Forward passes
-under torch.no_grad() record nothing.
+removed on exit, exception or not (fastai's hook hygiene); entering a probe that
+is already active is a no-op (its hooks stay as they are until the outer exit).
+Forward passes under torch.no_grad() record nothing.
 """
 
 from __future__ import annotations
@@ -35,11 +41,12 @@ import torch
 from torch import nn
 
 from gradvet.errors import GradvetError
+from gradvet.probe.dead_units import DeadUnitTracker, inactive_units
 from gradvet.probe.layers import Watched, watched_modules
+from gradvet.probe.nonfinite import NONFINITE_INPUT, NONFINITE_OUTPUT, NonFinite, first_in_forward
 from gradvet.probe.trace import INPUT, Row, Trace
 
 SATURATION_LEVEL = 0.05
-
 
 
 @dataclass
@@ -68,7 +75,7 @@ class Probe:
         self.record_updates = update_ratio and optimizer is not None
         self.trace = Trace()
         self.step_index = 0  # index of the step in progress
-        self.first_nonfinite: tuple[int, str] | None = None
+        self.first_nonfinite: NonFinite | None = None
         self.shared: dict[str, int] = {}  # modules seen called more than once in a step: max calls
         self._watched: list[Watched] = []
         self._module_hooks: list = []
@@ -82,10 +89,18 @@ class Probe:
         self._before: list[torch.Tensor] | None = None  # parameters before the optimiser step
         self._buffers: list[torch.Tensor] = []  # reused across steps: no allocation (or page faults) per step
         self._size: torch.Tensor | None = None  # ||W|| before the step, per parameter
+        self._finite_checks: list[tuple[str, str]] = []  # (layer, 'input' | 'output') in forward order
+        self._finite_flags: list[torch.Tensor] = []  # torch.isfinite(...).all() of each check, 0-d
+        self._last_output: tuple[torch.Tensor, int] | None = None  # output checked last, its version
+        self._dead_units = DeadUnitTracker()  # kept across steps
         self._active = False
+        self._depth = 0  # `with` blocks entered and not yet exited
 
     # -- context -------------------------------------------------------------------------------
     def __enter__(self) -> Probe:
+        if self._active:  # re-entered inside its own block: already recording
+            self._depth += 1
+            return self
         self._watched = watched_modules(self.model)
         if not any(w.kind != "activation" for w in self._watched):
             raise GradvetError(
@@ -105,12 +120,15 @@ class Probe:
         if self.optimizer is not None:
             self._optimizer_hooks = [self.optimizer.register_step_pre_hook(self._before_optimizer_step),
                                      self.optimizer.register_step_post_hook(self._after_optimizer_step)]
-        self._active = True
+        self._active, self._depth = True, 1
         if self._sampled(self.step_index):
             self._attach()
         return self
 
     def __exit__(self, *exc) -> None:
+        self._depth -= 1
+        if self._depth > 0:
+            return
         try:
             if exc[0] is None and self._has_data():
                 self._finish_step()  # a last step without optimizer.step()/probe.step()
@@ -168,6 +186,7 @@ class Probe:
         self._state = {w.name: _LayerStep() for w in self._watched}
         self._order, self._backward_order = [], []
         self._input_std = None
+        self._finite_checks, self._finite_flags, self._last_output = [], [], None
 
     def _has_data(self) -> bool:
         return bool(self._module_hooks) and any(s.calls for s in self._state.values())
@@ -191,6 +210,8 @@ class Probe:
             if st is None:
                 return None
             x = args[0]
+            if self._last_output is None or x is not self._last_output[0] or x._version != self._last_output[1]:
+                self._check_finite(w.name, "input", x)  # else checked as the module before's output, unchanged since
             if w.kind == "activation":
                 st.inputs.append(x.detach().clone() if getattr(module, "inplace", False) else x.detach())
                 return None  # its input gradient is g_out * f'(z), computed at the step's end: no copy needed
@@ -215,12 +236,19 @@ class Probe:
             out = _first_tensor(output)
             if out is None:
                 return
+            self._check_finite(w.name, "output", out)
+            self._last_output = (out, out._version)
             if w.kind == "activation":
                 st.outputs.append(out.detach())
             if out.requires_grad:
                 out.register_hook(self._output_grad_hook(w.name, st, st.calls - 1))
 
         return hook
+
+    def _check_finite(self, name: str, where: str, tensor: torch.Tensor) -> None:
+        """Queue whether `tensor` is all finite (a 0-d tensor on its device: no host sync here)."""
+        self._finite_checks.append((name, where))
+        self._finite_flags.append(torch.isfinite(tensor.detach()).all())
 
     def _output_grad_hook(self, name: str, st: _LayerStep, call: int):
         def hook(g: torch.Tensor) -> None:
@@ -303,7 +331,11 @@ class Probe:
                     top = w.activation.properties.max_grad
                     if math.isfinite(top) and top > 0:
                         put(name, "saturated_fraction", (d < SATURATION_LEVEL * top).mean(dtype=out.dtype))
-                    put(name, "dead_fraction", (d == 0).all(dim=0).mean(dtype=out.dtype))
+                    inactive = inactive_units(d)
+                    put(name, "dead_fraction", inactive.mean(dtype=out.dtype))
+                    dead = self._dead_units.update(name, step, inactive)
+                    if dead is not None:
+                        put(name, "persistent_dead_fraction", dead)
         if self._input_std is not None:
             put(INPUT, "std", self._input_std)
         pieces = [torch.stack(scalars)] if scalars else []
@@ -315,11 +347,18 @@ class Probe:
             n_updates = len(params)
         if norms_of:
             pieces.append(torch.stack(torch._foreach_norm(norms_of)))
+        n_checks = len(self._finite_flags)
+        if n_checks:
+            pieces.append(torch.stack(self._finite_flags).float())
         flat = torch.cat(pieces).tolist() if pieces else []  # the one host copy (cat promotes dtypes)
+        finite = flat[len(flat) - n_checks:]
+        flat = flat[: len(flat) - n_checks]
         owners = [layer for layer, _, _ in self._params] if n_updates else []
-        return self._rows(step, flat, slots, norm_slots, owners, order)
+        forward = first_in_forward(self._finite_checks, finite)
+        return self._rows(step, flat, slots, norm_slots, owners, order, forward)
 
-    def _rows(self, step: int, flat: list[float], slots, norm_slots, owners: list[str], order: list[str]) -> list[Row]:
+    def _rows(self, step: int, flat: list[float], slots, norm_slots, owners: list[str], order: list[str],
+              forward: tuple[str, bool, str | None] | None) -> list[Row]:
         plain: dict[str, dict[str, float]] = {}
         for (layer, metric), value in zip(slots, flat):
             plain.setdefault(layer, {})[metric] = value
@@ -359,6 +398,8 @@ class Probe:
                 self.shared[name] = max(self.shared.get(name, 0), calls)
             if kinds.get(name) == "norm":
                 metrics["norm_layer"] = 1.0
+            if forward is not None and forward[0] == name:
+                metrics[NONFINITE_INPUT if forward[1] else NONFINITE_OUTPUT] = 1.0
             if not metrics:
                 continue
             bad = [m for m, v in metrics.items() if not math.isfinite(v) and m != "gain"]
@@ -367,9 +408,10 @@ class Probe:
             rows.extend((step, name, m, v) for m, v in metrics.items())
         if self.first_nonfinite is None:
             flagged = {r[1] for r in rows if r[2] == "nonfinite"}
-            if flagged:
-                first = next((n for n in self._backward_order if n in flagged), None)
-                self.first_nonfinite = (step, first or next(n for n in order if n in flagged))
+            if flagged or forward is not None:
+                backward = next((n for n in self._backward_order if n in flagged), None)
+                layer, in_input, after = forward or (None, False, None)
+                self.first_nonfinite = NonFinite(step, layer, in_input, after, backward)
         return rows
 
 

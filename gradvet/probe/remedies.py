@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import statistics
 
+from gradvet.probe.dead_units import DEAD_SPAN
 from gradvet.probe.trace import Trace
 
 SATURATING_FAMILIES = ("sigmoid", "tanh")
@@ -40,7 +41,7 @@ def total_grad_norms(trace: Trace) -> list[float]:
 
 
 def suggest(d, trace: Trace, main_act: str | None, recurrent: bool) -> list:
-    from gradvet.probe.diagnosis import Remedy, geometric_mean, short_number
+    from gradvet.probe.diagnosis import MEAN_DEAD, Remedy, geometric_mean, short_number
 
     remedies: list[Remedy] = []
     family = _family(main_act)
@@ -48,10 +49,8 @@ def suggest(d, trace: Trace, main_act: str | None, recurrent: bool) -> list:
     weights = [lay.weight_gain for lay in d.layers[:-1]]
     act_mean, weight_mean = geometric_mean(acts), geometric_mean(weights)
     depth = len(d.layers) + 1
-    dead = [lay.dead_fraction for lay in d.layers if lay.dead_fraction is not None]
-    saturated = [lay.saturated_fraction for lay in d.layers if lay.saturated_fraction is not None]
-    mean_dead = statistics.fmean(dead) if dead else 0.0
-    mean_sat = statistics.fmean(saturated) if saturated else 0.0
+    mean_dead = d.layer_mean("persistent_dead_fraction") or 0.0
+    mean_sat = d.layer_mean("saturated_fraction") or 0.0
 
     if d.verdict == "vanishing":
         if recurrent:
@@ -110,10 +109,11 @@ def suggest(d, trace: Trace, main_act: str | None, recurrent: bool) -> list:
                                    "the recurrent product of W_hh factors grows with every step it spans."))
         remedies.append(Remedy("add batch normalisation after each hidden linear layer",
                                "it rescales each layer's pre-activations, breaking the chain of growing factors."))
-    if mean_dead >= 0.25:
+    if mean_dead >= MEAN_DEAD:
         remedies.append(Remedy("use leaky_relu (or elu) and a smaller learning rate",
-                               f"on average {mean_dead:.0%} of the units are dead (f'(z) = 0 for every sample): "
-                               "they pass no gradient and will not recover."))
+                               f"on average {mean_dead:.0%} of the units are dead: f'(z) = 0 for every sample on every "
+                               f"recorded step over at least the last {DEAD_SPAN} training steps (to step {d.step}); "
+                               "no gradient reaches their weights and they have not recovered in that time."))
     if d.verdict != "exploding" and (mean_sat >= 0.6 or (family in SATURATING_FAMILIES and mean_sat >= 0.25)):
         remedies.append(Remedy("reduce the scale of the pre-activations (batch norm, or a smaller init)",
                                f"on average {mean_sat:.0%} of the units are saturated (|f'(z)| < 5% of its maximum)."))

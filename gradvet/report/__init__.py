@@ -3,7 +3,9 @@ directly (no pyplot state, no GUI backend), so figures render headless.
 
 `write_report(sources, out)` writes one self-contained HTML file (see `report.page`)
 from results stores, JSON results and folders of them (see `report.sources`), with the
-activation explorer (`report.explorer`) as its last tab.
+activation explorer (`report.explorer`) as its last tab. Sources are untrusted data: files
+are read by `report.reading` (regular files, bounded size and nesting), fields by
+`report.fields` (a field of the wrong type is shown as '-' and named in a note).
 """
 
 from __future__ import annotations
@@ -20,8 +22,11 @@ def _check_out(out: str | os.PathLike[str]) -> Path:
     path = Path(out)
     if path.suffix.lower() not in (".html", ".htm"):
         raise GradvetError(f"report {str(path)!r} must be an .html file.")
-    if path.is_dir():
-        raise GradvetError(f"report {str(path)!r} is a directory; give a file name ending in .html.")
+    if path.exists() and not path.is_file():  # a directory, or a FIFO that would block the write forever
+        from gradvet.report.reading import file_kind
+
+        raise GradvetError(f"report {str(path)!r} is {file_kind(path.stat().st_mode)}, not a regular file; "
+                           "give a file name ending in .html.")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as err:

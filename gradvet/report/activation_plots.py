@@ -20,6 +20,7 @@ from matplotlib.figure import Figure
 
 from gradvet.activations import Activation, activation, catalog
 from gradvet.errors import GradvetError
+from gradvet.validation import output_file, x_range
 
 FORMATS = (".png", ".svg", ".pdf")
 F_COLOUR, GRAD_COLOUR = "#1f5fa8", "#d0562c"
@@ -27,27 +28,7 @@ F_COLOUR, GRAD_COLOUR = "#1f5fa8", "#d0562c"
 
 def check_output(path: str | Path) -> Path:
     """The output path, its folder created; GradvetError for a bad suffix or an unwritable place."""
-    out = Path(path)
-    if out.suffix.lower() not in FORMATS:
-        raise GradvetError(
-            f"cannot write figure {str(out)!r}: unknown file type {out.suffix or '(none)'!r}; allowed: "
-            + ", ".join(FORMATS) + "."
-        )
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise GradvetError(f"cannot write figure {str(out)!r}: {err.strerror or err}.") from None
-    if out.is_dir():
-        raise GradvetError(f"cannot write figure {str(out)!r}: it is a directory; give a file name ending in .png or .svg.")
-    if not _writable(out.parent):
-        raise GradvetError(f"cannot write figure {str(out)!r}: folder {str(out.parent)!r} is not writable.")
-    return out
-
-
-def _writable(folder: Path) -> bool:
-    import os
-
-    return os.access(folder, os.W_OK)
+    return output_file("figure", path, FORMATS)
 
 
 def _curves(act: Activation, xlim: tuple[float, float], points: int = 1201):
@@ -92,6 +73,7 @@ def _ylim(f: np.ndarray, g: np.ndarray) -> tuple[float, float] | None:
 
 def plot_activation(act: Activation | str, path: str | Path, xlim: tuple[float, float] = (-5, 5)) -> Path:
     """f and f' of one activation on shared axes; returns the written path."""
+    xlim = x_range(*xlim)
     act = activation(act)
     props = act.properties
     xs, f, g = _curves(act, xlim)
@@ -112,6 +94,7 @@ def plot_activation(act: Activation | str, path: str | Path, xlim: tuple[float, 
 def plot_overlay(acts: Sequence[Activation | str], path: str | Path, xlim: tuple[float, float] = (-5, 5),
                  title: str | None = None) -> Path:
     """Several activations: functions in the left panel, derivatives in the right."""
+    xlim = x_range(*xlim)
     acts = [activation(a) for a in acts]
     if not acts:
         raise GradvetError("nothing to plot: give at least one activation name or formula, or --family.")
@@ -143,6 +126,7 @@ def plot_overlay(acts: Sequence[Activation | str], path: str | Path, xlim: tuple
 
 def plot_family(family: str, path: str | Path, xlim: tuple[float, float] = (-5, 5)) -> Path:
     """Small multiples of every member of a family: f (solid), f' (dashed), key numbers."""
+    xlim = x_range(*xlim)
     members = catalog(family)
     cols = min(6, len(members))
     rows = math.ceil(len(members) / cols)

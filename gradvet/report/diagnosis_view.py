@@ -43,18 +43,22 @@ def _bar(ratio: float | None, width: int = 24, predicted: float | None = None) -
 def render(d) -> Group:
     table = Table(title=f"backward signal per hidden layer at step {d.step}", header_style="bold")
     predicted = any(lay.predicted_ratio is not None for lay in d.layers)
+    dead = any(lay.persistent_dead_fraction is not None for lay in d.layers)  # watched long enough to tell
     columns = [("layer", "left"), ("||dL/dz||", "right"), ("ratio to last", "right")]
     columns += [("predicted", "right")] if predicted else []
     columns += [("(log scale)", "left"), ("activation factor", "right"), ("weight factor", "right"),
-                ("forward std", "right"), ("dead", "right"), ("saturated", "right"), ("flags", "left")]
+                ("forward std", "right"), ("inactive", "right")]
+    columns += [("dead", "right")] if dead else []
+    columns += [("saturated", "right"), ("flags", "left")]
     for col, justify in columns:
         table.add_column(Text(col), justify=justify)
     for lay in d.layers:
         cells = [Text(lay.name), _num(lay.delta), _num(lay.ratio_to_last)]
         cells += [_num(lay.predicted_ratio)] if predicted else []
         cells += [_bar(lay.ratio_to_last, predicted=lay.predicted_ratio), _num(lay.activation_gain),
-                  _num(lay.weight_gain), _num(lay.forward_std), _num(lay.dead_fraction, 2),
-                  _num(lay.saturated_fraction, 2), Text(", ".join(lay.flags))]
+                  _num(lay.weight_gain), _num(lay.forward_std), _num(lay.dead_fraction, 2)]
+        cells += [_num(lay.persistent_dead_fraction, 2)] if dead else []
+        cells += [_num(lay.saturated_fraction, 2), Text(", ".join(lay.flags))]
         table.add_row(*cells)
     verdict = Text.assemble(("verdict: ", "bold"), (d.verdict.upper(), f"bold {COLOURS[d.verdict]}"),
                             f"   (delta_1/delta_L = {_num(d.ratio)}; vanishing below {d.thresholds['vanishing']:g}, "

@@ -24,7 +24,7 @@ def _rounded(values) -> list[float | None]:
 
 def entry(act: Activation) -> dict:
     """What the explorer shows of one activation."""
-    from gradvet.theory import mean_field
+    from gradvet.theory import KIND_TEXT, mean_field
 
     x = torch.linspace(*X_RANGE, POINTS, dtype=torch.float64)
     with torch.no_grad():
@@ -38,8 +38,10 @@ def entry(act: Activation) -> dict:
         "cost (x ReLU)": "-" if p.cost is None else f"{p.cost:.3g}",
     }
     theory = {
-        "chi1 at He init (sw2 = 2)": f"{mf.chi1_he:.6g}", "chi1 at Xavier init (sw2 = 1)": f"{mf.chi1_xavier:.6g}",
-        "edge of chaos (sb2 = 0)": "none" if mf.critical_sw2 is None else f"sw2 = {mf.critical_sw2:.6g}",
+        "chi1 at He init (sw2 = 2)": f"{mf.chi1_he:.6g} {KIND_TEXT[mf.chi1_he_kind]}",
+        "chi1 at Xavier init (sw2 = 1)": f"{mf.chi1_xavier:.6g} {KIND_TEXT[mf.chi1_xavier_kind]}",
+        "edge of chaos (sb2 = 0)": "none" if mf.critical_sw2 is None
+        else f"sw2 = {mf.critical_sw2:.6g}, {KIND_TEXT[mf.critical_sw2_kind]}",
     }
     return {"name": act.name, "label": act.label(), "family": act.family, "formula": act.formula,
             "derivative": act.derivative_formula, "f": _rounded(f), "g": _rounded(g), "properties": properties,

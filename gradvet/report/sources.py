@@ -1,46 +1,45 @@
 """Turn gradvet's results into report sections.
 
-A source is a results store (runs.db), a JSON result, or a folder holding them.
-JSON results are told apart by their content: an experiment's or the demo's
-NAME.json has "experiment"; the others carry "kind": "diagnosis" (`gradvet
-diagnose --json`), "choice" (`gradvet choose --json`) or "theory" (`gradvet
-theory --json`).
+A source is a results store (runs.db), a JSON result, or a folder holding them. Only regular
+files are read, JSON of bounded size and nesting (`report.reading`). JSON results are told
+apart by their content: an experiment's or the demo's NAME.json has "experiment"; the others
+carry "kind": "diagnosis" (`gradvet diagnose --json`), "choice" (`gradvet choose --json`) or
+"theory" (`gradvet theory --json`).
+
+A result may have been edited or damaged: every field is read through `report.fields`, so a
+field of another type is shown as '-' (or left out) and named in a note, never a crash.
+An experiment's figures are embedded only from SVG files it wrote beside its JSON
+(`figure_file`), as images that cannot run script or fetch anything (`page.svg_image`).
 """
 
 from __future__ import annotations
 
-import json
 import math
-from pathlib import Path
+import os
+import stat
+from pathlib import Path, PurePath
 from typing import Any
 
 import numpy as np
 
 from gradvet.errors import GradvetError
 from gradvet.report import svg_figures as figs
-from gradvet.report.page import Page, esc, fmt
+from gradvet.report.fields import Fields, number, numbers
+from gradvet.report.page import Page, Section, clip, esc, fmt, svg_image
+from gradvet.report.reading import (MAX_FIGURE_BYTES, RESULT_FILES, file_kind, is_regular_file, read_json,
+                                    read_regular_file, require_regular_file)
 
 STORE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
 MAX_RUN_DETAILS = 6  # runs of a store drawn one by one (heatmap, profile)
-
-
-def _num(value: Any) -> float | None:
-    """A JSON number back as a float ('nan'/'inf' strings included); None for anything else."""
-    if isinstance(value, bool) or value is None:
-        return None
-    if isinstance(value, (int, float)):
-        return float(value)
-    if isinstance(value, str) and value in ("nan", "inf", "-inf"):
-        return float(value)
-    return None
 
 
 def kind_of(record: Any) -> str | None:
     if isinstance(record, dict):
         if "experiment" in record and "tables" in record:
             return "experiment"
-        if record.get("kind") in ("diagnosis", "choice", "theory"):
-            return record["kind"]
+        kind = record.get("kind")
+        if isinstance(kind, str) and kind in ("diagnosis", "choice", "theory"):
+            return kind
     return None
 
 
@@ -48,18 +47,19 @@ def add_source(page: Page, path: Path) -> None:
     """Add the sections for one source (store, JSON result or folder) to `page`."""
     if path.is_dir():
         found = sorted(path.glob("*.json")) + sorted(p for p in path.iterdir() if p.suffix in STORE_SUFFIXES)
-        found = [p for p in found if p.suffix in STORE_SUFFIXES or kind_of(_read_json(p, quiet=True))]
+        found = [p for p in found if is_regular_file(p) and (p.suffix in STORE_SUFFIXES or kind_of(_quiet_json(p)))]
         if not found:
             raise GradvetError(f"{str(path)!r} holds no gradvet results (*.json from gradvet, or a runs.db store).")
         for item in found:
             add_source(page, item)
         return
     if not path.exists():
-        raise GradvetError(f"{str(path)!r} does not exist; give a runs.db store, a gradvet JSON result or a folder.")
+        raise GradvetError(f"{str(path)!r} does not exist; give {RESULT_FILES}.")
+    require_regular_file(path, RESULT_FILES)
     if path.suffix in STORE_SUFFIXES:
         add_store(page, path)
         return
-    record = _read_json(path)
+    record = read_json(path)
     kind = kind_of(record)
     if kind is None:
         raise GradvetError(f"{str(path)!r} is not a gradvet result (expected the JSON of an experiment, the demo, "
@@ -72,90 +72,149 @@ ADDERS = {}  # kind -> function(page, record, path), filled below
 
 
 def add_record(page: Page, record: dict, path: Path, name: str) -> None:
-    """The sections of one result; a malformed one is one GradvetError naming it."""
+    """The sections of one result. Fields of the wrong type are shown as '-' and named in a note; anything
+    the adders still cannot draw is one GradvetError naming the result."""
     kind = kind_of(record)
     try:
         ADDERS[kind](page, record, path)
-    except (KeyError, TypeError, AttributeError, ValueError, IndexError) as err:
+    except (KeyError, TypeError, AttributeError, ValueError, IndexError, OverflowError) as err:
         raise GradvetError(f"{name!r} is not a well-formed {kind} result "
                            f"({type(err).__name__}: {err}).") from None
 
 
-def _read_json(path: Path, quiet: bool = False) -> Any:
+def _quiet_json(path: Path) -> Any:
+    """The JSON in `path`, or None when it cannot be read as such (a folder's other files)."""
     try:
-        return json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, ValueError) as err:
-        if quiet:
-            return None
-        raise GradvetError(f"cannot read {str(path)!r} as JSON: {err}.") from None
+        return read_json(path)
+    except GradvetError:
+        return None
+
+
+def _close(sec: Section, fields: Fields) -> None:
+    """Say in `sec` which fields could not be shown."""
+    sec.note(fields.note())
 
 
 # -- experiments and the demo ----------------------------------------------------------------------
 def add_experiment(page: Page, record: dict, path: Path) -> None:
-    name = record["experiment"]
+    f = Fields()
+    name = f.text(record, "experiment", "experiment")
     sec = page.section(name, "gradvet demo" if name == "demo" else f"experiment: {name}")
-    sec.text(f"data <b>{esc(record.get('data', 'digits'))}</b>, seeds {esc(record.get('seeds', 1))}"
-             + (", quick version" if record.get("quick") else "")
-             + f"; runs trained {esc(record.get('runs_trained', 0))}, reused {esc(record.get('runs_reused', 0))}.")
-    lines = record.get("result", {}).get("recommendation")
-    if isinstance(lines, list) and lines:
+    sec.text(f"data <b>{sec.show(f.text(record, 'data', 'digits'))}</b>, seeds {sec.show(f.number(record, 'seeds'))}"
+             + (", quick version" if f.flag(record, "quick") else "")
+             + f"; runs trained {sec.show(f.number(record, 'runs_trained'))}, "
+             f"reused {sec.show(f.number(record, 'runs_reused'))}.")
+    result = f.mapping(record, "result")
+    lines = f.texts(result, "recommendation")
+    if lines:
         sec.raw('<div class="card"><h3>what the measurements say</h3><ul class="tight">'
-                + "".join(f"<li>{esc(line)}</li>" for line in lines) + "</ul></div>")
-    for i, table in enumerate(record.get("tables", [])):
-        sec.table(table["title"], table["columns"], table["rows"], f"{name}-table-{i + 1}", table.get("note", ""))
-    for fig_path in record.get("figures", []):
-        svg = _svg_file(Path(fig_path), path.parent)
+                + "".join(f"<li>{sec.show(line)}</li>" for line in lines) + "</ul></div>")
+    for i, table in enumerate(f.records(record, "tables")):
+        rows = f.entries(table, "rows", list)
+        sec.table(f.text(table, "title", "-"), f.texts(table, "columns"), rows, f"{name}-table-{i + 1}",
+                  f.text(table, "note", ""))
+    for entry in f.items(record, "figures"):
+        svg, refusal = figure_file(entry, path.parent)
         if svg is not None:
-            sec.figure(svg, Path(fig_path).stem, Path(fig_path).stem, data=record.get("result"))
+            stem = PurePath(entry).stem
+            sec.figure(svg_image(svg, stem), stem, stem, data=result or None)
+        elif refusal:
+            sec.note(refusal)
+    _close(sec, f)
     store = path.parent / "runs.db"
     if store.exists():
         add_store(page, store)
 
 
-def _svg_file(fig_path: Path, base: Path) -> str | None:
-    """The SVG a figure path names (given as written, or beside the JSON), as inline markup."""
-    if fig_path.suffix.lower() != ".svg":
-        return None
-    for candidate in (base / fig_path.name, fig_path):  # beside the JSON first: an archived folder keeps its own
-        if candidate.is_file():
-            text = candidate.read_text()
-            return text[text.index("<svg"):] if "<svg" in text else None
-    return None
+FIGURE_RULE = "only .svg files the experiment wrote beside its JSON (a plain file name) are embedded"
+
+
+def figure_file(entry: Any, folder: Path) -> tuple[bytes | None, str]:
+    """The SVG a figure entry of an experiment's JSON names, read from `folder` (the JSON's own): an entry is a
+    plain file name (no folder, no '..') of a regular .svg file inside `folder`, of at most MAX_FIGURE_BYTES.
+    Returns (the file's bytes, '') or (None, why it is not embedded); the producer's other files (its PNG
+    twins, summary.md) are passed over with no reason given."""
+    shown = repr(clip(entry, 80) if isinstance(entry, str) else type(entry).__name__)
+
+    def refused(why: str) -> tuple[None, str]:
+        return None, f"Figure {shown} is not embedded ({why}): {FIGURE_RULE}."
+
+    if not isinstance(entry, str) or not entry or "/" in entry or "\\" in entry or entry in (".", ".."):
+        return refused("not a plain file name")
+    if PurePath(entry).suffix.lower() != ".svg":
+        return None, ""
+    candidate = folder / entry
+    try:
+        inside = candidate.resolve(strict=True).parent == folder.resolve(strict=True)
+        info = os.stat(candidate)
+    except (OSError, RuntimeError):
+        return refused("no such file beside the JSON")
+    if not inside:
+        return refused("a link to a file outside the JSON's folder")
+    if not stat.S_ISREG(info.st_mode):
+        return refused(file_kind(info.st_mode))
+    if info.st_size > MAX_FIGURE_BYTES:
+        return refused(f"{info.st_size:,} bytes, more than {MAX_FIGURE_BYTES // 2**20} MB")
+    try:
+        data = read_regular_file(candidate, MAX_FIGURE_BYTES, "an .svg file")
+    except GradvetError:  # replaced or grown since the look above
+        return refused("it changed while it was read")
+    if b"<svg" not in data:
+        return refused("no <svg> element in it")
+    return data, ""
 
 
 # -- results stores --------------------------------------------------------------------------------
 def add_store(page: Page, path: Path) -> None:
-    from gradvet.probe.trace import Trace
     from gradvet.sweep import Store
 
     if str(path) in page.sources:  # already shown (a folder and an experiment beside it name the same store)
         return
+    require_regular_file(path, RESULT_FILES)
+    f = Fields()
     with Store(path, create=False) as store:
-        runs = store.runs(history=True)
-        records = {r["key"]: store.layer_records(r["key"]) for r in runs[:MAX_RUN_DETAILS]}
+        runs = [f.bounded(r) for r in store.runs(history=True)]
+        records = {i: store.layer_records(r["key"]) for i, r in enumerate(runs[:MAX_RUN_DETAILS])}
     page.sources[str(path)] = {"runs": runs}
     sec = page.section("runs", f"runs in {path.name}")
     rows = []
     for r in runs:
-        m = r.get("metrics") or {}
-        rows.append([r["key"], r["label"], r["status"], _num(m.get("steps_done")), _num(m.get("final_loss")),
-                     _num(m.get("test_accuracy")), _num(m.get("wall_time"))])
+        m = f.mapping(r, "metrics")
+        rows.append([f.text(r, "key"), f.text(r, "label"), f.text(r, "status"), f.number(m, "steps_done"),
+                     f.number(m, "final_loss"), f.number(m, "test_accuracy"), f.number(m, "wall_time")])
     sec.table(f"{len(runs)} runs", ["key", "run", "status", "steps", "final loss", "test accuracy", "wall time (s)"],
               rows, "runs")
     curves = {}
     for r in runs[:12]:
-        h = r.get("history") or {}
-        if h.get("step") and h.get("loss"):
-            curves[r["label"]] = (h["step"], [_num(v) for v in h["loss"]])
+        h = f.mapping(r, "history")
+        steps, loss = numbers(f.items(h, "step")), numbers(f.items(h, "loss"))
+        n = min(len(steps), len(loss))
+        if n:
+            curves[f.text(r, "label", "-")] = ([math.nan if x is None else x for x in steps[:n]], loss[:n])
     if curves:
         data = {label: {"step": list(xs), "loss": list(ys)} for label, (xs, ys) in curves.items()}
         sec.figure(figs.learning_curves(curves, log=True), "training loss per step (log scale)", "learning-curves",
                    data=data)
-    for r in runs[:MAX_RUN_DETAILS]:
-        trace = Trace(records[r["key"]])
-        if not len(trace):
-            continue
-        _trace_figures(sec, trace, r["label"], r["key"])
+    for i, r in enumerate(runs[:MAX_RUN_DETAILS]):
+        trace = _trace(records[i], f)
+        if len(trace):
+            _trace_figures(sec, trace, f.text(r, "label", "-"), f.text(r, "key", str(i)))
+    _close(sec, f)
+
+
+def _trace(rows: list[tuple], fields: Fields):
+    """A Trace of a run's stored (step, layer, metric, value) rows; a row of other types is left out (and named)."""
+    from gradvet.probe.trace import Trace
+
+    good = []
+    for step, layer, metric, value in rows:
+        step_ok = isinstance(step, int) and not isinstance(step, bool)
+        value = number(value)
+        if step_ok and isinstance(layer, str) and isinstance(metric, str) and value is not None:
+            good.append((step, layer, metric, value))
+    if len(good) < len(rows):
+        fields.wrong("layer_records rows")
+    return Trace(good)
 
 
 def _trace_figures(sec, trace, label: str, stem: str) -> None:
@@ -188,23 +247,32 @@ def _trace_figures(sec, trace, label: str, stem: str) -> None:
 
 
 # -- one diagnosis ---------------------------------------------------------------------------------
+LAYER_KEYS = ("delta", "ratio_to_last", "predicted_ratio", "activation_gain", "weight_gain", "forward_std",
+              "dead_fraction", "saturated_fraction")
+VERDICTS = ("vanishing", "exploding", "healthy")
+
+
 def add_diagnosis(page: Page, record: dict, path: Path | None = None) -> None:
+    f = Fields()
     sec = page.section("diagnosis", "diagnosis")
-    verdict = record.get("verdict", "?")
-    what = record.get("model", "the model")
-    sec.raw(f'<div class="card"><p>{esc(what)} on {esc(record.get("data", "?"))}, step {esc(record.get("step", 0))}: '
-            f'<span class="verdict-{esc(verdict)}">{esc(verdict.upper())}</span> '
-            f"(delta_1/delta_L = {esc(fmt(_num(record.get('ratio'))))})</p>"
-            f"<p><b>cause:</b> {esc(record.get('cause', ''))}</p>"
-            + "".join(f"<p><b>note:</b> {esc(n)}</p>" for n in record.get("notes", []))
-            + (f"<p><b>theory:</b> {esc(record['prediction_note'])}</p>" if record.get("prediction_note") else "")
+    verdict = f.text(record, "verdict", "-")
+    css = f' class="verdict-{verdict}"' if verdict in VERDICTS else ""
+    notes = "".join(f"<p><b>note:</b> {sec.show(n)}</p>" for n in f.texts(record, "notes"))
+    theory = f.text(record, "prediction_note")
+    remedies = f.records(record, "remedies")
+    sec.raw(f'<div class="card"><p>{sec.show(f.text(record, "model", "the model"))} on '
+            f'{sec.show(f.text(record, "data", "?"))}, step {sec.show(f.number(record, "step"))}: '
+            f"<span{css}>{sec.show(verdict.upper())}</span> "
+            f"(delta_1/delta_L = {sec.show(f.number(record, 'ratio'))})</p>"
+            f"<p><b>cause:</b> {sec.show(f.text(record, 'cause', '-'))}</p>" + notes
+            + (f"<p><b>theory:</b> {sec.show(theory)}</p>" if theory else "")
             + ("<h3>remedies, most promising first</h3><ol>"
-               + "".join(f"<li><b>{esc(r['action'])}</b>: {esc(r['why'])}</li>" for r in record.get("remedies", []))
-               + "</ol>" if record.get("remedies") else "") + "</div>")
-    layers = record.get("layers", [])
-    names = [lay["name"] for lay in layers]
-    measured = [_num(lay.get("ratio_to_last")) for lay in layers]
-    predicted = [_num(lay.get("predicted_ratio")) for lay in layers]
+               + "".join(f"<li><b>{sec.show(f.text(r, 'action', '-'))}</b>: {sec.show(f.text(r, 'why', '-'))}</li>"
+                         for r in remedies) + "</ol>" if remedies else "") + "</div>")
+    layers = f.records(record, "layers")
+    names = [f.text(lay, "name", "-") for lay in layers]
+    values = {key: [f.number(lay, key) for lay in layers] for key in LAYER_KEYS}
+    measured, predicted = values["ratio_to_last"], values["predicted_ratio"]
     has_prediction = any(p is not None for p in predicted)
     if layers:
         rows = [[n, m, p] for n, m, p in zip(names, measured, predicted)]
@@ -216,16 +284,32 @@ def add_diagnosis(page: Page, record: dict, path: Path | None = None) -> None:
                    + (", measured and predicted by mean-field theory" if has_prediction else ""),
                    "diagnosis-profile", ["layer", "measured ratio", "predicted ratio"], rows)
         columns = ["layer", "||dL/dz||", "ratio to last", "predicted", "activation factor", "weight factor",
-                   "forward std", "dead", "saturated"]
-        keys = ["delta", "ratio_to_last", "predicted_ratio", "activation_gain", "weight_gain", "forward_std",
-                "dead_fraction", "saturated_fraction"]
-        sec.table("per layer", columns, [[lay["name"], *[_num(lay.get(k)) for k in keys]] for lay in layers],
+                   "forward std", "inactive", "saturated"]
+        sec.table("per layer", columns, [[n, *[values[k][i] for k in LAYER_KEYS]] for i, n in enumerate(names)],
                   "diagnosis-layers")
-    hists = record.get("histograms") or {}
+    hists = _histograms(f.mapping(record, "histograms"), f)
     if hists:
-        data = {name: (h["edges"], h["counts"]) for name, h in hists.items()}
-        sec.figure(figs.histograms(data, "activation outputs per layer (one batch)"),
-                   "histogram of each activation layer's outputs on the diagnosed batch", "histograms", data=hists)
+        drawn = min(len(hists), figs.MAX_PANELS)
+        sec.figure(figs.histograms(hists, "activation outputs per layer (one batch)"),
+                   "histogram of each activation layer's outputs on the diagnosed batch"
+                   + (f" (the first {drawn} of {len(hists)} layers)" if drawn < len(hists) else ""), "histograms",
+                   data=f.mapping(record, "histograms"))
+    _close(sec, f)
+
+
+def _histograms(found: dict, fields: Fields) -> dict[str, tuple[list[float], list[float]]]:
+    """{layer: (edges, counts)} of the histograms that can be drawn: n + 1 finite edges and n finite counts;
+    any other is left out (and named)."""
+    out = {}
+    for name, h in found.items():
+        h = h if isinstance(h, dict) else {}
+        edges, counts = numbers(h.get("edges")), numbers(h.get("counts"))
+        if len(counts) >= 1 and len(edges) == len(counts) + 1 and all(
+                v is not None and math.isfinite(v) for v in edges + counts):
+            out[str(name)] = (edges, counts)
+        else:
+            fields.wrong("histograms entries")
+    return out
 
 
 # -- a recommendation ------------------------------------------------------------------------------
@@ -233,67 +317,82 @@ CHOICE_COLUMNS = (("rank", "rank"), ("name", "activation"), ("init", "init"), ("
                   ("quality", "accuracy"), ("ratio", "delta_1/delta_L at init"), ("dead_fraction", "dead"),
                   ("saturated_fraction", "saturated"), ("step_time", "s per step"), ("diverged", "seeds diverged"),
                   ("reason", "why"))
+CHOICE_TEXT = ("name", "init", "reason")  # the other columns are numbers
 
 
 def add_choice(page: Page, record: dict, path: Path | None = None) -> None:
     """`gradvet choose --json`: the ranking, the comparison, the rules checked, the advice."""
+    f = Fields()
     sec = page.section("choice", "choosing an activation")
-    rows = record.get("rows", [])
-    norm = f", {record['norm']} norm" if record.get("norm") else ""
-    sec.text(f"MLP depth {esc(record.get('depth'))}, width {esc(record.get('width'))}{esc(norm)}"
-             f"{', residual' if record.get('residual') else ''} on {esc(record.get('data'))} "
-             f"({esc(record.get('task'))}); winner <b>{esc(record.get('winner'))}</b>. {esc(record.get('budget_note', ''))}")
+    rows = f.records(record, "rows")
+    norm = f.text(record, "norm")
+    sec.text(f"MLP depth {sec.show(f.number(record, 'depth'))}, width {sec.show(f.number(record, 'width'))}"
+             f"{sec.show(f', {norm} norm') if norm else ''}{', residual' if f.flag(record, 'residual') else ''} on "
+             f"{sec.show(f.text(record, 'data', '-'))} ({sec.show(f.text(record, 'task', '-'))}); winner "
+             f"<b>{sec.show(f.text(record, 'winner', '-'))}</b>. {sec.show(f.text(record, 'budget_note', ''))}")
     if rows:
         columns = [title for _, title in CHOICE_COLUMNS]
-        table = [[_num(r.get(k)) if _num(r.get(k)) is not None else r.get(k) for k, _ in CHOICE_COLUMNS] for r in rows]
-        quality = record.get("quality_name", "accuracy")
+        table = [[f.text(r, k, "-") if k in CHOICE_TEXT else f.number(r, k) for k, _ in CHOICE_COLUMNS] for r in rows]
+        quality = f.text(record, "quality_name", "accuracy")
         columns[columns.index("accuracy")] = quality
+        weights = f.mapping(record, "weights")
         sec.table("ranking, best first", columns, table, "choice-ranking",
                   "score = quality - penalties (gradient ratio far from 1, dead and saturated units, cost); weights: "
-                  + ", ".join(f"{k} {v:g}" for k, v in (record.get("weights") or {}).items()))
-        names = [r["name"] for r in rows]
-        sec.figure(figs.bars(names, [_num(r.get("quality")) for r in rows], quality,
-                             f"{quality} after {record.get('steps')} steps"),
+                  + ", ".join(f"{k} {fmt(f.number(weights, k))}" for k in weights))
+        names = [f.text(r, "name", "-") for r in rows]
+        qualities, ratios = [f.number(r, "quality") for r in rows], [f.number(r, "ratio") for r in rows]
+        sec.figure(figs.bars(names, qualities, quality, f"{quality} after {fmt(f.number(record, 'steps'))} steps"),
                    f"{quality} per candidate (mean over seeds)", "choice-quality", ["activation", quality],
-                   [[n, _num(r.get("quality"))] for n, r in zip(names, rows)])
-        sec.figure(figs.bars(names, [_num(r.get("ratio")) for r in rows], "delta_1/delta_L at initialisation",
+                   [[n, q] for n, q in zip(names, qualities)])
+        sec.figure(figs.bars(names, ratios, "delta_1/delta_L at initialisation",
                              "first-layer gradient relative to the last (log scale)", log=True),
                    "measured by the probe at initialisation; 1 is ideal", "choice-ratios", ["activation", "ratio"],
-                   [[n, _num(r.get("ratio"))] for n, r in zip(names, rows)])
-    rules = record.get("rules") or []
+                   [[n, r] for n, r in zip(names, ratios)])
+    rules = f.records(record, "rules")
     if rules:
         sec.raw('<div class="card"><h3>the article\'s rules, checked on this architecture</h3><ul class="tight">'
-                + "".join(f"<li><b>{esc(r.get('mark'))}</b>: {esc(r.get('text'))} ({esc(r.get('evidence'))})</li>"
-                          for r in rules) + "</ul></div>")
-    advice = [(k, record.get(k)) for k in ("output_advice", "init_advice", "norm_advice") if record.get(k)]
+                + "".join(f"<li><b>{sec.show(f.text(r, 'mark', '-'))}</b>: {sec.show(f.text(r, 'text', '-'))} "
+                          f"({sec.show(f.text(r, 'evidence', '-'))})</li>" for r in rules) + "</ul></div>")
+    advice = [(k, f.text(record, k)) for k in ("output_advice", "init_advice", "norm_advice")]
+    advice = [(k, v) for k, v in advice if v]
     if advice:
         sec.raw('<div class="card"><h3>advice</h3><ul class="tight">' + "".join(
-            f"<li><b>{esc(k.replace('_advice', ''))}</b>: {esc(v)}</li>" for k, v in advice) + "</ul></div>")
+            f"<li><b>{esc(k.replace('_advice', ''))}</b>: {sec.show(v)}</li>" for k, v in advice) + "</ul></div>")
+    _close(sec, f)
 
 
 # -- theory ----------------------------------------------------------------------------------------
+THEORY_KEYS = ("sw2", "sb2", "q_star", "q_star_kind", "chi1", "phase", "xi_q", "xi_c", "xi_grad", "critical_sw2", "depth",
+               "predicted_delta_1_over_delta_L")
+THEORY_TEXT = ("phase", "q_star_kind")  # the other quantities are numbers
+
+
 def add_theory(page: Page, record: dict, path: Path | None = None) -> None:
-    sec = page.section("theory", f"theory: {record.get('activation', '?')}")
-    keys = ["sw2", "sb2", "q_star", "chi1", "phase", "xi_q", "xi_c", "xi_grad", "critical_sw2", "depth",
-            "predicted_delta_1_over_delta_L"]
+    f = Fields()
+    name = f.text(record, "activation", "?")
+    sec = page.section("theory", f"theory: {name}")
     sec.table("mean-field numbers", ["quantity", "value"],
-              [[k, _num(record.get(k)) if _num(record.get(k)) is not None else record.get(k)] for k in keys if k in record],
-              "theory-numbers", "W ~ N(0, sw2/n), b ~ N(0, sb2); chi1 < 1 ordered (vanishing), > 1 chaotic (exploding)")
-    profile = record.get("profile")
+              [[k, f.text(record, k, "-") if k in THEORY_TEXT else f.number(record, k)] for k in THEORY_KEYS
+               if k in record], "theory-numbers",
+              "W ~ N(0, sw2/n), b ~ N(0, sb2); chi1 < 1 ordered (vanishing), > 1 chaotic (exploding)")
+    profile = numbers(f.items(record, "profile"))
+    depth = fmt(f.number(record, "depth"))
     if profile:
         names = [f"hidden.{i}" for i in range(len(profile))]
-        sec.figure(figs.layer_profile(names, {"predicted (mean-field theory)": [_num(v) for v in profile]},
-                                      title=f"predicted backward signal at depth {record.get('depth')}"),
+        sec.figure(figs.layer_profile(names, {"predicted (mean-field theory)": profile},
+                                      title=f"predicted backward signal at depth {depth}"),
                    "theory's expected ||delta_l|| / ||delta_L||, from the input variance q0 = 1",
-                   "theory-profile", ["layer", "predicted ratio"], [[n, _num(v)] for n, v in zip(names, profile)])
-    pd = record.get("phase_diagram")
-    if pd:
-        sw2, sb2 = _num(record.get("sw2")), _num(record.get("sb2"))
+                   "theory-profile", ["layer", "predicted ratio"], [[n, v] for n, v in zip(names, profile)])
+    pd = f.mapping(record, "phase_diagram")
+    points = [(b, s) for b, s in zip(numbers(f.items(pd, "sb2")), numbers(f.items(pd, "critical_sw2")))
+              if b is not None]
+    if points:
+        sw2, sb2 = f.number(record, "sw2"), f.number(record, "sb2")
         marker = (sw2, sb2) if sw2 is not None and sb2 is not None and math.isfinite(sw2) else None
-        sec.figure(figs.phase_diagram(pd["sb2"], [_num(v) for v in pd["critical_sw2"]], record.get("activation", ""),
-                                      marker),
+        sec.figure(figs.phase_diagram([b for b, _ in points], [s for _, s in points], name, marker),
                    "the edge of chaos (chi1 = 1) over the bias variance", "phase-diagram", ["sb2", "critical sw2"],
-                   [[b, _num(s)] for b, s in zip(pd["sb2"], pd["critical_sw2"])])
+                   [[b, s] for b, s in points])
+    _close(sec, f)
 
 
 ADDERS.update(experiment=add_experiment, diagnosis=add_diagnosis, choice=add_choice, theory=add_theory)

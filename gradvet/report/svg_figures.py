@@ -11,10 +11,20 @@ its own id salt so that several SVGs on one page never share an element id.
 - `histograms`: per-layer activation histograms;
 - `phase_diagram`: the order-chaos boundary;
 - `bars`: one number per item (activation comparison).
+
+Every piece of text a figure takes from a result goes through `figure_text`: cut to
+FIGURE_TEXT_CHARS characters and with its dollar signs escaped, so that matplotlib draws
+it as written and never parses it as mathtext (a '$...$' label would otherwise be parsed,
+and fail or take minutes on a long one). Figures grow with the number of layers or items
+only up to MAX_INCHES, and label at most MAX_TICKS of them. Finite numbers near the float
+range cannot be placed on a linear axis (matplotlib's tick and limit arithmetic overflows);
+such a figure is drawn as a line of text saying so (`drawn_or_said`), never an exception.
 """
 
 from __future__ import annotations
 
+import functools
+import html
 import io
 import itertools
 import math
@@ -26,6 +36,10 @@ from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 
 _salt = itertools.count()
+FIGURE_TEXT_CHARS = 60
+MAX_INCHES = 14.0  # the tallest figure, however many layers or items
+MAX_TICKS = 50  # labelled rows of a heatmap or a bar chart
+MAX_PANELS = 40  # histogram panels: the first MAX_PANELS layers
 PALETTE = ("#1f5fa8", "#d0562c", "#2e7d32", "#7b3fa0", "#b8860b", "#00838f", "#c2185b", "#5d4037", "#455a64")
 
 
@@ -38,11 +52,49 @@ def to_svg(fig: Figure) -> str:
     return text[text.index("<svg"):]
 
 
+def figure_text(text: object, limit: int = FIGURE_TEXT_CHARS) -> str:
+    """`text` as matplotlib should draw it: cut to `limit` characters ('…' marks a cut), dollar
+    signs escaped (matplotlib treats an even number of unescaped '$' as mathtext)."""
+    text = str(text)
+    if len(text) > limit:
+        text = text[: limit - 1] + "…"
+    return text.replace("$", r"\$")
+
+
+def _height(items: int, per_item: float, base: float) -> float:
+    """Inches for a figure of `items` rows: `base` plus `per_item` each, at most MAX_INCHES."""
+    return min(base + per_item * items, MAX_INCHES)
+
+
+def _label_rows(ax, labels: Sequence[str], fontsize: float) -> None:
+    """Row labels on the y axis, every k-th one when there are more than MAX_TICKS."""
+    every = max(1, math.ceil(len(labels) / MAX_TICKS))
+    ticks = range(0, len(labels), every)
+    ax.set_yticks(list(ticks))
+    ax.set_yticklabels([figure_text(labels[i]) for i in ticks], fontsize=fontsize)
+
+
+def drawn_or_said(draw):
+    """`draw`, or where matplotlib cannot place the values (ValueError, OverflowError) an SVG line saying so."""
+    @functools.wraps(draw)
+    def wrapper(*args, **kwargs) -> str:
+        try:
+            with np.errstate(all="ignore"):  # overflow on the way to the error below is no news
+                return draw(*args, **kwargs)
+        except (ValueError, OverflowError) as err:
+            why = html.escape(f"{type(err).__name__}: {err}"[: 2 * FIGURE_TEXT_CHARS], quote=False)
+            return ('<svg xmlns="http://www.w3.org/2000/svg" width="720" height="40"><text x="4" y="24" '
+                    f'font-size="13">not drawn: matplotlib cannot place these values on its axes ({why})</text></svg>')
+
+    return wrapper
+
+
 def _finite_positive(values: Sequence[float | None]) -> list[float]:
     return [v if (v is not None and isinstance(v, (int, float)) and math.isfinite(v) and v > 0) else math.nan
             for v in values]
 
 
+@drawn_or_said
 def layer_profile(layers: Sequence[str], series: dict[str, Sequence[float | None]],
                   title: str = "backward signal per hidden layer", ylabel: str = "||dL/dz_l|| / ||dL/dz_L||") -> str:
     """One line per series (e.g. measured and predicted, or two steps) over the layers, log scale."""
@@ -51,19 +103,20 @@ def layer_profile(layers: Sequence[str], series: dict[str, Sequence[float | None
     idx = np.arange(1, len(layers) + 1)
     for k, (label, values) in enumerate(series.items()):
         ax.semilogy(idx, _finite_positive(values), "o-" if k == 0 else "s--", color=PALETTE[k % len(PALETTE)],
-                    lw=2 if k == 0 else 1.5, ms=4 if k == 0 else 3, label=label)
+                    lw=2 if k == 0 else 1.5, ms=4 if k == 0 else 3, label=figure_text(label))
     ax.set_xlabel("hidden layer")
-    ax.set_ylabel(ylabel)
-    ax.set_title(title, fontsize=11)
+    ax.set_ylabel(figure_text(ylabel))
+    ax.set_title(figure_text(title, 2 * FIGURE_TEXT_CHARS), fontsize=11)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     return to_svg(fig)
 
 
+@drawn_or_said
 def layer_step_heatmap(layers: Sequence[str], steps: Sequence[int], values: np.ndarray,
                        title: str = "gradient norm per layer over training") -> str:
     """values[i, j]: layer i at steps[j]; non-positive or missing cells are blank."""
-    fig = Figure(figsize=(7.6, 0.6 + 0.28 * max(len(layers), 4)))
+    fig = Figure(figsize=(7.6, _height(max(len(layers), 4), 0.28, 0.6)))
     ax = fig.add_subplot()
     data = np.array(values, dtype=float)
     data[~np.isfinite(data) | (data <= 0)] = np.nan
@@ -71,34 +124,36 @@ def layer_step_heatmap(layers: Sequence[str], steps: Sequence[int], values: np.n
     norm = LogNorm(vmin=float(good.min()), vmax=float(good.max())) if good.size and good.min() < good.max() else None
     image = ax.imshow(data, aspect="auto", interpolation="nearest", cmap="viridis", norm=norm,
                       extent=(steps[0] - 0.5, steps[-1] + 0.5, len(layers) - 0.5, -0.5) if len(steps) > 1 else None)
-    ax.set_yticks(range(len(layers)))
-    ax.set_yticklabels(layers, fontsize=7)
+    _label_rows(ax, layers, 7)
     ax.set_xlabel("step")
-    ax.set_title(title, fontsize=11)
+    ax.set_title(figure_text(title, 2 * FIGURE_TEXT_CHARS), fontsize=11)
     fig.colorbar(image, ax=ax, fraction=0.035, pad=0.02)
     return to_svg(fig)
 
 
+@drawn_or_said
 def learning_curves(curves: dict[str, tuple[Sequence[int], Sequence[float]]], ylabel: str = "training loss",
                     title: str = "learning curves", log: bool = False) -> str:
     fig = Figure(figsize=(7.2, 3.6))
     ax = fig.add_subplot()
     for (label, (xs, ys)), colour in zip(curves.items(), itertools.cycle(PALETTE)):
         ys = [y if (y is not None and isinstance(y, (int, float)) and math.isfinite(y)) else math.nan for y in ys]
-        ax.plot(list(xs), ys, color=colour, lw=1.4, label=label)
+        ax.plot(list(xs), ys, color=colour, lw=1.4, label=figure_text(label))
     if log:
         ax.set_yscale("log")
     ax.set_xlabel("step")
-    ax.set_ylabel(ylabel)
-    ax.set_title(title, fontsize=11)
+    ax.set_ylabel(figure_text(ylabel))
+    ax.set_title(figure_text(title, 2 * FIGURE_TEXT_CHARS), fontsize=11)
     ax.grid(True, alpha=0.3)
     if len(curves) <= 12:
         ax.legend(fontsize=7)
     return to_svg(fig)
 
 
+@drawn_or_said
 def histograms(hists: dict[str, tuple[Sequence[float], Sequence[int]]], title: str = "activations per layer") -> str:
-    """hists[layer] = (bin edges, counts): small multiples, one panel per layer."""
+    """hists[layer] = (bin edges, counts): small multiples, one panel per layer (the first MAX_PANELS)."""
+    hists = dict(itertools.islice(hists.items(), MAX_PANELS))
     n = len(hists)
     cols = min(n, 5)
     rows = math.ceil(n / cols) if n else 1
@@ -107,13 +162,14 @@ def histograms(hists: dict[str, tuple[Sequence[float], Sequence[int]]], title: s
         ax = fig.add_subplot(rows, cols, k + 1)
         edges = np.asarray(edges, dtype=float)
         ax.stairs(np.asarray(counts, dtype=float), edges, fill=True, color=PALETTE[k % len(PALETTE)], alpha=0.8)
-        ax.set_title(layer, fontsize=7)
+        ax.set_title(figure_text(layer, 30), fontsize=7)
         ax.tick_params(labelsize=6)
         ax.set_yticks([])
-    fig.suptitle(title, fontsize=10)
+    fig.suptitle(figure_text(title, 2 * FIGURE_TEXT_CHARS), fontsize=10)
     return to_svg(fig)
 
 
+@drawn_or_said
 def phase_diagram(sb2: Sequence[float], critical_sw2: Sequence[float | None], name: str,
                   marker: tuple[float, float] | None = None) -> str:
     fig = Figure(figsize=(6, 4))
@@ -125,23 +181,23 @@ def phase_diagram(sb2: Sequence[float], critical_sw2: Sequence[float | None], na
         ax.plot([marker[0]], [marker[1]], "o", color=PALETTE[0], ms=7, label="this network")
     ax.set_xlabel("sw2 (weight variance x fan-in)")
     ax.set_ylabel("sb2 (bias variance)")
-    ax.set_title(f"{name}: ordered (vanishing) left, chaotic (exploding) right", fontsize=10)
+    ax.set_title(f"{figure_text(name)}: ordered (vanishing) left, chaotic (exploding) right", fontsize=10)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
     return to_svg(fig)
 
 
+@drawn_or_said
 def bars(labels: Sequence[str], values: Sequence[float | None], xlabel: str, title: str, log: bool = False) -> str:
-    fig = Figure(figsize=(7.2, 0.8 + 0.3 * max(len(labels), 3)))
+    fig = Figure(figsize=(7.2, _height(max(len(labels), 3), 0.3, 0.8)))
     ax = fig.add_subplot()
     vals = [v if (v is not None and isinstance(v, (int, float)) and math.isfinite(v)) else 0.0 for v in values]
     ax.barh(range(len(labels)), vals, color=[PALETTE[i % len(PALETTE)] for i in range(len(labels))])
-    ax.set_yticks(range(len(labels)))
-    ax.set_yticklabels(labels, fontsize=8)
+    _label_rows(ax, labels, 8)
     ax.invert_yaxis()
     if log and any(v > 0 for v in vals):
         ax.set_xscale("log")
-    ax.set_xlabel(xlabel)
-    ax.set_title(title, fontsize=11)
+    ax.set_xlabel(figure_text(xlabel))
+    ax.set_title(figure_text(title, 2 * FIGURE_TEXT_CHARS), fontsize=11)
     ax.grid(True, axis="x", alpha=0.3)
     return to_svg(fig)

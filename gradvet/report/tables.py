@@ -12,7 +12,10 @@ from rich.table import Table
 from rich.text import Text
 
 from gradvet.activations import Activation
-from gradvet.theory import mean_field
+from gradvet.theory import FIXED_POINT, KIND_TEXT, Q_TO_INFINITY, Q_TO_ZERO, UNDEFINED, mean_field
+
+# The catalog table's mark beside a mean-field number: which end of the length map it belongs to.
+KIND_MARK = {FIXED_POINT: "", Q_TO_INFINITY: "↑", Q_TO_ZERO: "↓", UNDEFINED: "?", None: ""}
 
 
 def console() -> Console:
@@ -30,6 +33,11 @@ def num(v: float | None, digits: int = 4) -> str:
     return f"{v:.{digits}g}"
 
 
+def marked(value: float | None, kind: str | None, digits: int = 3) -> str:
+    """A mean-field number with its `KIND_MARK`."""
+    return num(value, digits) + ("" if value is None else KIND_MARK[kind])
+
+
 def catalog_table(acts: list[Activation]) -> Table:
     """One row per activation with its key computed properties."""
     table = Table(title=f"gradvet activation catalog ({len(acts)} entries)", header_style="bold", pad_edge=False)
@@ -42,12 +50,14 @@ def catalog_table(acts: list[Activation]) -> Table:
         p, mf = act.properties, mean_field(act)
         at = num(p.max_grad_at, 3)
         cells = (act.name, act.family, str(p.output_range), "yes" if p.monotonic else "no", p.smoothness,
-                 f"{num(p.max_grad)} at {at}", num(p.mean_gauss), num(p.grad_sq_gauss), num(mf.chi1_he, 3),
-                 num(mf.critical_sw2, 3), p.saturation, p.dead_text(), f"{num(p.cost, 3)}x")
+                 f"{num(p.max_grad)} at {at}", num(p.mean_gauss), num(p.grad_sq_gauss), marked(mf.chi1_he, mf.chi1_he_kind),
+                 marked(mf.critical_sw2, mf.critical_sw2_kind), p.saturation, p.dead_text(), f"{num(p.cost, 3)}x")
         table.add_row(*(Text(c) for c in cells))
     table.caption = Text("z ~ N(0, 1); E[f'(z)^2] < 1 means the backward signal shrinks through each layer at unit "
-                     "variance; chi1 He: the same gain per layer at the fixed point q* of a net with He init "
-                     "(sw2 = 2, sb2 = 0); edge sw2: the weight variance where chi1 = 1 (sb2 = 0; '-': none); "
+                     "variance; chi1 He: the same gain per layer where the length map of a net with He init "
+                     "(sw2 = 2, sb2 = 0) goes from the input's q = 1: at its fixed point q*, or ↑ in the limit "
+                     "q -> inf (the map diverges), or ↓ in the limit q -> 0+ (the signal dies out); edge sw2: the "
+                     "weight variance where chi1 = 1 (sb2 = 0; '-': none; ↑ ↓: where the map goes there); "
                      "cost: forward+backward time relative to ReLU")
     return table
 
@@ -73,10 +83,11 @@ def activation_panel(act: Activation) -> Panel:
         ("max |f'|", f"{num(p.max_grad, 10)} at x = {num(p.max_grad_at, 10)}"),
         ("E[f(z)]", f"{num(p.mean_gauss, 10)}  (z ~ N(0,1); {'zero-centred' if p.zero_centred else 'not zero-centred'})"),
         ("E[f'(z)^2]", f"{num(p.grad_sq_gauss, 10)}  (gradient gain per layer at unit variance)"),
-        ("chi1", f"{num(mf.chi1_he, 6)} at He init (sw2 = 2), {num(mf.chi1_xavier, 6)} at Xavier (sw2 = 1); "
-                 "sb2 = 0, at the fixed point q*"),
-        ("edge of chaos", f"sw2 = {num(mf.critical_sw2, 10)} at sb2 = 0" if mf.critical_sw2 is not None
-         else "none at sb2 = 0 (for sw2 in [0.01, 100])"),
+        ("chi1", f"{num(mf.chi1_he, 6)} at He init (sw2 = 2), {KIND_TEXT[mf.chi1_he_kind]}; "
+                 f"{num(mf.chi1_xavier, 6)} at Xavier (sw2 = 1), {KIND_TEXT[mf.chi1_xavier_kind]}; "
+                 "sb2 = 0, from the input's q = 1"),
+        ("edge of chaos", f"sw2 = {num(mf.critical_sw2, 10)} at sb2 = 0, {KIND_TEXT[mf.critical_sw2_kind]}"
+         if mf.critical_sw2 is not None else "none at sb2 = 0 (for sw2 in [0.01, 100])"),
         ("saturates", p.saturation),
         ("dead region", p.dead_text()),
         ("cost", f"{num(p.cost, 3)}x ReLU (forward + backward)"),

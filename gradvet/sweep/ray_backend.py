@@ -86,9 +86,11 @@ def _address(address: str | None) -> str | None:
 
 
 def _threads() -> int:
-    """torch intra-op threads inside a task: GRADVET_THREADS (a whole number), default 1."""
-    text = os.environ.get("GRADVET_THREADS", "1").strip()
-    return max(1, int(text)) if text.isdigit() else 1
+    """torch intra-op threads inside a task: GRADVET_THREADS (1 to MAX_THREADS), default 1; a bad
+    value fails the run with gradvet.validation's sentence."""
+    from gradvet.validation import threads
+
+    return threads("GRADVET_THREADS", os.environ.get("GRADVET_THREADS") or "1")
 
 
 def ray_task(target: str | RunFn, spec: RunSpec) -> Outcome:
