@@ -144,7 +144,7 @@ def test_foreign_files_are_refused_and_left_untouched(tmp_path):
         assert str(path) in str(info.value) and "\n" not in str(info.value)
         assert path.read_bytes() == before
         assert sorted(os.listdir(tmp_path)) == listing  # no -wal / -shm / journal left beside it
-    with pytest.raises(GradvetError, match="is not a gradvet store"):
+    with pytest.raises(GradvetError, match="is a directory"):
         Store(tmp_path)
 
 

@@ -269,6 +269,7 @@ def _parallel(sweep: _Sweep, target: str | RunFn, units: list[list[RunSpec]], wo
     context.set_forkserver_preload([__name__])  # ignored if this process's fork server already runs
     queue: Iterator[list[RunSpec]] = iter(units)
     in_flight: dict[Future[list[Outcome]], list[RunSpec]] = {}
+    starting: list[RunSpec] = []  # marked running, not yet in flight: an interrupt meanwhile forgets them too
 
     def new_pool() -> ProcessPoolExecutor:
         return ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_worker_init,
@@ -278,9 +279,11 @@ def _parallel(sweep: _Sweep, target: str | RunFn, units: list[list[RunSpec]], wo
     try:
         while True:
             for unit in queue:
+                starting = unit
                 for spec in unit:
                     sweep.start(spec)
                 in_flight[executor.submit(execute_unit, target, unit)] = unit
+                starting = []
                 if len(in_flight) >= workers:
                     break
             if not in_flight:
@@ -305,7 +308,7 @@ def _parallel(sweep: _Sweep, target: str | RunFn, units: list[list[RunSpec]], wo
                 executor = new_pool()
     except BaseException:
         _end_workers(executor)
-        _forget(sweep.store, [spec.key for unit in in_flight.values() for spec in unit])
+        _forget(sweep.store, [spec.key for unit in [*in_flight.values(), starting] for spec in unit])
         raise
     executor.shutdown(wait=True)
 

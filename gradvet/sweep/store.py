@@ -44,7 +44,7 @@ from gradvet.errors import GradvetError, did_you_mean
 from gradvet.spec import RunSpec
 from gradvet.sweep.rows import decode_row, layer_row
 from gradvet.sweep.store_file import (ReadConnection, StoreWriteError, check_store_file, connect_for_writing,
-                                      connect_readonly, create_store_file, stat_store, unwritable, write_fault)
+                                      connect_readonly, create_store_file, store_exists, unwritable, write_fault)
 
 STATUSES = ("running", "done", "diverged", "failed")
 FINISHED = ("done", "diverged")
@@ -102,7 +102,7 @@ class Store:
         self.path = Path(path)
         self._con: sqlite3.Connection | None = None
         self._reading: ReadConnection | None = None
-        if stat_store(self.path) is None:
+        if not store_exists(self.path):
             if not create:
                 raise GradvetError(f"store {str(self.path)!r} does not exist; run `gradvet sweep` first.")
             create_store_file(self.path)

@@ -6,10 +6,11 @@ It is created whole or not at all: the schema is committed into a temporary file
 target (rollback journal, so everything is in the main file), switched to WAL and then linked
 into place.
 
-Checking. Before a file is used it must be a regular file (`os.stat` first: a FIFO or a device
-is refused at once, never opened, so nothing hangs), start with SQLite's header, and hold the
-meta table and every required column, as SQLite itself reads it: committed transactions still
-in the write-ahead log (``NAME-wal``, left by kill -9 or a full disk) count. A file that is not
+Checking. Before a file is used it must be a regular file (`gradvet.validation.regular_file`,
+by stat: a FIFO or a device is refused at once, never opened, so nothing hangs), start with
+SQLite's header, and hold the meta table and every required column, as SQLite itself reads
+it: committed transactions still in the write-ahead log (``NAME-wal``, left by kill -9 or a
+full disk) count. A file that is not
 a gradvet store is reported and never written: the check reads through a read-only connection
 (`connect_readonly`), which opens the file ``immutable`` (no locks, no side files) when there is
 no log to read, and ``mode=ro`` when there is.
@@ -38,6 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gradvet.errors import GradvetError
+from gradvet.validation import regular_file
 
 SCHEMA_NAME = "gradvet-store"
 SCHEMA_VERSION = 1
@@ -81,9 +83,6 @@ REQUIRED_COLUMNS = {
     "layer_records": ("run_key", "step", "layer", "metric", "value"),
 }
 
-FILE_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"),
-              (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
-
 
 class StoreWriteError(GradvetError):
     """The store could not be written (its disk is full, it is read-only, an I/O error).
@@ -112,19 +111,13 @@ def side_file(path: Path, suffix: str) -> Path:
     return path.with_name(path.name + suffix)
 
 
-def stat_store(path: Path) -> os.stat_result | None:
-    """The store file's status, None when nothing is there; GradvetError for anything but a regular file."""
-    try:
-        info = os.stat(path)
-    except FileNotFoundError:
-        return None
-    except OSError as err:
-        raise GradvetError(f"store {str(path)!r} cannot be read ({err.strerror or err}); "
-                           "give a readable gradvet store or a new file name.") from None
-    for test, kind in FILE_KINDS:
-        if test(info.st_mode):
-            raise not_a_store(path, f"it is {kind}, not a regular file")
-    return info
+def store_exists(path: Path) -> bool:
+    """False when nothing is at `path`; True for a regular file; anything else (a folder, a FIFO,
+    a device) is GradvetError in `gradvet.validation`'s wording, checked with stat before any open."""
+    if not os.path.lexists(path):
+        return False
+    regular_file("store", path)
+    return True
 
 
 def _read_header(path: Path) -> bytes:
@@ -134,7 +127,7 @@ def _read_header(path: Path) -> bytes:
         raise GradvetError(f"store {str(path)!r} cannot be read ({err.strerror or err}); "
                            "give a readable gradvet store or a new file name.") from None
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):  # replaced since stat_store looked
+        if not stat.S_ISREG(os.fstat(fd).st_mode):  # replaced since it was checked
             raise not_a_store(path, "it is not a regular file")
         return os.read(fd, len(SQLITE_MAGIC))
     finally:
@@ -241,7 +234,7 @@ def check_schema(con: sqlite3.Connection, path: Path) -> None:
 
 def check_store_file(path: Path) -> None:
     """Raise GradvetError unless `path` is a readable gradvet store. Never writes the file."""
-    stat_store(path)
+    regular_file("store", path)
     head = _read_header(path)
     if head != SQLITE_MAGIC:
         raise not_a_store(path, "not an SQLite database" if head else "an empty file")
