@@ -651,7 +651,7 @@ def _tampered(tmp_path: Path, changes: list[tuple[str, str]]) -> tuple[Path, lis
     return store, specs
 
 
-DEEP = '{"a":' * 40 + "1" + "}" * 40  # valid JSON, 40 levels
+DEEP = '{"a":' * 70 + "1" + "}" * 70  # valid JSON, 70 levels
 VERY_DEEP = "[" * 100_000 + "]" * 100_000  # deeper than Python's recursion limit
 
 
@@ -659,8 +659,8 @@ VERY_DEEP = "[" * 100_000 + "]" * 100_000  # deeper than Python's recursion limi
 def test_tampered_json_fields_read_back_as_unreadable_with_a_note(tmp_path, column):
     changes = [(column, "{not json"), (column, "[1, 2]"), (column, DEEP), (column, VERY_DEEP)]
     store, specs = _tampered(tmp_path, changes)
-    reasons = ["not valid JSON", "a JSON list, not an object", "nested more than 32 levels deep",
-               "nested more than 32 levels deep"]
+    reasons = ["not valid JSON", "a JSON list, not an object", "nested more than 64 levels deep",
+               "nested more than 64 levels deep"]
     with Store(store, create=False) as db:
         listings = [db.runs(history=True), [db.get(s.key) for s in specs]]
     assert "extra" not in listings[0][0] and column in listings[1][0]  # runs() leaves out extra; get() has all
@@ -692,20 +692,11 @@ def test_report_of_a_tampered_store(tmp_path):
 def test_odd_values_in_text_and_number_columns(tmp_path):
     store, specs = _tampered(tmp_path, [("label", b"\xff\xfe blob"), ("started", "yesterday"), ("error", 42),
                                         ("status", "weird")])
-    con = sqlite3.connect(store)
-    con.execute("UPDATE layer_records SET value = 'high' WHERE run_key = ? AND step = 0", (specs[0].key,))
-    con.execute("UPDATE layer_records SET step = 'first' WHERE run_key = ? AND step = 1", (specs[0].key,))
-    con.commit()
-    con.close()
     with Store(store, create=False) as db:
         got = {r["key"]: r for r in db.runs()}
-        layers = db.layer_records(specs[0].key)
     assert got[specs[0].key]["label"] == b"\xff\xfe blob".decode("utf-8", "replace")
     assert got[specs[1].key]["started"] is None and got[specs[2].key]["error"] == "42"
     assert got[specs[3].key]["status"] == "weird"
-    depth = specs[0].depth
-    assert len(layers) == len(expected_layer_records(specs[0])) - depth  # step 'first' is no step
-    assert all(v != v for _, _, _, v in layers[:depth])  # 'high' is no number: NaN
     table = runner.invoke(app, ["runs", "--store", str(store)])
     assert table.exit_code == 0, table.output
 

@@ -6,16 +6,16 @@ levels deep, reads back with that field None and ``record["unreadable"] = {field
 that listings and reports show "-" and say why instead of crashing. gradvet itself writes
 objects nested at most 4 levels (history: a dict of lists; extra: through_time's dict of lists).
 Text columns that hold something else (NULL, a number, a blob) read back as text, and the UNIX
-times as float or None.
+times as float or None. Layer records come back as SQLite holds them (a NULL value as NaN); the
+views that draw them leave out rows of other types (`gradvet.report.sources`).
 """
 
 from __future__ import annotations
 
 import json
-import math
 from typing import Any
 
-MAX_JSON_DEPTH = 32
+MAX_JSON_DEPTH = 64  # as the report's reader of result files (gradvet.report.reading)
 JSON_FIELDS = ("spec", "metrics", "history", "extra")
 TEXT_FIELDS = ("key", "label", "status")
 TIME_FIELDS = ("started", "finished")
@@ -107,12 +107,3 @@ def decode_row(row: tuple, columns: list[str]) -> dict[str, Any]:
     if unreadable:
         record["unreadable"] = unreadable
     return record
-
-
-def layer_row(step: Any, layer: Any, metric: Any, value: Any) -> tuple[int, str, str, float] | None:
-    """(step, layer, metric, value) as written; NULL (SQLite's NaN) or a non-number value reads back as
-    NaN; None for a row whose step is not a whole number (nothing gradvet wrote)."""
-    if not isinstance(step, int):
-        return None
-    number = float(value) if isinstance(value, (int, float)) else math.nan
-    return step, as_text(layer), as_text(metric), number

@@ -33,6 +33,7 @@ stores a NaN REAL as NULL, so a NULL layer value reads back as NaN.
 from __future__ import annotations
 
 import json
+import math
 import os
 import sqlite3
 import time
@@ -42,7 +43,7 @@ from typing import Any, Protocol
 
 from gradvet.errors import GradvetError, did_you_mean
 from gradvet.spec import RunSpec
-from gradvet.sweep.rows import decode_row, layer_row
+from gradvet.sweep.rows import decode_row
 from gradvet.sweep.store_file import (ReadConnection, StoreWriteError, check_store_file, connect_for_writing,
                                       connect_readonly, create_store_file, store_exists, unwritable, write_fault)
 
@@ -267,8 +268,8 @@ class Store:
         sql, params = "SELECT step, layer, metric, value FROM layer_records WHERE run_key = ?", (key,)
         if metric is not None:
             sql, params = sql + " AND metric = ?", (key, metric)
-        rows = (layer_row(*row) for row in self._read(sql + " ORDER BY rowid", params).fetchall())
-        return [row for row in rows if row is not None]
+        rows = self._read(sql + " ORDER BY rowid", params).fetchall()
+        return [(step, layer, name, math.nan if value is None else value) for step, layer, name, value in rows]
 
     def count(self, status: str | None = None) -> int:
         """Number of stored runs (with `status`, if given)."""
