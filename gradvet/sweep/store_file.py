@@ -135,7 +135,8 @@ def _read_header(path: Path) -> bytes:
 
 
 def folder_of(path: Path) -> Path:
-    return path.parent if str(path.parent) else Path(".")
+    """The folder holding `path`, absolute, so that a message names it even for a bare 'runs.db'."""
+    return path.absolute().parent
 
 
 def unwritable(path: Path) -> str | None:
@@ -170,7 +171,7 @@ def write_fault(err: BaseException, path: Path) -> StoreWriteError | None:
     if isinstance(err, StoreWriteError):
         return err
     if isinstance(err, OSError):
-        if err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        if err.errno in (errno.ENOSPC, errno.EDQUOT):
             return disk_full(path)
         return StoreWriteError(f"cannot write the store {str(path)!r} ({err.strerror or err})",
                                "make it writable")
