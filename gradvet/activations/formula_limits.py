@@ -58,7 +58,7 @@ DIGITS = 15
 """Significant digits of the floating-point value of a constant."""
 
 
-_NOT_COUNTED = (ast.expr_context, ast.operator, ast.unaryop, ast.cmpop, ast.boolop)
+_NOT_COUNTED = (ast.mod, ast.expr_context, ast.operator, ast.unaryop, ast.cmpop, ast.boolop)
 
 
 def syntax_nodes(tree: ast.AST) -> int:
@@ -70,7 +70,7 @@ def syntax_nodes(tree: ast.AST) -> int:
 def _about(size: sympy.Float) -> str:
     """A magnitude as a power of ten, e.g. '10^1000' or '10^(-3.01e+199)'."""
     exponent = float(mpmath.floor(mpmath.log10(mpmath.mpf(size))))
-    return f"10^{exponent:.0f}" if abs(exponent) < 1e6 else f"10^({exponent:.3g})"
+    return f"10^{exponent:.0f}" if abs(exponent) < 1e9 else f"10^({exponent:.3g})"
 
 
 def _text(number: float) -> str:

@@ -412,7 +412,7 @@ def _extremum(f: Fn, x: torch.Tensor, fx: torch.Tensor, tail_x: torch.Tensor, si
 
     s = _nan_lowest(sign * fx)
     top = float(s.max())
-    near_top = torch.nonzero(s >= top - 1e-9 * (1 + abs(top))).flatten()
+    near_top = torch.nonzero(s >= (top - 1e-9 * (1 + abs(top)) if math.isfinite(top) else top)).flatten()
     i = int(near_top[torch.argmin(x[near_top].abs())])  # of equal maxima, the one nearest 0
     best, where = float(s[i]), float(x[i])
     if 0 < i < len(x) - 1:
