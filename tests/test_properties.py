@@ -283,3 +283,15 @@ def test_constant_formulas_have_zero_derivative_properties(text, lo, hi, mean):
 def test_infinite_range_ends_are_open():
     assert str(props("log(x)").output_range) == "(-inf, inf)"  # log(0) = -inf is a limit, not a value
     assert str(props("exp(x)").output_range) == "(0, inf)"
+
+
+def test_registered_constant_callable_has_zero_derivative_and_a_cost():
+    from gradvet.activations import unregister
+
+    gradvet.register("test_constant_two", lambda x: torch.full_like(x, 2.0))  # no autograd graph at all
+    try:
+        p = props("test_constant_two")
+        assert p.max_grad == 0.0 and p.grad_sq_gauss == 0.0 and p.mean_gauss == 2.0
+        assert p.cost is not None and p.cost > 0
+    finally:
+        unregister("test_constant_two")
