@@ -261,13 +261,13 @@ def _snap(v: float) -> float:
     return round(v, 10) + 0.0
 
 
-def _nan_runs(nan: list[bool]) -> list[tuple[int, int]]:
+def _runs(flags: list[bool]) -> list[tuple[int, int]]:
     """(first, last) index of each run of True."""
     runs, i = [], 0
-    while i < len(nan):
-        if nan[i]:
+    while i < len(flags):
+        if flags[i]:
             j = i
-            while j + 1 < len(nan) and nan[j + 1]:
+            while j + 1 < len(flags) and flags[j + 1]:
                 j += 1
             runs.append((i, j))
             i = j + 1
@@ -289,31 +289,28 @@ def _undefined_regions(f: Fn, window: float) -> tuple[tuple[tuple[float, float],
     nan = torch.isnan(_call(f, x)).tolist()
     if not any(nan):
         return (), []
-    probes = _t([-PROBE, PROBE])
-    outside = dict(zip((-1.0, 1.0), zip(probes.tolist(), torch.isnan(_call(f, probes)).tolist())))
-    runs, pairs = [], []  # pairs: (defined point, NaN point) around each finite end
-    for i, j in _nan_runs(nan):
-        ends = []
-        for side, k, edge in ((-1.0, i - 1, i == 0), (1.0, j + 1, j == len(nan) - 1)):
-            probe, undefined_there = outside[side]
-            defined = (None if undefined_there else probe) if edge else float(x[k])
-            if defined is None:
-                ends.append(side * math.inf)
+    probe_nan = torch.isnan(_call(f, _t([-PROBE, PROBE]))).tolist()
+    runs = _runs(nan)
+    pairs = []  # (defined point, NaN point) around each end: None where the run reaches +-inf
+    for i, j in runs:
+        for side, k, edge, undefined_beyond in ((-1, i - 1, i == 0, probe_nan[0]),
+                                                (1, j + 1, j == len(nan) - 1, probe_nan[1])):
+            if edge and undefined_beyond:
+                pairs.append(None)
             else:
-                ends.append(len(pairs))
-                pairs.append((defined, float(x[i] if side < 0 else x[j])))
-        runs.append(ends)
-    a, b = _t([p[0] for p in pairs]), _t([p[1] for p in pairs])
+                pairs.append((side * PROBE if edge else float(x[k]), float(x[i] if side < 0 else x[j])))
+    finite = [p for p in pairs if p is not None]
+    a, b = _t([p[0] for p in finite]), _t([p[1] for p in finite])
     for _ in range(BISECTIONS):
         mid = (a + b) / 2
         undefined = torch.isnan(_call(f, mid))
         a, b = torch.where(undefined, a, mid), torch.where(undefined, mid, b)
     located = [_snap((float(lo) + float(hi)) / 2) for lo, hi in zip(a, b)]
-    kept = torch.isnan(_call(f, _t(located))) if located else torch.zeros(0, dtype=torch.bool)
-    points = [float(a[k]) if bool(kept[k]) else located[k] for k in range(len(located))]
-    regions = tuple((located[lo] if isinstance(lo, int) else lo, located[hi] if isinstance(hi, int) else hi)
-                    for lo, hi in runs)
-    return regions, points
+    undefined_there = torch.isnan(_call(f, _t(located))).tolist()
+    points = [float(a[k]) if undefined_there[k] else located[k] for k in range(len(located))]
+    found = iter(located)
+    ends = [next(found) if p is not None else (-math.inf if k % 2 == 0 else math.inf) for k, p in enumerate(pairs)]
+    return tuple(zip(ends[::2], ends[1::2])), points
 
 
 def _restricted(act: Activation, undefined: tuple[tuple[float, float], ...]) -> Activation:
@@ -322,15 +319,14 @@ def _restricted(act: Activation, undefined: tuple[tuple[float, float], ...]) -> 
     the negative integers, which the regions do not resolve."""
     fn, grad = act.fn, act.grad
 
-    def outside(x: torch.Tensor) -> torch.Tensor:
+    def in_regions(x: torch.Tensor) -> torch.Tensor:
         inside = torch.zeros_like(x, dtype=torch.bool)
         for lo, hi in undefined:
             inside |= (x > lo) & (x < hi)
         return inside
 
     def restricted_fn(x: torch.Tensor) -> torch.Tensor:
-        y = fn(x)
-        return torch.where(outside(x), math.nan, y)
+        return torch.where(in_regions(x), math.nan, fn(x))
 
     def restricted_grad(x: torch.Tensor) -> torch.Tensor:
         g = grad(x)
@@ -525,24 +521,17 @@ def _dead_regions(gx: torch.Tensor, x: torch.Tensor, breakpoints: list[float], t
     n = len(TAIL)
     h = float(x[1] - x[0])
     zero = (gx == 0).tolist()
-    out, i, size = [], 0, len(zero)
-    while i < size:
-        if not zero[i]:
-            i += 1
-            continue
-        j = i
-        while j + 1 < size and zero[j + 1]:
-            j += 1
+    out = []
+    for i, j in _runs(zero):
         if j - i >= 2:
             ends = []
-            for at_edge, k, tail in ((i == 0, i, tail_grad[:n]), (j == size - 1, j, tail_grad[n:])):
+            for at_edge, k, tail in ((i == 0, i, tail_grad[:n]), (j == len(zero) - 1, j, tail_grad[n:])):
                 if at_edge and bool((tail == 0).all()):
                     ends.append(math.copysign(math.inf, float(x[k])))
                 else:
                     ends.append(_nearest(float(x[k]), breakpoints, h, default=None))
             if None not in ends:
                 out.append((ends[0], ends[1]))
-        i = j + 1
     return tuple(out)
 
 
