@@ -29,8 +29,8 @@ torch can spend time or memory on anything larger:
 from __future__ import annotations
 
 import ast
+import math
 
-import mpmath
 import sympy
 
 MAX_LENGTH = 2000
@@ -69,7 +69,9 @@ def syntax_nodes(tree: ast.AST) -> int:
 
 def _about(size: sympy.Float) -> str:
     """A magnitude as a power of ten, e.g. '10^1000' or '10^(-3.01e+199)'."""
-    exponent = float(mpmath.floor(mpmath.log10(mpmath.mpf(size))))
+    log10 = float(sympy.log(size).evalf(DIGITS)) / math.log(10)  # the log of a Float does not overflow
+    nearest = round(log10)  # 10**1000 is 10^1000, not 10^999 by float rounding
+    exponent = nearest if abs(log10 - nearest) <= 1e-9 + 1e-14 * abs(log10) else math.floor(log10)
     return f"10^{exponent:.0f}" if abs(exponent) < 1e9 else f"10^({exponent:.3g})"
 
 
@@ -81,7 +83,7 @@ def _text(number: float) -> str:
 def constant_problem(expr: sympy.Expr) -> str | None:
     """Why the constant `expr` is not allowed (complex, not finite, or out of
     [1/MAX_MAGNITUDE, MAX_MAGNITUDE]), or None. Its parts must already be bounded: the value is
-    computed to DIGITS digits by SymPy's evalf (mpmath, which has no overflow)."""
+    computed to DIGITS digits by SymPy's evalf (mpmath, whose exponents do not overflow)."""
     value = expr.evalf(DIGITS)
     if value.has(sympy.I):
         return "has a complex value (a root or log of a negative number)"
