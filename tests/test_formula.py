@@ -601,20 +601,6 @@ def test_formula_defined_for_x_above_zero_is_nan_below_and_its_derivative_is_rig
     assert act.properties.undefined == ((-math.inf, 0.0),)
 
 
-def _theory_handles_undefined_maps() -> bool:
-    """Whether theory's length map answers NaN (instead of raising in SciPy) for log(x); the
-    theory part of issue 12 makes it so, and `gradvet show` prints theory's numbers."""
-    from gradvet.theory import mean_field
-
-    try:
-        mean_field(gradvet.activation("log(x)"))
-    except ValueError:
-        return False
-    return True
-
-
-@pytest.mark.skipif(not _theory_handles_undefined_maps(),
-                    reason="theory's mean field raises on NaN (fixed by the theory part of issue 12)")
 @pytest.mark.parametrize(("text", "output_range"), [("log(x)", "(-inf, inf)"), ("sqrt(x)", "[0, inf)")])
 def test_show_formula_defined_on_half_the_line(text: str, output_range: str) -> None:
     result = CliRunner().invoke(app, ["show", text])
