@@ -214,3 +214,84 @@ def test_properties_computed_inside_no_grad():
     assert inside == compute(act)
     with torch.no_grad():
         assert gradvet.activation("x*tanh(x) + x").properties.cost > 0
+
+
+# Functions defined on part of the line, and constants (issue 12): NaN where f is undefined is a
+# property to report, a constant is an activation with f' = 0.
+
+@pytest.mark.parametrize("text,undefined", [
+    ("log(x)", ((-math.inf, 0.0),)),
+    ("sqrt(x-0.3)", ((-math.inf, 0.3),)),
+    ("log(1-x)", ((1.0, math.inf),)),
+    ("sqrt(1-x**2)", ((-math.inf, -1.0), (1.0, math.inf))),
+    ("sqrt(x**2-4)", ((-2.0, 2.0),)),
+    ("log(x-100)", ((-math.inf, 100.0),)),  # beyond the window [-16, 16]: found from the tail, window widened
+    ("sqrt(-1-x**2)", ((-math.inf, math.inf),)),
+    ("tanh(x)", ()),
+])
+def test_undefined_regions_are_located_exactly(text, undefined):
+    p = props(text)
+    assert p.undefined == undefined
+    assert p.defined_everywhere == (undefined == ())
+    for lo, hi in undefined:  # f is NaN just inside each region and a number just outside it
+        for end, inward in ((lo, 1e-9), (hi, -1e-9)):
+            if math.isfinite(end):
+                f = gradvet.activation(text).fn(torch.tensor([end + inward, end - inward], dtype=torch.float64))
+                assert math.isnan(f[0]) and not math.isnan(f[1]), (text, end)
+
+
+def test_properties_on_the_domain_match_closed_forms():
+    sqrt = props("sqrt(x)")  # [0, inf), f' = 1/(2 sqrt(x)) unbounded at 0+
+    assert str(sqrt.output_range) == "[0, inf)" and sqrt.max_grad == math.inf and sqrt.max_grad_at == 0.0
+    assert sqrt.smoothness == "C-inf" and sqrt.kinks == () and sqrt.monotonic and sqrt.increasing
+    log = props("log(x)")  # every real value, -inf and inf only as limits
+    assert str(log.output_range) == "(-inf, inf)" and log.f0 == -math.inf and log.fprime0 == math.inf
+    cbrt = props("x**(1/3)")
+    assert str(cbrt.output_range) == "[0, inf)" and cbrt.max_grad == math.inf
+    xx = props("x**x")  # minimum e^(-1/e) at x = 1/e
+    assert xx.output_range.lo == pytest.approx(math.exp(-1 / math.e), rel=1e-13) and xx.output_range.lo_closed
+    assert not xx.monotonic and xx.f0 == 1.0  # 0**0 = 1
+    disc = props("sqrt(1-x**2)")  # the upper half circle: [0, 1], both ends reached
+    assert str(disc.output_range) == "[0, 1]" and disc.max_grad == math.inf
+    far = props("sqrt(x-100)")
+    assert str(far.output_range) == "[0, inf)" and far.window >= 200 and far.max_grad_at == 100.0
+    for p in (sqrt, log, cbrt, xx, disc, far):  # N(0, 1) puts mass where f is NaN: no number is true
+        assert math.isnan(p.mean_gauss) and math.isnan(p.grad_sq_gauss)
+        assert not p.saturates_left and not p.dead_regions
+
+
+def test_nowhere_defined_formula_has_no_numbers_and_does_not_crash():
+    p = props("sqrt(-1-x**2)")
+    assert p.undefined == ((-math.inf, math.inf),) and p.smoothness == "undefined"
+    assert all(math.isnan(v) for v in (p.output_range.lo, p.output_range.hi, p.max_grad, p.mean_gauss, p.f0))
+    assert p.domain_text() == "f is NaN (undefined) for x in (-inf, inf)"
+
+
+@pytest.mark.parametrize("text,lo,hi,mean", [
+    ("step(x)", 0.0, 1.0, 0.5), ("1", 1.0, 1.0, 1.0), ("x*0", 0.0, 0.0, 0.0), ("clip(x,1,-1)", -1.0, -1.0, -1.0),
+])
+def test_constant_formulas_have_zero_derivative_properties(text, lo, hi, mean):
+    p = props(text)
+    assert (p.output_range.lo, p.output_range.hi) == (lo, hi)
+    assert p.output_range.lo_closed and p.output_range.hi_closed
+    assert p.max_grad == 0.0 and p.fprime0 == 0.0 and p.grad_sq_gauss == 0.0
+    assert p.mean_gauss == pytest.approx(mean, abs=1e-15)  # E[f(z)]: step's is P(z > 0) = 1/2
+    assert p.dead_regions == ((-math.inf, math.inf),) and p.defined_everywhere
+    assert p.cost is not None and p.cost > 0  # measured on a backward pass: autograd's f' = 0
+
+
+def test_infinite_range_ends_are_open():
+    assert str(props("log(x)").output_range) == "(-inf, inf)"  # log(0) = -inf is a limit, not a value
+    assert str(props("exp(x)").output_range) == "(0, inf)"
+
+
+def test_registered_constant_callable_has_zero_derivative_and_a_cost():
+    from gradvet.activations import unregister
+
+    gradvet.register("test_constant_two", lambda x: torch.full_like(x, 2.0))  # no autograd graph at all
+    try:
+        p = props("test_constant_two")
+        assert p.max_grad == 0.0 and p.grad_sq_gauss == 0.0 and p.mean_gauss == 2.0
+        assert p.cost is not None and p.cost > 0
+    finally:
+        unregister("test_constant_two")

@@ -6,13 +6,17 @@ or ``"where(x > 0, x, alpha*(exp(x) - 1))"``. This module
 * parses the text into a SymPy expression (`parse`) WITHOUT evaluating it as
   Python: the text goes through ``ast.parse`` and a small walker that accepts
   only numbers, ``x``, declared parameters, ``pi``, ``e``, arithmetic and the
-  functions in `FUNCTIONS`; every SymPy object is built with its constructor;
+  functions in `FUNCTIONS`; every SymPy object is built with its constructor,
+  one step at a time, each step kept within the limits of
+  `activations.formula_limits` (no constant beyond 1e300, no exact number
+  beyond 2**16, no huge exponent, bounded nesting and size);
 * differentiates it symbolically (`derivative`) and simplifies it for display
   (`simplified`);
 * prints it back as text in the same grammar (`to_text`) or as LaTeX
   (`to_latex`);
-* turns it into a torch function by walking the SymPy tree once into a tree of
-  closures (`compile_torch`).
+* turns it into a torch function (`compile_torch`): one step per distinct
+  sub-expression, so a shared part (the inner tanh of tanh(tanh(x)) and its
+  derivative) is computed once per call.
 
 Conventions: ``step(0) = 1/2`` (SymPy's Heaviside); the derivative of a jump
 (SymPy's DiracDelta) is taken to be 0; ``log(1 + exp(u))`` is rewritten to
@@ -29,6 +33,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 import sympy
 import torch
 
+from gradvet.activations import formula_limits as limits
+from gradvet.activations.formula_limits import MAX_DEPTH, MAX_LENGTH
 from gradvet.errors import GradvetError, did_you_mean
 
 __all__ = [
@@ -48,15 +54,6 @@ __all__ = [
 
 X = sympy.Symbol("x", real=True)
 """The variable of every formula (real, so that |x| differentiates to sign(x))."""
-
-MAX_LENGTH = 2000
-"""Longest formula text accepted, in characters."""
-
-MAX_DEPTH = 100
-"""Deepest nesting of the formula's syntax tree accepted."""
-
-_MAX_BITS = 4096
-"""Largest exact number a formula may build, in bits (far beyond float64's range)."""
 
 _SIMPLIFY_MAX_OPS = 12
 """`simplified` runs the full (slow) sympy.simplify only below this many operations."""
@@ -291,23 +288,49 @@ class _Builder:
             f" {_quote(self.segment(node))} is not allowed"
         )
 
+    def too_large(self, problem: str) -> GradvetError:
+        """An error naming the formula and the limit it passes (the grammar is not the issue)."""
+        return GradvetError(f"formula {_quote(self.text)}: {problem}")
+
+    def too_deep(self, node: ast.AST) -> GradvetError:
+        return self.too_large(
+            f"it is nested more than {MAX_DEPTH} levels deep (at {_quote(self.segment(node))})"
+        )
+
+    # -- limits --------------------------------------------------------------
+
+    def bounded(self, node: ast.AST, expr: sympy.Expr) -> sympy.Expr:
+        """`expr`, just built for `node`, checked against `formula_limits` before anything is
+        built on it: a constant must be real, finite and of bounded magnitude, a power of an
+        expression in x must have a bounded exponent; big exact numbers become floats."""
+        if not expr.free_symbols:
+            problem = limits.constant_problem(expr)
+            if problem:
+                raise self.too_large(f"the constant {_quote(self.segment(node))} {problem}")
+        for power in expr.atoms(sympy.Pow):
+            problem = limits.exponent_problem(power.base, power.exp)
+            if problem:
+                raise self.too_large(
+                    f"{_quote(self.segment(node))} {problem}"
+                    + ("" if power == expr else f" (in {_quote(sympy.sstr(power))})")
+                )
+        return limits.inexact(expr)
+
     # -- values --------------------------------------------------------------
 
     def value(self, node: ast.AST, depth: int) -> sympy.Expr:
         """A numeric sub-expression."""
         if depth > MAX_DEPTH:
-            raise self.fail(
-                f"it is nested more than {MAX_DEPTH} levels deep (at {_quote(self.segment(node))})"
-            )
+            raise self.too_deep(node)
         if isinstance(node, ast.Constant):
-            return self.constant(node)
+            return self.bounded(node, self.constant(node))
         if isinstance(node, ast.Name):
             return self.name(node)
         if isinstance(node, ast.BinOp):
             return self.binary(node, depth)
         if isinstance(node, ast.UnaryOp):
             if isinstance(node.op, ast.USub):
-                return -self.value(node.operand, depth + 1)
+                return self.bounded(node, -self.value(node.operand, depth + 1))
             if isinstance(node.op, ast.UAdd):
                 return self.value(node.operand, depth + 1)
             if isinstance(node.op, ast.Not):
@@ -369,27 +392,22 @@ class _Builder:
         if isinstance(node.op, ast.Pow):
             base = self.value(node.left, depth + 1)
             exponent = self.value(node.right, depth + 1)
-            self.check_power(node, base, exponent)
-            return base**exponent
+            problem = limits.exponent_problem(base, exponent)
+            if problem:  # before SymPy multiplies out (2*x)**n into 2**n * x**n
+                raise self.too_large(f"{_quote(self.segment(node))} {problem}")
+            return self.bounded(node, base**exponent)
         additive = isinstance(node.op, (ast.Add, ast.Sub))
         group = (ast.Add, ast.Sub) if additive else (ast.Mult, ast.Div)
-        chain: list[tuple[ast.operator, ast.AST]] = []
+        chain: list[ast.BinOp] = []
         left: ast.AST = node
         while isinstance(left, ast.BinOp) and isinstance(left.op, group):
-            chain.append((left.op, left.right))
+            chain.append(left)
             left = left.left
         result = self.value(left, depth + 1)
-        for op, right in reversed(chain):
-            result = _BINARY[type(op)](result, self.value(right, depth + 1))
+        for step in reversed(chain):
+            right = self.value(step.right, depth + 1)
+            result = self.bounded(step, _BINARY[type(step.op)](result, right))
         return result
-
-    def check_power(self, node: ast.AST, base: sympy.Expr, exponent: sympy.Expr) -> None:
-        """Refuse exact powers of numbers too large to compute (like 9**9**9)."""
-        if base.is_Rational and exponent.is_Integer and abs(int(exponent)) > 1:
-            p, q = base.as_numer_denom()
-            bits = max(abs(int(p)), abs(int(q)), 2).bit_length() * abs(int(exponent))
-            if bits > _MAX_BITS:
-                raise self.fail(f"the number {_quote(self.segment(node))} is too large")
 
     def call(self, node: ast.Call, depth: int) -> sympy.Expr:
         """f(args) with f in FUNCTIONS, the right number of positional arguments, no keywords."""
@@ -420,16 +438,14 @@ class _Builder:
             args += [self.value(arg, depth + 1) for arg in node.args[1:]]
         else:
             args = [self.value(arg, depth + 1) for arg in node.args]
-        return build(*args)
+        return self.bounded(node, build(*args))
 
     # -- conditions ----------------------------------------------------------
 
     def condition(self, node: ast.AST, depth: int) -> sympy.Basic:
         """The first argument of where: a comparison, possibly combined with and/or/not."""
         if depth > MAX_DEPTH:
-            raise self.fail(
-                f"it is nested more than {MAX_DEPTH} levels deep (at {_quote(self.segment(node))})"
-            )
+            raise self.too_deep(node)
         if isinstance(node, ast.BoolOp):
             parts = [self.condition(v, depth + 1) for v in node.values]
             return sympy.And(*parts) if isinstance(node.op, ast.And) else sympy.Or(*parts)
@@ -481,6 +497,11 @@ def parse(text: str, params: Iterable[str] = ()) -> sympy.Expr:
             f"formula {_quote(source)} is not a valid formula (too deeply nested or unreadable)"
         ) from None
     builder = _Builder(source, names)
+    nodes = limits.syntax_nodes(tree)
+    if nodes > limits.MAX_NODES:
+        raise builder.too_large(
+            f"it has {nodes} syntax elements, more than the limit of {limits.MAX_NODES}"
+        )
     try:
         expr = builder.value(tree.body, 0)
     except GradvetError:
@@ -493,8 +514,9 @@ def parse(text: str, params: Iterable[str] = ()) -> sympy.Expr:
         raise builder.fail("it divides by zero, so its value is undefined")
     if expr.has(sympy.I):
         raise builder.fail("it has a complex value (a root or log of a negative number)")
-    if any(max(abs(r.p), abs(r.q)).bit_length() > _MAX_BITS for r in expr.atoms(sympy.Rational)):
-        raise builder.fail("it contains a number too large for floating point")
+    problem = limits.operations_problem(expr, "it")
+    if problem:
+        raise builder.too_large(problem)
     return _stabilize(expr)
 
 
@@ -535,8 +557,13 @@ def _stabilize(expr: sympy.Expr) -> sympy.Expr:
 
 
 def derivative(expr: sympy.Expr) -> sympy.Expr:
-    """d expr / dx, with the same stabilizing rewrites as `parse`."""
-    return _stabilize(sympy.diff(expr, X))
+    """d expr / dx, with the same stabilizing rewrites as `parse`; a GradvetError when it needs
+    more than `formula_limits.MAX_OPERATIONS` operations."""
+    d = sympy.diff(expr, X)
+    problem = limits.operations_problem(d, "its derivative")
+    if problem:
+        raise GradvetError(f"formula {_quote(to_text(expr))}: {problem}")
+    return _stabilize(d)
 
 
 def _tanh_argument_of_one_minus_tanh_squared(expr: sympy.Basic) -> sympy.Expr | None:
@@ -674,26 +701,8 @@ def to_latex(expr: sympy.Expr) -> str:
 # Compiling to torch
 # --------------------------------------------------------------------------
 
-Node = Callable[[torch.Tensor], torch.Tensor]
-"""A compiled sub-expression: maps the input x to a tensor broadcastable to x."""
-
-
-def _constant(value: float | bool) -> Node:
-    """A 0-dim tensor of x's dtype (or bool) and device, which broadcasts to x."""
-    if isinstance(value, bool):
-        return lambda x: torch.tensor(value, dtype=torch.bool, device=x.device)
-    return lambda x: torch.tensor(value, dtype=x.dtype, device=x.device)
-
-
-def _map(f: Callable[[torch.Tensor], torch.Tensor], arg: Node) -> Node:
-    return lambda x: f(arg(x))
-
-
-def _fold(f: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], args: list[Node]) -> Node:
-    def node(x: torch.Tensor) -> torch.Tensor:
-        return functools.reduce(f, (a(x) for a in args))
-
-    return node
+Step = tuple[Callable[..., torch.Tensor], tuple[int, ...]]
+"""One compiled operation: a function of x and of the results of earlier steps (their indices)."""
 
 
 def _softplus(u: torch.Tensor) -> torch.Tensor:
@@ -746,114 +755,161 @@ _RELATIONS: dict[type[sympy.Basic], Callable[[torch.Tensor, torch.Tensor], torch
 }
 
 
-def _to_node(expr: sympy.Basic) -> Node:
-    """The closure computing `expr` from x (walks the SymPy tree once)."""
-    if expr is sympy.true or expr is sympy.false:
-        return _constant(bool(expr))
-    if isinstance(expr, sympy.Expr) and not expr.free_symbols:
-        try:
-            return _constant(float(expr))
-        except OverflowError:
-            return _constant(float(expr.evalf()))  # a huge exact number: +-inf
-        except (TypeError, ValueError):
-            pass  # e.g. DiracDelta(0): handled below
-    if isinstance(expr, sympy.Symbol):
-        if expr.name == "x":
-            return lambda x: x
-        raise GradvetError(f"the formula needs a value for the parameter {expr.name!r}")
-    kind = type(expr)
-    if kind is sympy.Pow:
-        return _pow_node(expr)
-    if kind is sympy.Add:
-        return _add_node(expr)
-    if kind is sympy.log:
-        u = _log1p_argument_node(expr.args[0])
-        if u is not None:
-            return _map(torch.log1p, u)
-    if kind in _UNARY:
-        return _map(_UNARY[kind], _to_node(expr.args[0]))
-    if kind in _FOLDS:
-        return _fold(_FOLDS[kind], [_to_node(a) for a in expr.args])
-    if kind in _RELATIONS:
-        return _fold(_RELATIONS[kind], [_to_node(expr.lhs), _to_node(expr.rhs)])
-    if kind is sympy.Heaviside:
-        return _heaviside_node(expr)
-    if kind is sympy.DiracDelta:
-        arg = _to_node(expr.args[0])
-        return lambda x: torch.zeros_like(arg(x))  # the derivative at a jump is taken to be 0
-    if kind is sympy.Piecewise:
-        return _piecewise_node(expr)
-    raise GradvetError(f"cannot compile {kind.__name__} ({_quote(str(expr))}) to torch")
+def _constant(value: float | bool) -> Callable[[torch.Tensor], torch.Tensor]:
+    """A 0-dim tensor of x's dtype (or bool) and device, which broadcasts to x."""
+    if isinstance(value, bool):
+        return lambda x: torch.tensor(value, dtype=torch.bool, device=x.device)
+    return lambda x: torch.tensor(value, dtype=x.dtype, device=x.device)
 
 
-def _pow_node(expr: sympy.Pow) -> Node:
-    base, exponent = expr.args
-    b = _to_node(base)
-    if exponent.is_Integer:
-        n = int(exponent)
-        if n == 2:
-            return _map(torch.square, b)
-        if n == -1:
-            return _map(torch.reciprocal, b)
-        return lambda x: torch.pow(b(x), n)
-    if exponent == sympy.Rational(1, 2):
-        return _map(torch.sqrt, b)
-    if exponent == sympy.Rational(-1, 2):
-        return _map(torch.rsqrt, b)
-    if base is sympy.E:
-        return _map(torch.exp, _to_node(exponent))
-    if not exponent.free_symbols:
-        p = float(exponent)
-        return lambda x: torch.pow(b(x), p)
-    return _fold(torch.pow, [b, _to_node(exponent)])
+def _unary(f: Callable[[torch.Tensor], torch.Tensor]) -> Callable[..., torch.Tensor]:
+    return lambda x, u: f(u)
 
 
-def _add_node(expr: sympy.Add) -> Node:
-    """A sum; a pair exp(u) - 1 inside it is computed as expm1(u)."""
-    args = list(expr.args)
-    if sympy.S.NegativeOne in args:
-        for term in args:
-            if isinstance(term, sympy.exp):
-                args.remove(sympy.S.NegativeOne)
-                args.remove(term)
-                expm1 = _map(torch.expm1, _to_node(term.args[0]))
-                return _fold(torch.add, [expm1, *(_to_node(a) for a in args)])
-    return _fold(torch.add, [_to_node(a) for a in args])
+def _fold(f: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> Callable[..., torch.Tensor]:
+    return lambda x, *args: functools.reduce(f, args)
 
 
-def _log1p_argument_node(arg: sympy.Expr) -> Node | None:
-    """The compiled u when `arg` is 1 + u, so that log(1 + u) can use log1p(u)."""
+def _zeros(x: torch.Tensor, *args: torch.Tensor) -> torch.Tensor:
+    return torch.zeros_like(x)
+
+
+class _Compiler:
+    """Turns a SymPy expression into a list of `Step`s, one per distinct sub-expression, in an
+    order where every step comes after the steps it uses; the last step is the expression."""
+
+    def __init__(self, values: Mapping[str, float]) -> None:
+        self.values = values
+        self.steps: list[Step] = []
+        self.index: dict[sympy.Basic, int] = {}
+
+    def slot(self, expr: sympy.Basic) -> int:
+        """The index of the step computing `expr`, compiled on first sight."""
+        if expr not in self.index:
+            fn, args = self.step(expr)
+            self.steps.append((fn, tuple(args)))
+            self.index[expr] = len(self.steps) - 1
+        return self.index[expr]
+
+    def step(self, expr: sympy.Basic) -> tuple[Callable[..., torch.Tensor], list[int]]:
+        """The function computing `expr` and the indices of the steps it takes as arguments."""
+        if expr is sympy.true or expr is sympy.false:
+            return _constant(bool(expr)), []
+        if isinstance(expr, sympy.Expr) and not expr.free_symbols:
+            try:
+                return _constant(float(expr)), []
+            except OverflowError:
+                return _constant(float(expr.evalf())), []  # a huge number: +-inf
+            except (TypeError, ValueError):
+                pass  # e.g. DiracDelta(0): handled below
+        if isinstance(expr, sympy.Symbol):
+            if expr.name == "x":
+                return (lambda x: x), []
+            return _constant(float(self.values[expr.name])), []
+        kind = type(expr)
+        if kind is sympy.Pow:
+            return self.power(expr)
+        if kind is sympy.Add:
+            return self.add(expr)
+        if kind is sympy.log:
+            rest = _one_plus(expr.args[0])
+            if rest is not None:
+                return _unary(torch.log1p), [self.slot(rest)]
+        if kind in _UNARY:
+            return _unary(_UNARY[kind]), [self.slot(expr.args[0])]
+        if kind in _FOLDS:
+            return _fold(_FOLDS[kind]), [self.slot(a) for a in expr.args]
+        if kind in _RELATIONS:
+            return _fold(_RELATIONS[kind]), [self.slot(expr.lhs), self.slot(expr.rhs)]
+        if kind is sympy.Heaviside:
+            return _heaviside(expr), [self.slot(expr.args[0])]
+        if kind is sympy.DiracDelta:
+            return _zeros, []  # the derivative at a jump is taken to be 0
+        if kind is sympy.Piecewise:
+            return _piecewise, [self.slot(part) for pair in expr.args for part in pair]
+        raise GradvetError(f"cannot compile {kind.__name__} ({_quote(str(expr))}) to torch")
+
+    def power(self, expr: sympy.Pow) -> tuple[Callable[..., torch.Tensor], list[int]]:
+        base, exponent = expr.args
+        if base is sympy.E:
+            return _unary(torch.exp), [self.slot(exponent)]
+        b = [self.slot(base)]
+        if exponent.is_Integer:
+            n = int(exponent)
+            if n == 2:
+                return _unary(torch.square), b
+            if n == -1:
+                return _unary(torch.reciprocal), b
+            return (lambda x, u: torch.pow(u, n)), b
+        if exponent == sympy.Rational(1, 2):
+            return _unary(torch.sqrt), b
+        if exponent == sympy.Rational(-1, 2):
+            return _unary(torch.rsqrt), b
+        if not exponent.free_symbols:
+            p = float(exponent)
+            return (lambda x, u: torch.pow(u, p)), b
+        return _fold(torch.pow), b + [self.slot(exponent)]
+
+    def add(self, expr: sympy.Add) -> tuple[Callable[..., torch.Tensor], list[int]]:
+        """A sum; a pair exp(u) - 1 inside it is computed as expm1(u)."""
+        args = list(expr.args)
+        if sympy.S.NegativeOne in args:
+            for term in args:
+                if isinstance(term, sympy.exp):
+                    args.remove(sympy.S.NegativeOne)
+                    args.remove(term)
+                    return _expm1_plus, [self.slot(term.args[0]), *(self.slot(a) for a in args)]
+        return _fold(torch.add), [self.slot(a) for a in args]
+
+
+def _expm1_plus(x: torch.Tensor, u: torch.Tensor, *rest: torch.Tensor) -> torch.Tensor:
+    """expm1(u) plus the other terms of a sum."""
+    return functools.reduce(torch.add, rest, torch.expm1(u))
+
+
+def _one_plus(arg: sympy.Expr) -> sympy.Expr | None:
+    """u when `arg` is 1 + u (so that log(1 + u) can use log1p(u)), else None."""
     if isinstance(arg, sympy.Add) and sympy.S.One in arg.args:
         rest = list(arg.args)
         rest.remove(sympy.S.One)
-        return _to_node(sympy.Add(*rest))
+        return sympy.Add(*rest)
     return None
 
 
-def _heaviside_node(expr: sympy.Heaviside) -> Node:
+def _heaviside(expr: sympy.Heaviside) -> Callable[..., torch.Tensor]:
     """step(u): 1 above 0, 0 below, SymPy's H(0) (default 1/2) at 0."""
-    u = _to_node(expr.args[0])
     h0 = float(expr.args[1]) if len(expr.args) > 1 else 0.5
 
-    def node(x: torch.Tensor) -> torch.Tensor:
-        t = u(x)
+    def step(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         one, zero, half = (torch.tensor(v, dtype=t.dtype, device=t.device) for v in (1.0, 0.0, h0))
         return torch.where(t > 0, one, torch.where(t < 0, zero, half))
 
-    return node
+    return step
 
 
-def _piecewise_node(expr: sympy.Piecewise) -> Node:
-    """Nested torch.where, conditions tried in order; NaN where no condition holds."""
-    pieces = [(_to_node(value), _to_node(cond)) for value, cond in expr.args]
+def _piecewise(x: torch.Tensor, *parts: torch.Tensor) -> torch.Tensor:
+    """Nested torch.where over (value, condition) pairs tried in order; NaN where none holds."""
+    result = torch.tensor(float("nan"), dtype=x.dtype, device=x.device)
+    for i in range(len(parts) - 2, -1, -2):
+        result = torch.where(parts[i + 1], parts[i], result)
+    return result
 
-    def node(x: torch.Tensor) -> torch.Tensor:
-        result = torch.tensor(float("nan"), dtype=x.dtype, device=x.device)
-        for value, cond in reversed(pieces):
-            result = torch.where(cond(x), value(x), result)
-        return result
 
-    return node
+def _last_uses(steps: Sequence[Step]) -> list[tuple[int, ...]]:
+    """For each step, the earlier results it is the last to use (freed once it has run)."""
+    last: dict[int, int] = {}
+    for i, (_, args) in enumerate(steps):
+        for a in args:
+            last[a] = i
+    frees: list[list[int]] = [[] for _ in steps]
+    for a, i in last.items():
+        frees[i].append(a)
+    return [tuple(f) for f in frees]
+
+
+def _zero_gradient(x: torch.Tensor) -> torch.Tensor:
+    """0 everywhere, with x in its autograd graph and gradient 0 (inf * 0 is avoided)."""
+    return torch.where(torch.isfinite(x), x, 0.0) * 0.0
 
 
 def compile_torch(
@@ -861,34 +917,40 @@ def compile_torch(
 ) -> Callable[[torch.Tensor], torch.Tensor]:
     """A torch function computing `expr` elementwise, with parameters set from `values`.
 
-    The result has the shape and dtype of the input (integer inputs are first
-    converted to the default float dtype), also for constant formulas, and
-    supports autograd. Raises GradvetError for a missing parameter value or a
-    SymPy node that has no torch counterpart. Extra entries in `values` are
-    ignored.
+    Each distinct sub-expression is computed once per call (f' of tanh(tanh(...(x))), 64 deep,
+    is 64 tanh calls, not 2,080), and a result is freed after its last use. Parameters are
+    torch constants, never substituted into SymPy (which could evaluate huge numbers exactly).
+    The result has the shape and dtype of the input (integer inputs are first converted to the
+    default float dtype), also for constant formulas, and supports autograd: where f does not
+    depend on x (a constant, a step), autograd gives f' = 0, as `derivative` does. Raises
+    GradvetError for a missing parameter value or a SymPy node that has no torch counterpart.
+    Extra entries in `values` are ignored.
     """
-    substitutions = {
-        s: sympy.Float(float(values[s.name]))
-        for s in expr.free_symbols
-        if s.name in values and s.name != "x"
-    }
-    if substitutions:
-        expr = expr.subs(substitutions)
-    missing = sorted(s.name for s in expr.free_symbols if s.name != "x")
+    missing = sorted(s.name for s in expr.free_symbols if s.name != "x" and s.name not in values)
     if missing:
         raise GradvetError(
             "the formula needs values for the parameters " + ", ".join(repr(m) for m in missing)
         )
-    node = _to_node(expr)
+    compiler = _Compiler(values)
+    compiler.slot(expr)
+    steps = compiler.steps
+    frees = _last_uses(steps)
 
     def fn(x: torch.Tensor) -> torch.Tensor:
         if not x.is_floating_point():
             x = x.to(torch.get_default_dtype())
-        out = node(x)
+        results: list[torch.Tensor | None] = [None] * len(steps)
+        for i, (f, args) in enumerate(steps):
+            results[i] = f(x, *(results[a] for a in args))
+            for a in frees[i]:
+                results[a] = None
+        out = results[-1]
         if out.dtype != x.dtype:
             out = out.to(x.dtype)
         if out.shape != x.shape:
             out = out.expand(x.shape).clone()
+        if x.requires_grad and not out.requires_grad and torch.is_grad_enabled():
+            out = out + _zero_gradient(x)
         return out
 
     return fn

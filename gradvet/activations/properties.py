@@ -17,6 +17,16 @@ kinks sit, plus tail points x = +-1e4 ... +-1e16 for limits:
   split at the breakpoints (exact to ~1e-15 for piecewise-analytic f).
 - saturation: |f'| <= 1e-6 at every tail point on that side; dead region: an
   interval where f' is exactly 0, bounded by breakpoints.
+- undefined regions: where f is NaN (log(x) and sqrt(x) for x < 0): runs of
+  NaN on the grid, each end bisected to float64 resolution (a run reaching the
+  window's edge goes on to +-inf if f is NaN at +-PROBE, about 1e4, else its
+  end is bisected against that point and the window widened to take it in). Every other property is of f where it is defined:
+  the ends of the domain are special points like the kinks (an extremum there
+  counts), jumps are looked for only between defined points, and an end of
+  the output range at +-inf is open. E[f(z)] and E[f'(z)^2] are NaN when f is
+  undefined on a set of positive Gaussian probability: no number is true there.
+  (Isolated points where f is defined inside such a region, as x**x at the
+  negative integers, are not resolved.)
 """
 
 from __future__ import annotations
@@ -36,6 +46,8 @@ Fn = Callable[[torch.Tensor], torch.Tensor]
 DTYPE = torch.float64
 GRID_INTERVALS = 4096
 TAIL = (1e4, 1e5, 1e6, 1e8, 1e16)
+BISECTIONS = 64  # halvings that locate an end of an undefined region: 1e4 / 2**64 ~ 5e-16
+PROBE = TAIL[0] + math.sqrt(2) - 1  # beyond the window, off the integers (x**x is defined at -10000)
 SATURATION_TOL = 1e-6
 GAUSS_HALF_WIDTH = 40.0
 GAUSS_NODES = 24
@@ -84,6 +96,7 @@ class Properties:
     saturates_right: bool
     dead_regions: tuple[tuple[float, float], ...]
     window: float
+    undefined: tuple[tuple[float, float], ...] = ()
     cost: float | None = field(default=None, compare=False)
 
     @property
@@ -99,9 +112,18 @@ class Properties:
 
     def dead_text(self) -> str:
         """Dead regions as text, e.g. '(-inf, 0)', or '-'."""
-        if not self.dead_regions:
-            return "-"
-        return " u ".join(f"({_fmt(a)}, {_fmt(b)})" for a, b in self.dead_regions)
+        return _intervals_text(self.dead_regions)
+
+    @property
+    def defined_everywhere(self) -> bool:
+        """f is a number (not NaN) for every real x (see `undefined`)."""
+        return not self.undefined
+
+    def domain_text(self) -> str:
+        """'all real x', or where f is undefined, e.g. 'f is NaN (undefined) for x in (-inf, 0)'."""
+        if self.defined_everywhere:
+            return "all real x"
+        return f"f is NaN (undefined) for x in {_intervals_text(self.undefined)}"
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -109,6 +131,7 @@ class Properties:
         data["range_lo"], data["range_hi"] = self.output_range.lo, self.output_range.hi
         data["zero_centred"] = self.zero_centred
         data["saturation"] = self.saturation
+        data["defined_everywhere"] = self.defined_everywhere
         return data
 
     def to_cache(self) -> dict[str, Any]:
@@ -121,6 +144,7 @@ class Properties:
         data["kinks"] = tuple(data["kinks"])
         data["breakpoints"] = tuple(data["breakpoints"])
         data["dead_regions"] = tuple(tuple(r) for r in data["dead_regions"])
+        data["undefined"] = tuple(tuple(r) for r in data["undefined"])
         return cls(**data)
 
 
@@ -128,6 +152,13 @@ def _fmt(v: float) -> str:
     if math.isinf(v):
         return "inf" if v > 0 else "-inf"
     return f"{v:.6g}"
+
+
+def _intervals_text(intervals: tuple[tuple[float, float], ...]) -> str:
+    """Open intervals as text, e.g. '(-inf, 0) u (1, 2)', or '-'."""
+    if not intervals:
+        return "-"
+    return " u ".join(f"({_fmt(a)}, {_fmt(b)})" for a, b in intervals)
 
 
 def _clean(v: float, digits: int = 15) -> float:
@@ -202,7 +233,8 @@ def _jump_points(orders: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor
     inf = torch.full((n_orders, 1), math.inf, dtype=DTYPE)
     neighbour = torch.minimum(torch.cat([inf, d[:, :-1]], 1), torch.cat([d[:, 1:], inf], 1))
     bad = ~(finite[:, 1:] & finite[:, :-1]) & finite.any(dim=1, keepdim=True)
-    cand = ((d > 3 * neighbour) & (d > 1e-10 * scale[:, None])) | bad
+    defined = ~torch.isnan(values[0])  # where f is undefined there is nothing to jump
+    cand = (((d > 3 * neighbour) & (d > 1e-10 * scale[:, None])) | bad) & (defined[1:] & defined[:-1])
     order, idx = torch.nonzero(cand, as_tuple=True)
     found: list[list[float]] = [[] for _ in range(n_orders)]
     if idx.numel() == 0:
@@ -227,6 +259,94 @@ def _jump_points(orders: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor
 def _snap(v: float) -> float:
     """A located jump, rounded to 10 decimals (the search's last bits are noise)."""
     return round(v, 10) + 0.0
+
+
+def _runs(flags: list[bool]) -> list[tuple[int, int]]:
+    """(first, last) index of each run of True."""
+    runs, i = [], 0
+    while i < len(flags):
+        if flags[i]:
+            j = i
+            while j + 1 < len(flags) and flags[j + 1]:
+                j += 1
+            runs.append((i, j))
+            i = j + 1
+        else:
+            i += 1
+    return runs
+
+
+def _undefined_regions(f: Fn, window: float) -> tuple[tuple[tuple[float, float], ...], list[float]]:
+    """Open intervals where f is NaN, and the points where f is defined at their finite ends.
+
+    Each run of NaN on the grid is bounded by its defined neighbours, or at the window's edge by
+    the point +-PROBE beyond it (f NaN there too: the run reaches +-inf); the boundary between
+    the last defined point and the first NaN one is bisected BISECTIONS times and rounded to 10
+    decimals. The point returned for an end is that rounded value if f is defined there (sqrt at
+    0), else the last defined point found (within float64 resolution of the end).
+    """
+    x = _grid(window)
+    nan = torch.isnan(_call(f, x)).tolist()
+    if not any(nan):
+        return (), []
+    probe_nan = torch.isnan(_call(f, _t([-PROBE, PROBE]))).tolist()
+    runs = _runs(nan)
+    pairs = []  # (defined point, NaN point) around each end: None where the run reaches +-inf
+    for i, j in runs:
+        for side, k, edge, undefined_beyond in ((-1, i - 1, i == 0, probe_nan[0]),
+                                                (1, j + 1, j == len(nan) - 1, probe_nan[1])):
+            if edge and undefined_beyond:
+                pairs.append(None)
+            else:
+                pairs.append((side * PROBE if edge else float(x[k]), float(x[i] if side < 0 else x[j])))
+    finite = [p for p in pairs if p is not None]
+    a, b = _t([p[0] for p in finite]), _t([p[1] for p in finite])
+    for _ in range(BISECTIONS):
+        mid = (a + b) / 2
+        undefined = torch.isnan(_call(f, mid))
+        a, b = torch.where(undefined, a, mid), torch.where(undefined, mid, b)
+    located = [_snap((float(lo) + float(hi)) / 2) for lo, hi in zip(a, b)]
+    undefined_there = torch.isnan(_call(f, _t(located))).tolist()
+    points = [float(a[k]) if undefined_there[k] else located[k] for k in range(len(located))]
+    found = iter(located)
+    ends = [next(found) if p is not None else (-math.inf if k % 2 == 0 else math.inf) for k, p in enumerate(pairs)]
+    return tuple(zip(ends[::2], ends[1::2])), points
+
+
+def _restricted(act: Activation, undefined: tuple[tuple[float, float], ...]) -> Activation:
+    """`act` with f and f' NaN on the undefined regions, so that every property sees one domain:
+    f' of log(x) is 1/x for x < 0 as a formula, but f is not defined there; x**x is defined at
+    the negative integers, which the regions do not resolve."""
+    fn, grad = act.fn, act.grad
+
+    def in_regions(x: torch.Tensor) -> torch.Tensor:
+        inside = torch.zeros_like(x, dtype=torch.bool)
+        for lo, hi in undefined:
+            inside |= (x > lo) & (x < hi)
+        return inside
+
+    def restricted_fn(x: torch.Tensor) -> torch.Tensor:
+        return torch.where(in_regions(x), math.nan, fn(x))
+
+    def restricted_grad(x: torch.Tensor) -> torch.Tensor:
+        g = grad(x)
+        with torch.no_grad():
+            undefined_here = torch.isnan(restricted_fn(x))
+        return torch.where(undefined_here, math.nan, g)
+
+    return replace(act, fn=restricted_fn, grad=restricted_grad)
+
+
+def _nowhere_defined(window: float) -> Properties:
+    """The properties of an f that is NaN for every x (sqrt(-1 - x**2)): none is a number."""
+    nan = math.nan
+    return Properties(
+        output_range=Range(nan, nan, False, False), monotonic=False, increasing=False,
+        derivative_monotonic=False, smoothness="undefined", kinks=(), breakpoints=(), f0=nan,
+        fprime0=nan, identity_near_0=False, max_grad=nan, max_grad_at=nan, mean_gauss=nan,
+        grad_sq_gauss=nan, saturates_left=False, saturates_right=False, dead_regions=(),
+        window=window, undefined=((-math.inf, math.inf),),
+    )
 
 
 def _window(act: Activation) -> float:
@@ -270,6 +390,12 @@ def _tail_unbounded(ts: torch.Tensor, best: float) -> float:
     return 0.0
 
 
+def _nan_lowest(values: torch.Tensor) -> torch.Tensor:
+    """NaN (f undefined) as -inf, so that it never wins a maximum; +-inf kept (nan_to_num would
+    turn them into +-1.8e308)."""
+    return torch.where(torch.isnan(values), -math.inf, values)
+
+
 def _extremum(f: Fn, x: torch.Tensor, fx: torch.Tensor, tail_x: torch.Tensor, sign: float,
               special: list[float], grad: Fn | None) -> tuple[float, bool, float]:
     """sup of sign*f over the real line: (value, attained at a finite x, where).
@@ -280,9 +406,9 @@ def _extremum(f: Fn, x: torch.Tensor, fx: torch.Tensor, tail_x: torch.Tensor, si
     """
     from scipy.optimize import minimize_scalar
 
-    s = torch.nan_to_num(sign * fx, nan=-math.inf)
+    s = _nan_lowest(sign * fx)
     top = float(s.max())
-    near_top = torch.nonzero(s >= top - 1e-9 * (1 + abs(top))).flatten()
+    near_top = torch.nonzero(s >= (top - 1e-9 * (1 + abs(top)) if math.isfinite(top) else top)).flatten()
     i = int(near_top[torch.argmin(x[near_top].abs())])  # of equal maxima, the one nearest 0
     best, where = float(s[i]), float(x[i])
     if 0 < i < len(x) - 1:
@@ -295,7 +421,7 @@ def _extremum(f: Fn, x: torch.Tensor, fx: torch.Tensor, tail_x: torch.Tensor, si
             best, where = float(-res.fun), float(res.x)
     inside = sorted((p for p in special if float(x[0]) <= p <= float(x[-1])), key=abs)
     if inside:
-        sv = torch.nan_to_num(sign * _call(f, _t(inside)), nan=-math.inf)
+        sv = _nan_lowest(sign * _call(f, _t(inside)))
         k = int(torch.argmax(sv))
         if float(sv[k]) >= best - 1e-13 * (1 + abs(best)):
             best, where = max(best, float(sv[k])), inside[k]
@@ -303,7 +429,7 @@ def _extremum(f: Fn, x: torch.Tensor, fx: torch.Tensor, tail_x: torch.Tensor, si
     direction = _tail_unbounded(ts, best)
     if direction:
         return math.inf, False, direction * math.inf
-    tail = torch.nan_to_num(ts, nan=-math.inf)
+    tail = _nan_lowest(ts)
     if float(tail.max()) > best:
         j = int(torch.argmax(tail))
         return float(tail[j]), False, math.copysign(math.inf, float(tail_x[j]))
@@ -321,7 +447,8 @@ def _extremum(f: Fn, x: torch.Tensor, fx: torch.Tensor, tail_x: torch.Tensor, si
 def _output_range(act: Activation, x, fx, tail_x, special: list[float]) -> Range:
     hi, hi_closed, _ = _extremum(act.fn, x, fx, tail_x, 1.0, special, act.grad)
     lo, lo_closed, _ = _extremum(act.fn, x, fx, tail_x, -1.0, special, act.grad)
-    return Range(_clean(-lo), _clean(hi), lo_closed, hi_closed)
+    # +-inf is a limit, never a value reached (log(0) = -inf is the limit at 0+)
+    return Range(_clean(-lo), _clean(hi), lo_closed and math.isfinite(lo), hi_closed and math.isfinite(hi))
 
 
 def _max_grad(act: Activation, x, gx, tail_x, special: list[float]) -> tuple[float, float]:
@@ -394,24 +521,17 @@ def _dead_regions(gx: torch.Tensor, x: torch.Tensor, breakpoints: list[float], t
     n = len(TAIL)
     h = float(x[1] - x[0])
     zero = (gx == 0).tolist()
-    out, i, size = [], 0, len(zero)
-    while i < size:
-        if not zero[i]:
-            i += 1
-            continue
-        j = i
-        while j + 1 < size and zero[j + 1]:
-            j += 1
+    out = []
+    for i, j in _runs(zero):
         if j - i >= 2:
             ends = []
-            for at_edge, k, tail in ((i == 0, i, tail_grad[:n]), (j == size - 1, j, tail_grad[n:])):
+            for at_edge, k, tail in ((i == 0, i, tail_grad[:n]), (j == len(zero) - 1, j, tail_grad[n:])):
                 if at_edge and bool((tail == 0).all()):
                     ends.append(math.copysign(math.inf, float(x[k])))
                 else:
                     ends.append(_nearest(float(x[k]), breakpoints, h, default=None))
             if None not in ends:
                 out.append((ends[0], ends[1]))
-        i = j + 1
     return tuple(out)
 
 
@@ -442,11 +562,18 @@ def compute(act: Activation) -> Properties:
 
 def _compute(act: Activation) -> Properties:
     window = _window(act)
+    undefined, domain_ends = _undefined_regions(act.fn, window)
+    if undefined == ((-math.inf, math.inf),):
+        return _nowhere_defined(window)
+    if undefined:
+        act = _restricted(act, undefined)
+    if domain_ends:  # take in the ends of the domain (sqrt(x - 100)), up to the first tail point
+        window = max(window, min(TAIL[0], 2 * max(abs(p) for p in domain_ends) + 2))
     x = _grid(window)
     n = len(TAIL)
     tail_x = _t([-t for t in TAIL] + list(TAIL))
     smooth, kinks, breakpoints = _smoothness(act, x)
-    special = sorted({0.0, *breakpoints})
+    special = sorted({0.0, *breakpoints, *domain_ends})
     fx, gx = _call(act.fn, x), _call(act.grad, x)
     tail_f, tail_grad = _call(act.fn, tail_x), _call(act.grad, tail_x).abs()
     monotonic, increasing = _monotone(torch.cat([tail_f[:n].flip(0), fx, tail_f[n:]]))
@@ -474,6 +601,7 @@ def _compute(act: Activation) -> Properties:
         saturates_right=bool((tail_grad[n:] <= SATURATION_TOL).all()),
         dead_regions=_dead_regions(gx, x, breakpoints, tail_grad),
         window=window,
+        undefined=undefined,
     )
 
 

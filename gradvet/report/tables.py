@@ -74,6 +74,7 @@ def activation_panel(act: Activation) -> Panel:
         ("family", act.family),
         ("parameters", ", ".join(f"{k} = {v:g}" for k, v in act.params.items()) or "-"),
         ("aliases", ", ".join(act.aliases) or "-"),
+        ("domain", p.domain_text()),
         ("output range", str(p.output_range)),
         ("monotonic", ("yes, " + ("increasing" if p.increasing else "decreasing")) if p.monotonic else "no"),
         ("f' monotonic", "yes" if p.derivative_monotonic else "no"),
