@@ -174,6 +174,8 @@ def add_store(page: Page, path: Path) -> None:
     f = Fields()
     with Store(path, create=False) as store:
         runs = [f.bounded(r) for r in store.runs(history=True)]
+        for name in sorted({name for r in runs for name in r.get("unreadable") or {}}):
+            f.wrong(name)  # the store's own note: a JSON field it could not read comes back as None
         records = {i: store.layer_records(r["key"]) for i, r in enumerate(runs[:MAX_RUN_DETAILS])}
     page.sources[str(path)] = {"runs": runs}
     sec = page.section("runs", f"runs in {path.name}")
