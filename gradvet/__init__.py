@@ -3,7 +3,7 @@
 from gradvet import activations
 from gradvet.activations import Activation, activation, register
 from gradvet.choose import Choice, choose
-from gradvet.errors import GradvetError
+from gradvet.base.errors import GradvetError
 from gradvet.probe import Diagnosis, Probe, Trace, diagnose
 
 __version__ = "0.1.0"

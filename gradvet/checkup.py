@@ -12,15 +12,15 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from gradvet import validation
+from gradvet.base import validation
 from gradvet.data import Dataset
-from gradvet.errors import GradvetError
+from gradvet.base.errors import GradvetError
 from gradvet.probe import Probe, diagnose
 from gradvet.probe.diagnosis import Diagnosis
 from gradvet.probe.histograms import activation_histograms
 from gradvet.probe.layers import watched_modules
 from gradvet.probe.predicted import predict_for
-from gradvet.validation import first_line, not_allowed
+from gradvet.base.validation import first_line, not_allowed
 
 
 FACTORY = "a Python function or class that takes no arguments and returns a torch.nn.Module"

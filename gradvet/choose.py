@@ -74,11 +74,11 @@ from typing import Any
 
 import torch
 
-from gradvet import validation
+from gradvet.base import validation
 from gradvet.activations import Activation, activation as get_activation
-from gradvet.errors import GradvetError, did_you_mean
+from gradvet.base.errors import GradvetError, did_you_mean
 from gradvet.experiments.base import mean_sd
-from gradvet.jsonable import jsonable
+from gradvet.base.jsonable import jsonable
 from gradvet.probe.diagnosis import EXPLODING, VANISHING, geometric_mean, short_number
 from gradvet.spec import NORMS
 

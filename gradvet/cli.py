@@ -14,8 +14,8 @@ from typing import Annotated, Any
 
 import typer
 
-from gradvet.errors import GradvetError, did_you_mean
-from gradvet.jsonable import jsonable
+from gradvet.base.errors import GradvetError, did_you_mean
+from gradvet.base.jsonable import jsonable
 
 app = typer.Typer(
     help="gradvet: see, explain and fix vanishing and exploding gradients; choose activations with evidence.",
@@ -177,7 +177,7 @@ def plot_command(
     from gradvet.activations import activation
     from gradvet.activations.registry import check_family
     from gradvet.report.activation_plots import check_output, plot_family, plot_overlay
-    from gradvet.validation import x_range
+    from gradvet.base.validation import x_range
 
     x_range(xmin, xmax)
     check_output(out)
@@ -233,7 +233,7 @@ def sweep_command(
     from gradvet.sweep import load_grid, run_sweep
     from gradvet.sweep.batched import check_mode
     from gradvet.sweep.runner import check_backend
-    from gradvet.validation import MAX_WORKERS, whole_number
+    from gradvet.base.validation import MAX_WORKERS, whole_number
 
     check_backend(backend)
     check_mode(batched)
@@ -425,7 +425,7 @@ def theory_command(
 
     from gradvet import theory as T
     from gradvet.activations import activation
-    from gradvet.validation import network_depth
+    from gradvet.base.validation import network_depth
 
     network_depth("depth", depth)
     act = activation(name)
@@ -557,13 +557,13 @@ def main() -> None:
 
     torch runs on GRADVET_THREADS intra-op threads (default 1): gradvet's models are small,
     and on a 2-core machine with other work a second thread makes them several times slower.
-    Anything but a whole number from 1 to gradvet.validation.MAX_THREADS is refused (exit 2).
+    Anything but a whole number from 1 to gradvet.base.validation.MAX_THREADS is refused (exit 2).
     """
     import os
 
     import torch
 
-    from gradvet.validation import threads
+    from gradvet.base.validation import threads
 
     try:
         torch.set_num_threads(threads("GRADVET_THREADS", os.environ.get("GRADVET_THREADS") or "1"))

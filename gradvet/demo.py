@@ -27,7 +27,7 @@ from gradvet.models import mlp
 from gradvet.probe import Probe, Trace
 from gradvet.probe.diagnosis import geometric_mean, short_number
 from gradvet.spec import RunSpec
-from gradvet.validation import output_folder
+from gradvet.base.validation import output_folder
 
 DEPTH, WIDTH, STEPS = 10, 64, 300
 CONTENDERS = (("sigmoid", "xavier"), ("tanh", "xavier"), ("relu", "he"), ("leaky_relu", "he"), ("elu", "he"))

@@ -15,8 +15,8 @@ import json
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from gradvet import validation
-from gradvet.errors import GradvetError, did_you_mean
+from gradvet.base import validation
+from gradvet.base.errors import GradvetError, did_you_mean
 
 MODELS = ("mlp", "rnn", "lstm", "gru")
 INITS = ("normal", "nielsen", "xavier", "he", "lecun", "orthogonal", "lsuv", "critical", "default")
@@ -141,7 +141,7 @@ def _init(value: Any) -> None:
 
 
 def validate(spec: RunSpec) -> None:
-    """Check every field against gradvet.validation's rules and limits; one GradvetError naming the
+    """Check every field against gradvet.base.validation's rules and limits; one GradvetError naming the
     first bad one."""
     validation.choice("model", spec.model, MODELS)
     _init(spec.init)

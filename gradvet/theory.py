@@ -35,7 +35,7 @@ import torch
 from gradvet.activations import Activation, activation as get_activation
 from gradvet.activations.cache import CATALOG_SOURCES, DiskTable
 from gradvet.activations.properties import gauss_legendre_pieces
-from gradvet.errors import GradvetError
+from gradvet.base.errors import GradvetError
 
 DIVERGED = 1e12  # the length map counts as diverging once the search for q* passes this q
 NOISE = 1e-12  # |M(q) - q| below NOISE * q is quadrature rounding, not a sign (softplus at sw2 = 2: M(q) - q ~ q^-1/2)

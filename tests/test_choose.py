@@ -16,7 +16,7 @@ from gradvet.activations import activation
 from gradvet.choose import (CONFIRMED, DEFAULT_CANDIDATES, NOT_HERE, NOT_MEASURED, RELU_TOLERANCE, CandidateResult,
                             Choice, SeedResult, choose, keep_order, match_init, split_candidates)
 from gradvet.cli import app
-from gradvet.errors import GradvetError
+from gradvet.base.errors import GradvetError
 from gradvet.data import load as load_data
 from gradvet.models import mlp
 from cli_helpers import assert_user_error

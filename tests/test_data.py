@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from gradvet.data import NAMES, Dataset, load
-from gradvet.errors import GradvetError
+from gradvet.base.errors import GradvetError
 
 # ---------------------------------------------------------------- general
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from gradvet.data import load
-from gradvet.errors import GradvetError
+from gradvet.base.errors import GradvetError
 from gradvet.experiments import cause, run_experiment
 from gradvet.experiments import speed_of_learning as sol
 from gradvet.models.build import build

@@ -37,7 +37,7 @@ from gradvet.activations.formula import (
     to_text,
 )
 from gradvet.cli import app
-from gradvet.errors import GradvetError
+from gradvet.base.errors import GradvetError
 from cli_helpers import assert_user_error
 
 RTOL, ATOL = 1e-10, 1e-12
@@ -401,7 +401,7 @@ import json, sys
 from typer.testing import CliRunner
 import gradvet
 from gradvet.cli import app
-from gradvet.errors import GradvetError
+from gradvet.base.errors import GradvetError
 results = []
 for case in json.loads(sys.argv[1]):
     if isinstance(case, str):  # gradvet.activation(text).properties, as in Python

@@ -36,7 +36,7 @@ from gradvet.models import mlp
 from gradvet.probe.histograms import activation_histograms
 from gradvet.report import build_page, write_report
 from gradvet.report.page import SHOWN_CHARS, fmt
-from gradvet.report.reading import MAX_FIGURE_BYTES, MAX_JSON_BYTES, MAX_JSON_DEPTH
+from gradvet.base.files import MAX_FIGURE_BYTES, MAX_JSON_BYTES, MAX_JSON_DEPTH
 from gradvet.spec import RunSpec
 from gradvet.sweep import Store
 from gradvet.train import run as train

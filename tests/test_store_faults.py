@@ -27,7 +27,7 @@ import pytest
 from typer.testing import CliRunner
 
 from gradvet.cli import app
-from gradvet.errors import GradvetError
+from gradvet.base.errors import GradvetError
 from gradvet.spec import RunSpec
 from gradvet.sweep import Store, load_grid, run_sweep
 from gradvet.sweep.lease import WriterLease, lock_path
@@ -459,7 +459,7 @@ from typer.testing import CliRunner
 import gradvet.sweep.runner
 gradvet.sweep.runner.DEFAULT_RUN = "sweep_fakes:fake_run"
 from gradvet.cli import app
-from gradvet.errors import GradvetError
+from gradvet.base.errors import GradvetError
 from gradvet.spec import RunSpec
 from gradvet.sweep import Store
 store, grid, new, report = sys.argv[1:5]

@@ -18,7 +18,7 @@ import pytest
 from typer.testing import CliRunner
 
 from gradvet.cli import app
-from gradvet.errors import GradvetError
+from gradvet.base.errors import GradvetError
 from gradvet.spec import RunSpec
 from gradvet.sweep import Store, SweepSummary, load_grid, run_sweep
 

@@ -19,7 +19,7 @@ import pytest
 from typer.testing import CliRunner
 
 from gradvet.cli import app
-from gradvet.errors import GradvetError
+from gradvet.base.errors import GradvetError
 from gradvet.spec import RunSpec
 from gradvet.sweep import Store, run_sweep
 from gradvet.sweep import ray_backend

@@ -1,4 +1,4 @@
-"""gradvet.validation: the one layer of checks on sizes, numbers and paths, and every command-line
+"""gradvet.base.validation: the one layer of checks on sizes, numbers and paths, and every command-line
 case of issue 12 that it answers, typed as the user typed it.
 
 Cases that would allocate gigabytes, hang or start 100,000 threads without the checks run in a
@@ -23,9 +23,9 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from gradvet import validation
+from gradvet.base import validation
 from gradvet.cli import app
-from gradvet.errors import GradvetError
+from gradvet.base.errors import GradvetError
 from gradvet.spec import RunSpec
 from gradvet.sweep import load_grid
 from cli_helpers import assert_user_error

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 import torch
 
-from gradvet.paths import cache_dir
+from gradvet.base.paths import cache_dir
 
 if TYPE_CHECKING:
     from gradvet.activations.core import Activation

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from gradvet.errors import GradvetError, did_you_mean
+from gradvet.base.errors import GradvetError, did_you_mean
 
 if TYPE_CHECKING:
     from gradvet.activations.properties import Properties

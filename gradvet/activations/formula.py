@@ -35,7 +35,7 @@ import torch
 
 from gradvet.activations import formula_limits as limits
 from gradvet.activations.formula_limits import MAX_DEPTH, MAX_LENGTH
-from gradvet.errors import GradvetError, did_you_mean
+from gradvet.base.errors import GradvetError, did_you_mean
 
 __all__ = [
     "FUNCTIONS",

@@ -12,7 +12,7 @@ from typing import Any
 
 from gradvet.activations import formula as F
 from gradvet.activations.core import Activation
-from gradvet.errors import GradvetError
+from gradvet.base.errors import GradvetError
 
 
 def _values(text: str, params: dict[str, Any]) -> dict[str, float]:

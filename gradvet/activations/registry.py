@@ -16,7 +16,7 @@ import torch
 
 from gradvet.activations import other_family, relu_family, sigmoid_family, tanh_family
 from gradvet.activations.core import Activation, Entry
-from gradvet.errors import GradvetError, did_you_mean
+from gradvet.base.errors import GradvetError, did_you_mean
 
 FAMILIES = ("relu", "tanh", "sigmoid", "shrink", "other", "custom")
 _NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_\- ]*$")

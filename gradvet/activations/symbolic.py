@@ -12,7 +12,7 @@ import functools
 
 from gradvet.activations import formula as F
 from gradvet.activations.core import Activation
-from gradvet.errors import GradvetError
+from gradvet.base.errors import GradvetError
 
 
 @functools.lru_cache(maxsize=256)

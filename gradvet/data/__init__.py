@@ -26,7 +26,7 @@ from gradvet.data.mnist1d import load_mnist1d
 from gradvet.data.options import check_names, option_names
 from gradvet.data.sequences import load_adding, load_memory
 from gradvet.data.tabular import load_digits, load_npz
-from gradvet.errors import GradvetError, did_you_mean
+from gradvet.base.errors import GradvetError, did_you_mean
 
 _LOADERS: dict[str, Callable[..., Dataset]] = {
     "digits": load_digits,

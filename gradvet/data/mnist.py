@@ -24,8 +24,8 @@ import numpy as np
 
 from gradvet.data.dataset import Dataset
 from gradvet.data.options import as_bool, as_int
-from gradvet.errors import GradvetError
-from gradvet.paths import cache_dir
+from gradvet.base.errors import GradvetError
+from gradvet.base.paths import cache_dir
 
 FILES = (
     "train-images-idx3-ubyte",

@@ -26,8 +26,8 @@ import numpy as np
 
 from gradvet.data.dataset import Dataset
 from gradvet.data.options import as_int
-from gradvet.errors import GradvetError
-from gradvet.paths import cache_dir
+from gradvet.base.errors import GradvetError
+from gradvet.base.paths import cache_dir
 
 _FORMAT = 1  # bump when the cached arrays change meaning
 _KEYS = ("x", "y", "x_test", "y_test")

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from gradvet.errors import GradvetError, did_you_mean
+from gradvet.base.errors import GradvetError, did_you_mean
 
 
 def option_names(loader: Callable[..., Any]) -> tuple[str, ...]:

@@ -25,7 +25,7 @@ import numpy as np
 
 from gradvet.data.dataset import Dataset
 from gradvet.data.options import as_fraction
-from gradvet.errors import GradvetError
+from gradvet.base.errors import GradvetError
 
 NPZ_SPLIT_SEED = 0
 

@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gradvet import validation
-from gradvet.errors import GradvetError, did_you_mean
-from gradvet.jsonable import jsonable
+from gradvet.base import validation
+from gradvet.base.errors import GradvetError, did_you_mean
+from gradvet.base.jsonable import jsonable
 from gradvet.spec import RunSpec
 from gradvet.train.result import Run
 

@@ -25,7 +25,7 @@ import math
 import torch
 from torch import nn
 
-from gradvet.errors import GradvetError, did_you_mean
+from gradvet.base.errors import GradvetError, did_you_mean
 
 SCHEMES = ("normal", "nielsen", "xavier", "he", "lecun", "orthogonal", "lsuv", "critical", "default")
 GAUSSIAN = "gaussian"  # the one parametrised scheme: "gaussian:sw2=S,sb2=B"

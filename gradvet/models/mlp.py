@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from gradvet.activations import Activation, activation as get_activation
-from gradvet.errors import GradvetError
+from gradvet.base.errors import GradvetError
 
 NORMS = (None, "batch", "layer")
 

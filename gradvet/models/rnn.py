@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from gradvet.activations import Activation, activation as get_activation
-from gradvet.errors import GradvetError
+from gradvet.base.errors import GradvetError
 
 KINDS = ("rnn", "lstm", "gru")
 

@@ -31,8 +31,8 @@ import statistics
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from gradvet.errors import GradvetError
-from gradvet.jsonable import jsonable
+from gradvet.base.errors import GradvetError
+from gradvet.base.jsonable import jsonable
 from gradvet.probe.dead_units import DEAD_RECORDS, DEAD_SPAN
 from gradvet.probe.nonfinite import NonFinite, from_trace
 from gradvet.probe.trace import INPUT, Trace

@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from gradvet.errors import GradvetError
+from gradvet.base.errors import GradvetError
 from gradvet.probe.dead_units import DeadUnitTracker, inactive_units
 from gradvet.probe.layers import Watched, watched_modules
 from gradvet.probe.nonfinite import NONFINITE_INPUT, NONFINITE_OUTPUT, NonFinite, first_in_forward

@@ -13,8 +13,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from gradvet.errors import GradvetError
-from gradvet.jsonable import jsonable
+from gradvet.base.errors import GradvetError
+from gradvet.base.jsonable import jsonable
 
 Row = tuple[int, str, str, float]
 COLUMNS = ("step", "layer", "metric", "value")

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from gradvet.errors import GradvetError
+from gradvet.base.errors import GradvetError
 
 
 def _check_out(out: str | os.PathLike[str]) -> Path:
@@ -23,7 +23,7 @@ def _check_out(out: str | os.PathLike[str]) -> Path:
     if path.suffix.lower() not in (".html", ".htm"):
         raise GradvetError(f"report {str(path)!r} must be an .html file.")
     if path.exists() and not path.is_file():  # a directory, or a FIFO that would block the write forever
-        from gradvet.report.reading import file_kind
+        from gradvet.base.files import file_kind
 
         raise GradvetError(f"report {str(path)!r} is {file_kind(path.stat().st_mode)}, not a regular file; "
                            "give a file name ending in .html.")

@@ -19,8 +19,8 @@ import torch
 from matplotlib.figure import Figure
 
 from gradvet.activations import Activation, activation, catalog
-from gradvet.errors import GradvetError
-from gradvet.validation import output_file, x_range
+from gradvet.base.errors import GradvetError
+from gradvet.base.validation import output_file, x_range
 
 FORMATS = (".png", ".svg", ".pdf")
 F_COLOUR, GRAD_COLOUR = "#1f5fa8", "#d0562c"

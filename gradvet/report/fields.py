@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gradvet.report.reading import MAX_JSON_DEPTH, nesting_depth
+from gradvet.base.files import MAX_JSON_DEPTH, nesting_depth
 
 
 def number(value: Any) -> float | None:

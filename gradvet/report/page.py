@@ -26,7 +26,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from gradvet.jsonable import jsonable
+from gradvet.base.jsonable import jsonable
 
 STYLE = """
 :root { --ink: #1d2433; --muted: #5b6475; --line: #d9dee7; --accent: #1f5fa8; --bad: #b00020; --warn: #b35900;

@@ -22,11 +22,11 @@ from typing import Any
 
 import numpy as np
 
-from gradvet.errors import GradvetError
+from gradvet.base.errors import GradvetError
 from gradvet.report import svg_figures as figs
 from gradvet.report.fields import Fields, number, numbers
 from gradvet.report.page import Page, Section, clip, esc, fmt, svg_image
-from gradvet.report.reading import (MAX_FIGURE_BYTES, RESULT_FILES, file_kind, is_regular_file, read_json,
+from gradvet.base.files import (MAX_FIGURE_BYTES, RESULT_FILES, file_kind, is_regular_file, read_json,
                                     read_regular_file, require_regular_file)
 
 STORE_SUFFIXES = (".db", ".sqlite", ".sqlite3")

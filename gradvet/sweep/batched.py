@@ -9,7 +9,7 @@ its own. mode "off" makes every run a unit of its own.
 
 from __future__ import annotations
 
-from gradvet.errors import GradvetError, did_you_mean
+from gradvet.base.errors import GradvetError, did_you_mean
 from gradvet.spec import RunSpec
 
 MODES = ("auto", "off")

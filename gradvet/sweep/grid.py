@@ -32,8 +32,8 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from gradvet import validation
-from gradvet.errors import GradvetError, did_you_mean
+from gradvet.base import validation
+from gradvet.base.errors import GradvetError, did_you_mean
 from gradvet.spec import RunSpec, field_names
 
 TABLES = ("base", "grid")

@@ -33,7 +33,7 @@ import stat
 import time
 from pathlib import Path
 
-from gradvet.errors import GradvetError
+from gradvet.base.errors import GradvetError
 
 ATTEMPTS = 5  # a lock file replaced under us this many times in a row: give up
 MAX_HOLDER_BYTES = 4096

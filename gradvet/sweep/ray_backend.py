@@ -51,7 +51,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-from gradvet.errors import GradvetError
+from gradvet.base.errors import GradvetError
 from gradvet.spec import RunSpec
 from gradvet.sweep.runner import Outcome, RunFn, _forget, _Sweep, error_text, execute
 
@@ -87,8 +87,8 @@ def _address(address: str | None) -> str | None:
 
 def _threads() -> int:
     """torch intra-op threads inside a task: GRADVET_THREADS (1 to MAX_THREADS), default 1; a bad
-    value fails the run with gradvet.validation's sentence."""
-    from gradvet.validation import threads
+    value fails the run with gradvet.base.validation's sentence."""
+    from gradvet.base.validation import threads
 
     return threads("GRADVET_THREADS", os.environ.get("GRADVET_THREADS") or "1")
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-MAX_JSON_DEPTH = 64  # as the report's reader of result files (gradvet.report.reading)
+MAX_JSON_DEPTH = 64  # as the report's reader of result files (gradvet.base.files)
 JSON_FIELDS = ("spec", "metrics", "history", "extra")
 TEXT_FIELDS = ("key", "label", "status")
 TIME_FIELDS = ("started", "finished")

@@ -49,7 +49,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gradvet.errors import GradvetError, did_you_mean
+from gradvet.base.errors import GradvetError, did_you_mean
 from gradvet.spec import RunSpec
 from gradvet.sweep.batched import check_mode, plan
 from gradvet.sweep.lease import WriterLease

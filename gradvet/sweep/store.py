@@ -41,7 +41,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from gradvet.errors import GradvetError, did_you_mean
+from gradvet.base.errors import GradvetError, did_you_mean
 from gradvet.spec import RunSpec
 from gradvet.sweep.rows import decode_row
 from gradvet.sweep.store_file import (ReadConnection, StoreWriteError, check_store_file, connect_for_writing,

@@ -6,7 +6,7 @@ It is created whole or not at all: the schema is committed into a temporary file
 target (rollback journal, so everything is in the main file), switched to WAL and then linked
 into place.
 
-Checking. Before a file is used it must be a regular file (`gradvet.validation.regular_file`,
+Checking. Before a file is used it must be a regular file (`gradvet.base.validation.regular_file`,
 by stat: a FIFO or a device is refused at once, never opened, so nothing hangs), start with
 SQLite's header, and hold the meta table and every required column, as SQLite itself reads
 it: committed transactions still in the write-ahead log (``NAME-wal``, left by kill -9 or a
@@ -38,8 +38,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from gradvet.errors import GradvetError
-from gradvet.validation import regular_file
+from gradvet.base.errors import GradvetError
+from gradvet.base.validation import regular_file
 
 SCHEMA_NAME = "gradvet-store"
 SCHEMA_VERSION = 1
@@ -113,7 +113,7 @@ def side_file(path: Path, suffix: str) -> Path:
 
 def store_exists(path: Path) -> bool:
     """False when nothing is at `path`; True for a regular file; anything else (a folder, a FIFO,
-    a device) is GradvetError in `gradvet.validation`'s wording, checked with stat before any open."""
+    a device) is GradvetError in `gradvet.base.validation`'s wording, checked with stat before any open."""
     if not os.path.lexists(path):
         return False
     regular_file("store", path)

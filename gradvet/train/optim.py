@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from gradvet.errors import GradvetError
+from gradvet.base.errors import GradvetError
 from gradvet.spec import RunSpec
 
 

@@ -16,7 +16,7 @@ import stat
 from pathlib import Path
 from typing import Any
 
-from gradvet.errors import GradvetError
+from gradvet.base.errors import GradvetError
 
 MAX_JSON_BYTES = 32 * 2**20  # a gradvet result JSON (the full trainable-depth grid is well under 1 MB)
 MAX_JSON_DEPTH = 64  # nesting levels; gradvet writes at most about 6
