@@ -1,5 +1,6 @@
 """A quick check-up of any model on a dataset: probe it at initialisation (or over a few
-SGD steps) and diagnose its gradient flow. Used by `gradvet diagnose`."""
+SGD steps) and diagnose its gradient flow. Used by `gradvet diagnose`; `probe_at_init` is the
+one home of "probe a model once at initialisation" (`gradvet.choose` uses it too)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import functools
 import importlib
 import inspect
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -102,29 +104,48 @@ def _first_batch_loss(model: nn.Module, data: Dataset, loss_fn: nn.Module, x: to
 
 
 
+def _batches(data: Dataset, batch_size: int, seed: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Training batches of min(batch_size, N) examples drawn with replacement (torch.randint from a
+    generator seeded with `seed`), for ever."""
+    generator = torch.Generator().manual_seed(seed)
+    n = data.x_train.shape[0]
+    while True:
+        idx = torch.randint(0, n, (min(batch_size, n),), generator=generator)
+        yield data.x_train[idx], data.y_train[idx]
+
+
+def probe_at_init(model: nn.Module, data: Dataset, loss_fn: nn.Module | None = None, batch_size: int = 128,
+                  seed: int = 0) -> Probe:
+    """`model` as it starts, probed: one forward and backward pass (training mode, no update) on the
+    first batch `_batches` draws, inside a `Probe`. `loss_fn` defaults to cross-entropy, or mean
+    squared error for regression."""
+    x, y = next(_batches(data, batch_size, seed))
+    model.train()
+    with Probe(model) as probe:
+        _first_batch_loss(model, data, loss_fn or _loss(data), x, y).backward()
+        probe.step()
+    return probe
+
+
 def checkup(model: nn.Module, data: Dataset, steps: int = 0, lr: float = 0.1, batch_size: int = 128,
             seed: int = 0) -> tuple[Diagnosis, Probe]:
-    """Probe `model` on `data`: one forward/backward at initialisation when steps = 0,
-    else `steps` SGD steps, recording every step; returns the diagnosis of the last."""
+    """Probe `model` on `data`: one forward/backward at initialisation when steps = 0 (`probe_at_init`),
+    else `steps` SGD steps on the same batches, recording every step; returns the diagnosis of the last."""
     check_settings(steps, lr, batch_size, seed)
     _check_probe_size(model, steps)
-    generator = torch.Generator().manual_seed(seed)
     loss_fn = _loss(data)
-    n = data.x_train.shape[0]
-    optimizer = torch.optim.SGD(model.parameters(), lr=lr) if steps else None
-    model.train()
-    with Probe(model, optimizer) as probe:
-        for step in range(max(steps, 1)):
-            idx = torch.randint(0, n, (min(batch_size, n),), generator=generator)
-            loss = _first_batch_loss(model, data, loss_fn, data.x_train[idx], data.y_train[idx]) if step == 0 \
-                else loss_fn(model(data.x_train[idx]), data.y_train[idx])
-            loss.backward()
-            if optimizer is None:
-                probe.step()
-            else:
+    if steps == 0:
+        probe = probe_at_init(model, data, loss_fn, batch_size, seed)
+    else:
+        optimizer = torch.optim.SGD(model.parameters(), lr=lr)
+        model.train()
+        with Probe(model, optimizer) as probe:
+            for step, (x, y) in zip(range(steps), _batches(data, batch_size, seed)):
+                loss = _first_batch_loss(model, data, loss_fn, x, y) if step == 0 else loss_fn(model(x), y)
+                loss.backward()
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
-    return full_diagnosis(probe, model, data.x_train[: min(512, n)], data.sequence), probe
+    return full_diagnosis(probe, model, data.x_train[: min(512, data.x_train.shape[0])], data.sequence), probe
 
 
 def full_diagnosis(probe: Probe, model: nn.Module, batch: torch.Tensor, sequence: bool = False) -> Diagnosis:

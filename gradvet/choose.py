@@ -11,8 +11,8 @@ For every candidate activation, with its matching initialisation:
    depth from the data's input second moment q0 = mean(x^2) (`theory.predict_profile`).
    Theory covers plain chains: with normalisation or skips it describes the net without them.
 2. the probe at initialisation, per seed: the seeded model `train.run` would train, one
-   forward/backward on a batch of PROBE_BATCH examples inside a `Probe` (as
-   `gradvet.checkup.checkup` does), then `diagnose`: the measured ratio delta_1/delta_L of the
+   forward/backward on a batch of PROBE_BATCH examples inside a `Probe`
+   (`gradvet.checkup.probe_at_init`), then `diagnose`: the measured ratio delta_1/delta_L of the
    backward signal, and the mean over hidden layers of the dead fraction (units with f' = 0
    on every example) and the saturated fraction (|f'| below 5% of its maximum).
 3. a short training per seed (`gradvet.train.run`, plain SGD by default, the same steps for
@@ -20,9 +20,10 @@ For every candidate activation, with its matching initialisation:
    seed scores 0), training loss at the start and the end (means of the first and last 10%
    of steps), and the measured seconds per step.
 
-Matching initialisation (`match_init`):
+Matching initialisation (`match_init`): the catalog's own pairing where it has one
+(`gradvet.activations.matching_init`, with the evidence):
 
-- catalog ReLU family (relu, leaky_relu, elu, gelu, silu, mish, ...) -> he, sw2 = 2;
+- catalog ReLU family (relu, leaky_relu, elu, gelu, silu, mish, softplus, ...) -> he, sw2 = 2;
 - selu -> lecun, sw2 = 1 (the condition for SELU's self-normalising fixed point);
 - catalog tanh and sigmoid families (tanh, softsign, sigmoid, ...) -> xavier, sw2 = 1 for
   square layers;
@@ -76,11 +77,13 @@ import torch
 
 from gradvet.base import validation
 from gradvet.activations import Activation, activation as get_activation
-from gradvet.base.errors import GradvetError, did_you_mean
-from gradvet.experiments.base import mean_sd
+from gradvet.activations.matching_init import matching_init
+from gradvet.base.errors import GradvetError, unknown
+from gradvet.base.formatting import short_number
 from gradvet.base.jsonable import jsonable
-from gradvet.probe.diagnosis import EXPLODING, VANISHING, geometric_mean, short_number
-from gradvet.spec import NORMS
+from gradvet.base.stats import finite_mean, geometric_mean
+from gradvet.models.mlp import NORMS
+from gradvet.probe.diagnosis import EXPLODING, VANISHING
 
 DEFAULT_CANDIDATES = ("relu", "sigmoid", "tanh", "gelu", "leaky_relu", "silu", "elu", "selu", "mish", "softsign")
 PROTECTED = ("relu", "sigmoid", "tanh")  # kept longest: the article's rules need them
@@ -184,17 +187,17 @@ class CandidateResult:
     def summarise(self) -> None:
         """Seed means of every number (the ratio: geometric mean of the finite positive ones)."""
         s = self.seeds
-        self.ratio = _geometric_mean([r.ratio for r in s])
-        self.dead_fraction = _mean([r.dead_fraction for r in s])
-        self.saturated_fraction = _mean([r.saturated_fraction for r in s])
-        self.quality = _mean([r.quality for r in s])
+        self.ratio = geometric_mean((r.ratio for r in s), default=math.nan)
+        self.dead_fraction = finite_mean([r.dead_fraction for r in s])
+        self.saturated_fraction = finite_mean([r.saturated_fraction for r in s])
+        self.quality = finite_mean([r.quality for r in s])
         self.quality_sd = statistics.stdev([r.quality for r in s]) if len(s) > 1 else None
         accs = [r.accuracy for r in s if r.accuracy is not None]
-        self.accuracy = _mean(accs) if accs else None
-        self.test_loss = _mean([r.test_loss for r in s])
-        self.loss_start = _mean([r.loss_start for r in s])
-        self.loss_end = _mean([r.loss_end for r in s])
-        self.step_time = _mean([r.step_time for r in s])
+        self.accuracy = finite_mean(accs) if accs else None
+        self.test_loss = finite_mean([r.test_loss for r in s])
+        self.loss_start = finite_mean([r.loss_start for r in s])
+        self.loss_end = finite_mean([r.loss_end for r in s])
+        self.step_time = finite_mean([r.step_time for r in s])
         self.diverged = sum(r.status == "diverged" for r in s)
         self.seconds = sum(r.seconds for r in s)
 
@@ -252,8 +255,7 @@ class Choice:
         for r in self.rows:
             if r.name == name:
                 return r
-        raise GradvetError(f"{name!r} was not measured{did_you_mean(name, self.ranking)}; measured: "
-                           f"{', '.join(self.ranking)}.")
+        raise unknown("candidate", name, f"the measured ones, {', '.join(self.ranking)}", choices=self.ranking)
 
     def rule(self, number: int) -> Rule:
         return next(r for r in self.rules if r.number == number)
@@ -276,17 +278,6 @@ class Choice:
 
 
 # ---------------------------------------------------------------- small helpers
-
-def _mean(values: Iterable[float]) -> float:
-    """Mean of the finite values (nan for none)."""
-    return mean_sd(values)[0]
-
-
-def _geometric_mean(values: Iterable[float]) -> float:
-    """Geometric mean of the positive finite values (nan for none)."""
-    mean = geometric_mean(list(values))
-    return math.nan if mean is None else mean
-
 
 def _decades(ratio: float) -> float:
     """|log10 ratio|, capped at GRADIENT_CAP (also for a ratio that is zero, NaN or infinite)."""
@@ -312,13 +303,11 @@ def split_candidates(text: str) -> list[str]:
 
 
 def match_init(act: Activation) -> str:
-    """The initialisation paired with an activation (see the module docstring)."""
-    if act.source == "catalog" and act.name == "selu":
-        return "lecun"
-    if act.source == "catalog" and act.family == "relu":
-        return "he"
-    if act.source == "catalog" and act.family in ("tanh", "sigmoid"):
-        return "xavier"
+    """The initialisation paired with an activation: the catalog's matching init, else critical
+    where the activation has an edge of chaos at sb2 = 0, else lsuv (see the module docstring)."""
+    matched = matching_init(act)
+    if matched is not None:
+        return matched
     from gradvet.theory import critical_sw2
 
     try:
@@ -380,22 +369,17 @@ def _sample(data, seed: int) -> torch.Tensor:
     return data.x_train[torch.randperm(data.x_train.shape[0], generator=generator)[:512]]
 
 
-def probe_at_init(spec, data, batch_size: int = PROBE_BATCH):
-    """(diagnosis, model): the model `train.run(spec)` starts from, probed inside a `Probe` with one
-    forward and backward on `batch_size` training examples drawn as `checkup` draws them
-    (torch.randint from a generator seeded with the seed)."""
+def probe_spec_at_init(spec, data, batch_size: int = PROBE_BATCH):
+    """(diagnosis, model): the model `train.run(spec)` starts from, probed once at initialisation on
+    `batch_size` training examples by `gradvet.checkup.probe_at_init` (seeded with the spec's seed)."""
+    from gradvet.checkup import probe_at_init
     from gradvet.models.build import build
-    from gradvet.probe import Probe, diagnose
+    from gradvet.probe import diagnose
     from gradvet.train.optim import make_loss
 
     n_out = 1 if data.task == "regression" else data.n_classes
     model = build(spec, data.n_features, n_out, data.sequence, sample=_sample(data, spec.seed))
-    model.train()
-    n = data.x_train.shape[0]
-    idx = torch.randint(0, n, (min(batch_size, n),), generator=torch.Generator().manual_seed(spec.seed))
-    with Probe(model) as probe:
-        make_loss(spec, data.task)(model(data.x_train[idx]), data.y_train[idx]).backward()
-        probe.step()
+    probe = probe_at_init(model, data, make_loss(spec, data.task), batch_size, spec.seed)
     return diagnose(probe), model
 
 
@@ -419,7 +403,7 @@ def _calibrate(model: torch.nn.Module, data, spec) -> float:
 
 
 def _layer_mean(diagnosis, name: str) -> float:
-    return _mean(getattr(lay, name) for lay in diagnosis.layers)
+    return finite_mean(getattr(lay, name) for lay in diagnosis.layers)
 
 
 def _train(spec, data) -> dict[str, Any]:
@@ -440,7 +424,7 @@ def _train(spec, data) -> dict[str, Any]:
     else:
         quality = float(acc)
     return {"quality": quality, "accuracy": None if acc is None or diverged else float(acc), "test_loss": test_loss,
-            "loss_start": _mean(losses[:k]), "loss_end": _mean(losses[-k:]),
+            "loss_start": finite_mean(losses[:k]), "loss_end": finite_mean(losses[-k:]),
             "step_time": float(result.metrics.get("step_time", math.nan)), "status": result.status}
 
 
@@ -476,7 +460,7 @@ def _measure(job: _Job, name: str, seed: int, calibrate: bool = False, budget_le
     act = job.acts[name]
     row = job.rows.setdefault(name, CandidateResult(name=name, family=act.family, init=job.inits[name]))
     spec = job.spec(name, seed)
-    diagnosis, model = probe_at_init(spec, job.data)
+    diagnosis, model = probe_spec_at_init(spec, job.data)
     if row.theory is None:
         row.theory = theory_verdict(act, job.inits[name], job.depth, job.q0,
                                     _model_sw2(model) if job.inits[name] == "lsuv" else None,
@@ -671,11 +655,9 @@ def choose(depth: int, width: int, data: str = "digits", task: str | None = None
     validation.positive_number("budget", budget)
     if norm == "none":
         norm = None
-    if norm not in NORMS:
-        raise GradvetError(f"norm={norm!r} is not allowed{did_you_mean(str(norm), ('batch', 'layer'))}; "
-                           "allowed: none, batch, layer.")
+    validation.choice("norm", norm, NORMS)
     if task is not None and task not in TASKS:
-        raise GradvetError(f"unknown task {task!r}{did_you_mean(str(task), TASKS)}; allowed: {', '.join(TASKS)}.")
+        raise unknown("task", task, TASKS)
     acts = _resolve(candidates)
     from gradvet.data import load
     from gradvet.spec import RunSpec

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 import typer
 
-from gradvet.base.errors import GradvetError, did_you_mean
+from gradvet.base.errors import GradvetError, unknown
 from gradvet.base.jsonable import jsonable
 
 app = typer.Typer(
@@ -95,7 +95,7 @@ def activations_command(
     if family is not None:
         check_family(family)
     if sort not in SORT_KEYS:
-        raise GradvetError(f"unknown sort key {sort!r}{did_you_mean(sort, SORT_KEYS)}; allowed: {', '.join(SORT_KEYS)}.")
+        raise unknown("sort key", sort, SORT_KEYS)
     acts = catalog(family)
     acts.sort(key=_sort_key(sort))
     if as_json:
@@ -288,11 +288,11 @@ def _runs_table(records: list[dict[str, Any]], store: str):
     from rich.table import Table
     from rich.text import Text
 
-    from gradvet.report.tables import num
+    from gradvet.base.formatting import number
 
     def metric(record: dict[str, Any], name: str, digits: int = 4) -> str:
         value = (record.get("metrics") or {}).get(name)
-        return num(float(value), digits) if isinstance(value, (int, float)) else "-"
+        return number(float(value), digits) if isinstance(value, (int, float)) else "-"
 
     failed = any(r["error"] for r in records)
     unreadable = [r for r in records if r.get("unreadable")]

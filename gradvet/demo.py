@@ -20,17 +20,20 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from gradvet.activations import activation
+from gradvet.activations.matching_init import matching_init
+from gradvet.base.formatting import cell, short_number
+from gradvet.base.stats import geometric_mean
 from gradvet.checkup import full_diagnosis
 from gradvet.data import load
 from gradvet.experiments.base import Context
 from gradvet.models import mlp
 from gradvet.probe import Probe, Trace
-from gradvet.probe.diagnosis import geometric_mean, short_number
 from gradvet.spec import RunSpec
 from gradvet.base.validation import output_folder
 
 DEPTH, WIDTH, STEPS = 10, 64, 300
-CONTENDERS = (("sigmoid", "xavier"), ("tanh", "xavier"), ("relu", "he"), ("leaky_relu", "he"), ("elu", "he"))
+CONTENDERS = tuple((name, matching_init(activation(name))) for name in ("sigmoid", "tanh", "relu", "leaky_relu", "elu"))
 
 
 def _at_init(activation: str, init: str, data):
@@ -191,15 +194,10 @@ def _summary(ctx: Context, lines: list[str]) -> None:
     for table in ctx.tables:
         text += [f"### {table.title}", "", "| " + " | ".join(table.columns) + " |",
                  "|" + "---|" * len(table.columns)]
-        text += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in table.rows]
+        text += ["| " + " | ".join(cell(c, 3) for c in row) + " |" for row in table.rows]
         text.append("")
     text += ["## Figures", "", *[f"- {p.name}" for p in ctx.figures]]
     path = ctx.out / "summary.md"
     path.write_text("\n".join(text) + "\n")
     ctx.figures.append(path)
 
-
-def _cell(value) -> str:
-    if isinstance(value, float):
-        return short_number(value) if (value != 0 and (abs(value) < 1e-3 or abs(value) >= 1e4)) else f"{value:.3g}"
-    return str(value)

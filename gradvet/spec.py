@@ -16,13 +16,17 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from gradvet.base import validation
-from gradvet.base.errors import GradvetError, did_you_mean
+from gradvet.base.errors import GradvetError, unknown
+from gradvet.models.init import SCHEMES as INITS
+from gradvet.models.init import canonical, check_scheme
+from gradvet.models.mlp import NORMS
+from gradvet.models.rnn import KINDS as RECURRENT
 
-MODELS = ("mlp", "rnn", "lstm", "gru")
-INITS = ("normal", "nielsen", "xavier", "he", "lecun", "orthogonal", "lsuv", "critical", "default")
-# ... and the parametrised "gaussian:sw2=S,sb2=B" (W ~ N(0, S/n_in), b ~ N(0, B); gradvet.models.init),
-# kept in its canonical spelling so equal variances give equal keys.
-NORMS = (None, "batch", "layer")
+# The models' option lists live with the models (INITS, NORMS, the recurrent kinds); an init may also be
+# the parametrised "gaussian:sw2=S,sb2=B" (W ~ N(0, S/n_in), b ~ N(0, B); gradvet.models.init), kept in
+# its canonical spelling so equal variances give equal keys. Optimisers and losses are named here and
+# made by gradvet.train.optim.
+MODELS = ("mlp", *RECURRENT)
 OPTIMIZERS = ("sgd", "momentum", "adam", "rmsprop")
 LOSSES = ("auto", "cross_entropy", "sigmoid_cross_entropy", "mse")
 
@@ -75,8 +79,6 @@ class RunSpec:
                 value = value.items()
             object.__setattr__(self, name, tuple(sorted((str(k), v) for k, v in value)))
         if isinstance(self.init, str) and self.init.split(":", 1)[0].strip() == "gaussian":
-            from gradvet.models.init import canonical
-
             object.__setattr__(self, "init", canonical(self.init))  # a bad string: its own clear error
         validate(self)
 
@@ -98,9 +100,7 @@ class RunSpec:
         known = field_names()
         for name in data:
             if name not in known:
-                raise GradvetError(
-                    f"unknown run field {name!r}{did_you_mean(name, known)}; fields are: {', '.join(known)}."
-                )
+                raise unknown("run field", name, known)
         return cls(**data)
 
     def replace(self, **changes: Any) -> RunSpec:
@@ -133,11 +133,8 @@ def field_names() -> list[str]:
 
 def _init(value: Any) -> None:
     """One of INITS, or a valid "gaussian:sw2=S,sb2=B" (parsed by gradvet.models.init)."""
-    if value in INITS:
-        return
-    from gradvet.models.init import check_scheme
-
-    check_scheme(value)
+    if value not in INITS:
+        check_scheme(value)
 
 
 def validate(spec: RunSpec) -> None:
@@ -163,8 +160,7 @@ def validate(spec: RunSpec) -> None:
     validation.optional(validation.positive_number, "clip", spec.clip)
     validation.optional(validation.positive_number, "clip_value", spec.clip_value)
     validation.optional(validation.whole_number, "tbptt", spec.tbptt, 1)
-    if not isinstance(spec.residual, bool):
-        raise validation.not_allowed("residual", spec.residual, "true or false")
+    validation.boolean("residual", spec.residual)
     if spec.tbptt is not None and spec.model == "mlp":
         raise GradvetError("tbptt is for recurrent models; allowed with model = rnn, lstm or gru.")
     if spec.pretrain and spec.model != "mlp":

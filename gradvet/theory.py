@@ -35,6 +35,7 @@ import torch
 from gradvet.activations import Activation, activation as get_activation
 from gradvet.activations.cache import CATALOG_SOURCES, DiskTable
 from gradvet.activations.properties import gauss_legendre_pieces
+from gradvet.base import validation
 from gradvet.base.errors import GradvetError
 
 DIVERGED = 1e12  # the length map counts as diverging once the search for q* passes this q
@@ -138,16 +139,19 @@ class FixedPoint:
         return Q_TO_ZERO if self.q == 0 else FIXED_POINT
 
 
+def _real(value):
+    """A numpy or torch scalar as a Python float, for gradvet.base.validation; anything else as it is."""
+    return float(value) if hasattr(value, "item") and getattr(value, "ndim", 0) == 0 else value
+
+
 def _check(sw2: float, sb2: float) -> None:
-    if not (math.isfinite(sw2) and sw2 > 0):
-        raise GradvetError(f"sw2={sw2!r} must be a finite number > 0.")
-    if not (math.isfinite(sb2) and sb2 >= 0):
-        raise GradvetError(f"sb2={sb2!r} must be a finite number >= 0.")
+    validation.positive_number("sw2", _real(sw2))
+    validation.finite_number("sb2", _real(sb2), low=0.0)
 
 
 def _check_q0(q0: float) -> None:
-    if not (math.isfinite(q0) and q0 >= 0):
-        raise GradvetError(f"q0={q0!r} must be a finite number >= 0 (the input's second moment).")
+    """q0, the input's second moment: a finite number >= 0."""
+    validation.finite_number("q0", _real(q0), low=0.0)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -598,8 +602,7 @@ def predict_profile(act: Activation | str, depth: int, sw2, sb2, q0: float = 1.0
     ||delta_l||^2 ~ sw2_{l+1} E[f'(sqrt(q^l) z)^2] ||delta_{l+1}||^2. A q that overflows float64
     (cube, squared ReLU: q^{l+1} ~ q^3, q^2) stays inf, its E[f'^2] the limit `at_infinity`.
     """
-    if not isinstance(depth, int) or depth < 1:
-        raise GradvetError(f"depth={depth!r} must be a whole number >= 1.")
+    validation.network_depth("depth", depth)
     sw2s, sb2s = _per_layer(sw2, depth, "sw2"), _per_layer(sb2, depth, "sb2")
     for w, b in zip(sw2s, sb2s):
         _check(w, b)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from gradvet.base.errors import GradvetError, did_you_mean
+from gradvet.base.errors import GradvetError, unknown
 
 if TYPE_CHECKING:
     from gradvet.activations.properties import Properties
@@ -206,11 +206,7 @@ class Entry:
         known = {p.name: p for p in self.params}
         for key in given:
             if key not in known:
-                allowed = ", ".join(known) if known else "none"
-                raise GradvetError(
-                    f"{self.name}: unknown parameter {key!r}{did_you_mean(key, known)}; "
-                    f"its parameters are: {allowed}."
-                )
+                raise unknown("parameter", key, known if known else "none (it has no parameters)", context=self.name)
         values = {name: p.check(given.get(name, p.default), self.name) for name, p in known.items()}
         _check_joint(self.name, values)
         return values

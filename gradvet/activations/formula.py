@@ -35,7 +35,7 @@ import torch
 
 from gradvet.activations import formula_limits as limits
 from gradvet.activations.formula_limits import MAX_DEPTH, MAX_LENGTH
-from gradvet.base.errors import GradvetError, did_you_mean
+from gradvet.base.errors import GradvetError, unknown_name
 
 __all__ = [
     "FUNCTIONS",
@@ -383,7 +383,7 @@ class _Builder:
         if ident in _BUILDERS:
             raise self.fail(f"{ident!r} is a function, call it as {ident}(...)")
         known = ["x", *self.params, *_CONSTANTS, *FUNCTIONS]
-        raise self.fail(f"unknown name {ident!r}{did_you_mean(ident, known)}")
+        raise self.fail(unknown_name("name", ident, known))
 
     def binary(self, node: ast.BinOp, depth: int) -> sympy.Expr:
         """+ - * / **; a left-leaning chain like a + b - c is walked without recursion."""
@@ -420,7 +420,7 @@ class _Builder:
         if fname not in _BUILDERS:
             if fname.startswith("__"):
                 raise self.fail(f"the name {fname!r} is not allowed")
-            raise self.fail(f"unknown function {fname!r}{did_you_mean(fname, FUNCTIONS)}")
+            raise self.fail(unknown_name("function", fname, FUNCTIONS))
         if node.keywords:
             raise self.not_allowed(node.keywords[0], "a keyword argument")
         for arg in node.args:

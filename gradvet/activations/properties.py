@@ -39,6 +39,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from gradvet.base.formatting import number
+
 if TYPE_CHECKING:
     from gradvet.activations.core import Activation
 
@@ -66,7 +68,7 @@ class Range:
     def __str__(self) -> str:
         left = "[" if self.lo_closed else "("
         right = "]" if self.hi_closed else ")"
-        return f"{left}{_fmt(self.lo)}, {_fmt(self.hi)}{right}"
+        return f"{left}{number(self.lo, 6)}, {number(self.hi, 6)}{right}"
 
 
 @dataclass(frozen=True)
@@ -148,17 +150,11 @@ class Properties:
         return cls(**data)
 
 
-def _fmt(v: float) -> str:
-    if math.isinf(v):
-        return "inf" if v > 0 else "-inf"
-    return f"{v:.6g}"
-
-
 def _intervals_text(intervals: tuple[tuple[float, float], ...]) -> str:
     """Open intervals as text, e.g. '(-inf, 0) u (1, 2)', or '-'."""
     if not intervals:
         return "-"
-    return " u ".join(f"({_fmt(a)}, {_fmt(b)})" for a, b in intervals)
+    return " u ".join(f"({number(a, 6)}, {number(b, 6)})" for a, b in intervals)
 
 
 def _clean(v: float, digits: int = 15) -> float:

@@ -16,7 +16,7 @@ import torch
 
 from gradvet.activations import other_family, relu_family, sigmoid_family, tanh_family
 from gradvet.activations.core import Activation, Entry
-from gradvet.base.errors import GradvetError, did_you_mean
+from gradvet.base.errors import GradvetError, unknown
 
 FAMILIES = ("relu", "tanh", "sigmoid", "shrink", "other", "custom")
 _NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_\- ]*$")
@@ -69,9 +69,7 @@ def families() -> list[str]:
 
 def check_family(family: str) -> str:
     if family not in families():
-        raise GradvetError(
-            f"unknown family {family!r}{did_you_mean(family, families())}; allowed: {', '.join(families())}."
-        )
+        raise unknown("family", family, families())
     return family
 
 
@@ -80,11 +78,8 @@ def entry(name: str) -> Entry:
     canonical = _lookup.get(normalise(name))
     if canonical is None:
         spelled = list(_entries) + [a for e in _entries.values() for a in e.aliases]
-        hint = did_you_mean(name, spelled) or did_you_mean(normalise(name), spelled)
-        raise GradvetError(
-            f"unknown activation {name!r}{hint}; see `gradvet activations` for the {len(_entries)} names, "
-            "or give a formula in x such as 'x*sigmoid(x)'."
-        )
+        raise unknown("activation", name, f"one of the {len(_entries)} names `gradvet activations` lists, "
+                      "or a formula in x such as 'x*sigmoid(x)'", choices=spelled)
     return _entries[canonical]
 
 
@@ -171,7 +166,7 @@ def register(
     if grad is not None and not callable(grad):
         raise GradvetError(f"register({name!r}): grad {grad!r} is not callable.")
     if family not in FAMILIES:
-        raise GradvetError(f"register({name!r}): unknown family {family!r}{did_you_mean(family, FAMILIES)}; allowed: {', '.join(FAMILIES)}.")
+        raise unknown("family", family, FAMILIES, context=f"register({name!r})")
     canonical = name.strip()
     if canonical in BUILTIN and not replace:
         raise GradvetError(f"activation {canonical!r} is a built-in catalog entry; choose another name.")

@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from gradvet.base.errors import GradvetError, did_you_mean
+from gradvet.base.errors import GradvetError, shown, unknown
 
 # -- limits -----------------------------------------------------------------------------------------
 
@@ -87,15 +87,6 @@ MAX_ABS_X = 1e100
 
 # -- the wording ------------------------------------------------------------------------------------
 
-def shown(value: Any, limit: int = 200) -> str:
-    """`value` as the error shows it, on one line: repr, cut to `limit` characters (a 1 MB string
-    stays short); a path is shown whole."""
-    if isinstance(value, os.PathLike):
-        return repr(os.fspath(value))
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
 def first_line(err: BaseException) -> str:
     """The first line of an exception's message (its type's name when it has none), for a "why"."""
     text = str(err).strip()
@@ -122,22 +113,30 @@ def whole_number(name: str, value: Any, low: int = 0, high: int | None = None, l
 
 
 def finite_number(name: str, value: Any, low: float | None = None, above: bool = False,
-                  high: float | None = None, limit: str = "") -> float:
-    """`value` as a float if it is a finite int or float, >= low (> low when `above`) and <= high."""
+                  high: float | None = None, limit: str = "", below: bool = False) -> float:
+    """`value` as a float if it is a finite int or float, >= low (> low when `above`) and <= high
+    (< high when `below`)."""
     bounds = []
     if low is not None:
         bounds.append(f"{'>' if above else '>='} {low:g}")
     if high is not None:
-        bounds.append(f"<= {high:g}" + (f" ({limit})" if limit else ""))
+        bounds.append(f"{'<' if below else '<='} {high:g}" + (f" ({limit})" if limit else ""))
     allowed = "a finite number" + (" " + " and ".join(bounds) if bounds else "")
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     if ok and low is not None:
         ok = value > low if above else value >= low
     if ok and high is not None:
-        ok = value <= high
+        ok = value < high if below else value <= high
     if not ok:
         raise not_allowed(name, value, allowed)
     return float(value)
+
+
+def boolean(name: str, value: Any) -> bool:
+    """`value` if it is True or False (not 0, 1 or a string)."""
+    if not isinstance(value, bool):
+        raise not_allowed(name, value, "true or false")
+    return value
 
 
 def positive_number(name: str, value: Any) -> float:
@@ -166,11 +165,9 @@ def batch_size(name: str, value: Any) -> int:
 
 
 def choice(name: str, value: Any, allowed: tuple) -> Any:
-    """`value` if it is one of `allowed` (None shown as none), with close matches named."""
+    """`value` if it is one of `allowed` (None shown as none), else `unknown`'s sentence with close matches."""
     if value not in allowed:
-        spelled = ", ".join("none" if a is None else str(a) for a in allowed)
-        hint = did_you_mean(str(value), [str(a) for a in allowed if a is not None])  # " (did you mean 'x'?)"
-        raise not_allowed(name, value, spelled, why=hint.strip(" ()"))
+        raise unknown(name, value, allowed)
     return value
 
 

@@ -26,7 +26,8 @@ from gradvet.data.mnist1d import load_mnist1d
 from gradvet.data.options import check_names, option_names
 from gradvet.data.sequences import load_adding, load_memory
 from gradvet.data.tabular import load_digits, load_npz
-from gradvet.base.errors import GradvetError, did_you_mean
+from gradvet.base import validation
+from gradvet.base.errors import GradvetError, unknown
 
 _LOADERS: dict[str, Callable[..., Dataset]] = {
     "digits": load_digits,
@@ -53,9 +54,7 @@ def load(name_or_path: str | os.PathLike[str] = "digits", **opts: Any) -> Datase
     data = _load(name_or_path, **opts)
     if n_train is None:
         return data
-    if isinstance(n_train, bool) or not isinstance(n_train, int) or not 1 <= n_train:
-        raise GradvetError(f"n_train={n_train!r} must be a whole number >= 1.")
-    return data.head(n_train)
+    return data.head(validation.whole_number("n_train", n_train, 1))
 
 
 def _has_option(name_or_path, option: str) -> bool:
@@ -82,10 +81,8 @@ def _load(name_or_path: str | os.PathLike[str], **opts: Any) -> Dataset:
         raise GradvetError(
             f"{path} is a file but not a .npz; give a .npz file with arrays 'x' and 'y' or an MNIST directory."
         )
-    raise GradvetError(
-        f"unknown dataset {text!r}{did_you_mean(key, NAMES)}; known datasets: {', '.join(NAMES)}, "
-        "or a path to a .npz file or to a directory holding the MNIST IDX files."
-    )
+    raise unknown("dataset", text, f"{', '.join(NAMES)}, or a path to a .npz file or to a directory holding the "
+                  "MNIST IDX files", choices=NAMES, spelled=key)
 
 
 __all__ = ["NAMES", "Dataset", "load", "options"]

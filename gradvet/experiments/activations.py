@@ -16,26 +16,9 @@ the same steps and learning rate for all) it trains the net and reads:
   batch) and of saturated units (|f'(z)| below 5% of max |f'|), averaged over
   the hidden layers, after training.
 
-Matching inits (`INITS`): Var(W) = c / n_in with c chosen for the activation:
-
-- relu, leaky_relu, elu, gelu, silu, mish -> he, Var(W) = 2 / n_in (He et al.
-  2015): f' is about 1 for z > 0 and about 0 for z < 0, so E[f'(z)^2] is about
-  1/2 and the factor 2 keeps Var(delta_l) = n Var(W) E[f'^2] Var(delta_{l+1})
-  level; the smooth members (gelu, silu, mish, elu) are ReLU-shaped and take
-  the same init (PyTorch's `calculate_gain` gives sqrt(2) for relu and about
-  sqrt(2) for leaky_relu with a small slope).
-- selu -> lecun, Var(W) = 1 / n_in: the condition under which SELU's fixed point
-  (mean 0, variance 1) attracts (Klambauer et al. 2017, "Self-Normalizing
-  Neural Networks"); He's factor 2 would double the variance SELU already
-  restores.
-- sigmoid, tanh, softplus -> xavier, Var(W) = 2 / (n_in + n_out) (Glorot &
-  Bengio 2010; = 1/n for square layers): derived for activations that are
-  close to linear near 0 and never switch units off, and the standard init of
-  the sigmoid family (PyTorch's `calculate_gain` is 1 for sigmoid; it has no
-  entry for softplus). Their derivatives are strictly positive everywhere
-  (softplus' = sigmoid), so no half of the units is switched off and He's
-  factor 2, which compensates exactly for that, does not apply; and no init
-  repairs sigmoid's f' <= 1/4, which is the article's point.
+Matching inits (`INITS`): each activation with the init `gradvet.activations.matching_init`
+gives it (the rule and its evidence are there): he (Var(W) = 2 / n_in) for the ReLU family,
+softplus included; lecun (1 / n_in) for selu; xavier (2 / (n_in + n_out)) for sigmoid and tanh.
 """
 
 from __future__ import annotations
@@ -43,16 +26,18 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from gradvet.activations import activation
+from gradvet.activations.matching_init import matching_init
+from gradvet.base.formatting import mean_sd_text
+from gradvet.base.stats import mean_sd
 from gradvet.data import load
-from gradvet.experiments.base import Context, experiment, fmt_mean_sd, mean_sd
+from gradvet.experiments.base import Context, experiment
 from gradvet.probe import Diagnosis, Trace, diagnose
 from gradvet.spec import RunSpec
 from gradvet.train.result import Run
 
-INITS: dict[str, str] = {
-    "sigmoid": "xavier", "tanh": "xavier", "relu": "he", "leaky_relu": "he", "elu": "he",
-    "selu": "lecun", "gelu": "he", "silu": "he", "mish": "he", "softplus": "xavier",
-}
+ACTIVATIONS = ("sigmoid", "tanh", "relu", "leaky_relu", "elu", "selu", "gelu", "silu", "mish", "softplus")
+INITS: dict[str, str] = {name: matching_init(activation(name)) for name in ACTIVATIONS}
 QUICK_ACTIVATIONS = ("sigmoid", "tanh", "relu", "selu")
 DEPTHS = (2, 4, 8, 16, 32)
 QUICK_DEPTHS = (2, 8, 16)
@@ -135,12 +120,12 @@ def steps_text(measures: list[dict[str, Any]]) -> str:
     reached = [m["steps_to_target"] for m in measures if m["steps_to_target"] is not None]
     if not reached:
         return "not reached"
-    text = fmt_mean_sd(reached)
+    text = mean_sd_text(reached)
     return text if len(reached) == len(measures) else f"{text} ({len(reached)}/{len(measures)} seeds)"
 
 
 def accuracy_text(measures: list[dict[str, Any]]) -> str:
-    text = fmt_mean_sd([m["test_accuracy"] for m in measures])
+    text = mean_sd_text([m["test_accuracy"] for m in measures])
     diverged = sum(m["diverged_at"] is not None for m in measures)
     return f"{text} (diverged {diverged}/{len(measures)})" if diverged else text
 
@@ -154,7 +139,7 @@ def shown_layers(depth: int, n: int = PROFILE_COLUMNS) -> list[int]:
 
 @experiment("activations", "ten activations with their matching inits in MLPs of depth 2 to 32")
 def activations_experiment(ctx: Context) -> None:
-    names = QUICK_ACTIVATIONS if ctx.quick else tuple(INITS)
+    names = QUICK_ACTIVATIONS if ctx.quick else ACTIVATIONS
     depths = QUICK_DEPTHS if ctx.quick else DEPTHS
     data, options = ctx.data_spec()
     dataset = load(data, **dict(options))  # loaded once, not once per run
@@ -170,9 +155,9 @@ def activations_experiment(ctx: Context) -> None:
         f"Activations against depth ({WIDTH} units per layer, SGD lr {LR:g}, {steps} steps, {ctx.data})",
         ["activation", "init", "depth", "delta_1/delta_L at init", "delta_1/delta_L trained", "test accuracy",
          f"steps to {TARGET_ACCURACY:.0%}", "dead (trained)", "saturated (trained)"],
-        [[name, INITS[name], d, fmt_mean_sd([m["ratio_at_init"] for m in ms], 2),
-          fmt_mean_sd([m["ratio_trained"] for m in ms], 2), accuracy_text(ms), steps_text(ms),
-          fmt_mean_sd([m["dead_fraction"] for m in ms], 2), fmt_mean_sd([m["saturated_fraction"] for m in ms], 2)]
+        [[name, INITS[name], d, mean_sd_text([m["ratio_at_init"] for m in ms], 2),
+          mean_sd_text([m["ratio_trained"] for m in ms], 2), accuracy_text(ms), steps_text(ms),
+          mean_sd_text([m["dead_fraction"] for m in ms], 2), mean_sd_text([m["saturated_fraction"] for m in ms], 2)]
          for name, by_depth in per_run.items() for d, ms in by_depth.items()],
         note=("delta_l = ||dL/dz_l|| of hidden layer l (probe trace, first and last recorded step); "
               f"steps to {TARGET_ACCURACY:.0%} test accuracy from the evaluations every "

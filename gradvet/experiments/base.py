@@ -5,14 +5,13 @@ averaging over seeds, tables, figures (PNG and SVG) and a JSON result.
 An experiment is a function `fn(ctx: Context) -> None` registered with
 `@experiment("name", "title")`; it calls `ctx.run(spec)` for training runs,
 `ctx.table(...)` for its tables, `ctx.figure(...)` for figures, and
-`ctx.result[...] = ...` for machine-readable numbers.
+`ctx.result[...] = ...` for machine-readable numbers. Seed means and their text come from
+`gradvet.base.stats` and `gradvet.base.formatting`.
 """
 
 from __future__ import annotations
 
 import json
-import math
-import statistics
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -20,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from gradvet.base import validation
-from gradvet.base.errors import GradvetError, did_you_mean
+from gradvet.base.errors import unknown
 from gradvet.base.jsonable import jsonable
 from gradvet.spec import RunSpec
 from gradvet.train.result import Run
@@ -151,30 +150,11 @@ def run_from_store(spec: RunSpec, row: dict[str, Any], records: list[tuple]) -> 
                layer_records=[tuple(r) for r in records])
 
 
-def mean_sd(values: Iterable[float | None]) -> tuple[float, float]:
-    """Mean and sample standard deviation of the finite values (sd 0 for one value; nan for none)."""
-    good = [v for v in values if v is not None and math.isfinite(v)]
-    if not good:
-        return math.nan, math.nan
-    return statistics.fmean(good), (statistics.stdev(good) if len(good) > 1 else 0.0)
-
-
-def fmt_mean_sd(values: Iterable[float | None], digits: int = 3) -> str:
-    """'0.912 +- 0.004' (or '0.912' for one seed)."""
-    values = list(values)
-    mean, sd = mean_sd(values)
-    if math.isnan(mean):
-        return "nan"
-    return f"{mean:.{digits}g}" if len(values) == 1 else f"{mean:.{digits}g} +- {sd:.1g}"
-
-
 def run_experiment(name: str, data: str = "digits", out: str | Path = "gradvet-report", seeds: int = 1,
                    quick: bool = False, store: str | Path | None = None, console=None, **options) -> Context:
     """Run the experiment `name`; returns its Context (tables, figures, result, JSON written)."""
     if name not in EXPERIMENTS:
-        raise GradvetError(
-            f"unknown experiment {name!r}{did_you_mean(name, EXPERIMENTS)}; experiments: {', '.join(EXPERIMENTS)}."
-        )
+        raise unknown("experiment", name, EXPERIMENTS)
     title, fn = EXPERIMENTS[name]
     ctx = Context(name=name, data=data, out=Path(out), seeds=seeds, quick=quick,
                   store_path=Path(store) if store else None, options=options, console=console)

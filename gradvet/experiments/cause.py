@@ -32,7 +32,9 @@ import math
 import numpy as np
 from scipy.special import expit
 
-from gradvet.experiments.base import Context, experiment, fmt_mean_sd, mean_sd
+from gradvet.base.formatting import mean_sd_text
+from gradvet.base.stats import geometric_mean, mean_sd
+from gradvet.experiments.base import Context, experiment
 from gradvet.spec import RunSpec
 
 CHAIN_DEPTH = 4  # Nielsen's picture: four neurons
@@ -143,11 +145,6 @@ def net_spec(data: str, data_options: tuple, depth: int, width: int, init: str, 
     """A sigmoid MLP probed on one batch at initialisation (a one-step run)."""
     return RunSpec(data=data, data_options=data_options, activation="sigmoid", depth=depth, width=width, init=init,
                    steps=1, batch_size=512, eval_every=0, seed=seed)
-
-
-def _geomean(values) -> float:
-    values = [v for v in values if v > 0 and math.isfinite(v)]
-    return math.exp(sum(math.log(v) for v in values) / len(values)) if values else math.nan
 
 
 # -- the experiment -----------------------------------------------------------------------------------
@@ -270,9 +267,9 @@ def _real_nets(ctx: Context) -> None:
     for net in nets:
         seeds = net["seeds"]
         # hidden-to-hidden maps only (the read-out above the last hidden layer is 10 x n)
-        net["weight_factor"] = [_geomean(f["weight_factor"][:-1]) for f in seeds]
-        net["act_factor"] = [_geomean(f["act_factor"]) for f in seeds]
-        net["product"] = [_geomean(f["product"][:-1]) for f in seeds]
+        net["weight_factor"] = [geometric_mean(f["weight_factor"][:-1], math.nan) for f in seeds]
+        net["act_factor"] = [geometric_mean(f["act_factor"], math.nan) for f in seeds]
+        net["product"] = [geometric_mean(f["product"][:-1], math.nan) for f in seeds]
         net["first_last"] = [f["bias_grad"][0] / f["bias_grad"][-1] for f in seeds]
         net["saturated"] = [float(np.mean(f["saturated"])) for f in seeds]
         net["predicted_weight_factor"] = math.sqrt(net["width"]) * init_std(net["init"], net["width"], net["width"])
@@ -281,9 +278,9 @@ def _real_nets(ctx: Context) -> None:
     ctx.table(f"Where the scalar chain misleads: sigmoid nets of {depth} hidden layers at initialisation",
               ["init", "width n", "weight factor", "sqrt(n) sd(w)", "sigma' factor", "product", "first/last ||dC/db||",
                f"(1/4)^{depth - 1}", "saturated"],
-              [[n["init"], n["width"], fmt_mean_sd(n["weight_factor"]), n["predicted_weight_factor"],
-                fmt_mean_sd(n["act_factor"]), fmt_mean_sd(n["product"]), fmt_mean_sd(n["first_last"]), bound,
-                fmt_mean_sd(n["saturated"], 2)] for n in nets],
+              [[n["init"], n["width"], mean_sd_text(n["weight_factor"]), n["predicted_weight_factor"],
+                mean_sd_text(n["act_factor"]), mean_sd_text(n["product"]), mean_sd_text(n["first_last"]), bound,
+                mean_sd_text(n["saturated"], 2)] for n in nets],
               "Measured by gradvet.Probe on one batch of 512: weight factor = ||dL/da_j|| / ||dL/dz_{j+1}|| "
               "through W^T, sigma' factor = ||dL/dz_j|| / ||dL/da_j||, geometric means over the layers; "
               "saturated: units with sigma'(z) < 5% of 1/4. normal: W, b ~ N(0,1); nielsen: W ~ N(0,1/n_in), "

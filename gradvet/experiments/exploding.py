@@ -45,7 +45,8 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from gradvet.data import load
-from gradvet.experiments.base import Context, experiment, fmt_mean_sd
+from gradvet.base.formatting import mean_sd_text
+from gradvet.experiments.base import Context, experiment
 from gradvet.models.rnn import SequenceModel, rnn
 from gradvet.probe import Probe
 from gradvet.spec import RunSpec
@@ -279,8 +280,8 @@ def exploding_experiment(ctx: Context) -> None:
     for net, cases in (("MLP", mlp), ("RNN", recurrent)):
         none, clip = cases["none"], cases["clip"]
         ctx.say(f"{net}, no remedy: diverged at step {_diverged(none['diverged_at'])}, gradient norm from "
-                f"{_fmt(none['first_grad_norm'])} to {_fmt(none['max_grad_norm'])}; clipped to {CLIP:g}: applied norm "
-                f"at most {_fmt(clip['max_applied_norm'])}, {'holds' if clip['holds'] else 'does not hold'}.")
+                f"{mean_sd_text(none['first_grad_norm'])} to {mean_sd_text(none['max_grad_norm'])}; clipped to {CLIP:g}: applied norm "
+                f"at most {mean_sd_text(clip['max_applied_norm'])}, {'holds' if clip['holds'] else 'does not hold'}.")
     ctx.figure(curves_figure({"MLP (ReLU, init N(0,1), SGD lr 0.1)": mlp_curves,
                               f"RNN (tanh, W_hh radius {RHO:g}, adding T={SEQ_LENGTH}, SGD lr {RNN_LR:g})": rnn_curves}),
                "curves")
@@ -299,20 +300,6 @@ def radius_sweep(data, seed: int = 0) -> dict[float, dict[str, float]]:
     return out
 
 
-def _fmt(values: Sequence[float | None], digits: int = 3) -> str:
-    """mean +- sd over seeds; 'inf' where every seed overflowed, else the count of those that did."""
-    values = [v for v in values if v is not None]
-    if not values:
-        return "-"
-    finite = [v for v in values if math.isfinite(v)]
-    if len(finite) == len(values):
-        return fmt_mean_sd(values, digits)
-    bad = "nan" if all(math.isnan(v) for v in values if not math.isfinite(v)) else "inf"
-    if not finite:
-        return bad
-    return f"{fmt_mean_sd(finite, digits)} ({bad} in {len(values) - len(finite)}/{len(values)})"
-
-
 def _diverged(values: Sequence[int | None]) -> str:
     return ", ".join("-" if v is None else str(v) for v in values)
 
@@ -321,8 +308,8 @@ def _tables(ctx: Context, base: RunSpec, mlp, recurrent, radius, rnn_steps: int)
     rows = []
     for net, cases in (("MLP", mlp), ("RNN", recurrent)):
         for c in cases.values():
-            rows.append([net, c["label"], _diverged(c["diverged_at"]), _fmt(c["max_grad_norm"]), _fmt(c["growth"]),
-                         _fmt(c["max_applied_norm"]), _fmt(c["final_loss"]), _fmt(c["test"]),
+            rows.append([net, c["label"], _diverged(c["diverged_at"]), mean_sd_text(c["max_grad_norm"]), mean_sd_text(c["growth"]),
+                         mean_sd_text(c["max_applied_norm"]), mean_sd_text(c["final_loss"]), mean_sd_text(c["test"]),
                          "yes" if c["holds"] else "no"])
     ctx.table(
         "Exploding gradients and the remedies",

@@ -34,7 +34,9 @@ import math
 from typing import Any
 
 from gradvet.data import load
-from gradvet.experiments.base import Context, experiment, fmt_mean_sd, mean_sd
+from gradvet.base.formatting import mean_sd_text
+from gradvet.base.stats import mean_sd
+from gradvet.experiments.base import Context, experiment
 from gradvet.probe import Trace, diagnose
 from gradvet.spec import RunSpec
 from gradvet.train.result import Run
@@ -135,10 +137,10 @@ def remedies_experiment(ctx: Context) -> None:
         f"{base.steps} steps, {ctx.data})",
         ["remedy", "d1/dL at init", "x baseline", "d1/dL trained", "speed at init", "speed (mean)",
          "||dW1||/||W1||", "test accuracy", "wall time (s)"],
-        [[labels[key], fmt_mean_sd(_col(ms, "ratio_at_init"), 2), _times(summary[key]["ratio_at_init"], baseline),
-          fmt_mean_sd(_col(ms, "ratio_trained"), 2), fmt_mean_sd(_col(ms, "first_layer_speed_at_init"), 2),
-          fmt_mean_sd(_col(ms, "first_layer_speed_mean"), 2), fmt_mean_sd(_col(ms, "first_layer_update_ratio"), 2),
-          _accuracy(ms), fmt_mean_sd(_col(ms, "wall_time"), 2)]
+        [[labels[key], mean_sd_text(_col(ms, "ratio_at_init"), 2), _times(summary[key]["ratio_at_init"], baseline),
+          mean_sd_text(_col(ms, "ratio_trained"), 2), mean_sd_text(_col(ms, "first_layer_speed_at_init"), 2),
+          mean_sd_text(_col(ms, "first_layer_speed_mean"), 2), mean_sd_text(_col(ms, "first_layer_update_ratio"), 2),
+          _accuracy(ms), mean_sd_text(_col(ms, "wall_time"), 2)]
          for key, ms in per_remedy.items()],
         note=("Each remedy changes only what it names: the rest stays sigmoid + xavier. d1/dL = delta_1/delta_L, "
               "delta_l = ||dL/dz_l|| at hidden layer l's linear output (probe trace; 'at init' is the first "
@@ -179,7 +181,7 @@ def _times(value: float, baseline: float) -> str:
 
 
 def _accuracy(measures: list[dict[str, Any]]) -> str:
-    text = fmt_mean_sd(_col(measures, "test_accuracy"))
+    text = mean_sd_text(_col(measures, "test_accuracy"))
     diverged = sum(m["diverged_at"] is not None for m in measures)
     return f"{text} (diverged {diverged}/{len(measures)})" if diverged else text
 

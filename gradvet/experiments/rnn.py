@@ -41,7 +41,9 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter
 
 from gradvet.data.sequences import ADDING_BASELINE_MSE
-from gradvet.experiments.base import Context, experiment, fmt_mean_sd, mean_sd
+from gradvet.base.formatting import mean_sd_text, ratio_spread, scientific
+from gradvet.base.stats import mean_sd
+from gradvet.experiments.base import Context, experiment
 from gradvet.spec import RunSpec
 from gradvet.train.result import Run
 
@@ -102,20 +104,6 @@ def summarise(runs: list[Run]) -> dict[str, Any]:
     }
 
 
-def fmt_ratio(values: Sequence[float]) -> str:
-    """A ratio spanning many orders of magnitude: '3.1e-07', its geometric mean over seeds
-    with the range in brackets, or '0 (underflow)' when the float32 norm underflowed."""
-    good = [v for v in values if v is not None and math.isfinite(v)]
-    if not good:
-        return "nan"
-    if any(v == 0 for v in good):
-        return "0 (underflow)" if all(v == 0 for v in good) else f"0 .. {max(good):.1e}"
-    if len(good) == 1:
-        return f"{good[0]:.1e}"
-    geo = math.exp(sum(math.log(v) for v in good) / len(good))
-    return f"{geo:.1e} [{min(good):.0e}, {max(good):.0e}]"
-
-
 def factor(numerator: Sequence[float], denominator: Sequence[float]) -> float:
     """Geometric mean over seeds of numerator / denominator (inf when the denominator underflowed to 0)."""
     logs = []
@@ -138,7 +126,7 @@ def rnn_experiment(ctx: Context) -> None:
         for kind in KINDS:
             runs = ctx.runs_over_seeds(adding_spec(kind, length, steps))
             cells[length][kind] = summarise(runs)
-            ctx.say(f"length {length:>3}  {LABELS[kind]:<18} test MSE {fmt_mean_sd(cells[length][kind]['test_mse'])}")
+            ctx.say(f"length {length:>3}  {LABELS[kind]:<18} test MSE {mean_sd_text(cells[length][kind]['test_mse'])}")
     ctx.result["rnn"] = cells
     ctx.result["settings"] = {"lengths": list(lengths), "steps": steps, "hidden": HIDDEN, "lr": LR, "batch": BATCH,
                               "optimizer": "adam", "init": "default", "solved_mse": SOLVED_MSE,
@@ -154,8 +142,8 @@ def _tables(ctx: Context, cells: dict[int, dict[str, dict[str, Any]]], steps: in
     for length, by_kind in cells.items():
         for kind, c in by_kind.items():
             solved_at = [s for s in c["steps_to_solve"] if s is not None]
-            rows.append([length, LABELS[kind], fmt_ratio(c["h0_init"]), fmt_ratio(c["ratio_init"]),
-                         fmt_ratio(c["ratio_trained"]), fmt_mean_sd(c["test_mse"]),
+            rows.append([length, LABELS[kind], ratio_spread(c["h0_init"]), ratio_spread(c["ratio_init"]),
+                         ratio_spread(c["ratio_trained"]), mean_sd_text(c["test_mse"]),
                          "yes" if c["solved"] else "no", ", ".join(map(str, solved_at)) or "-"])
     ctx.table(
         "Adding problem: gradient through time and whether the task is solved",
@@ -170,9 +158,9 @@ def _tables(ctx: Context, cells: dict[int, dict[str, dict[str, Any]]], steps: in
     for length, c in cells.items():
         remedy_rows.append([
             length,
-            _fmt_factor(factor(c["lstm"]["h0_init"], c["rnn"]["h0_init"])),
-            _fmt_factor(factor(c["gru"]["h0_init"], c["rnn"]["h0_init"])),
-            _fmt_factor(factor(c["lstm"]["h0_trained"], c["rnn"]["h0_trained"])),
+            _factor_text(factor(c["lstm"]["h0_init"], c["rnn"]["h0_init"])),
+            _factor_text(factor(c["gru"]["h0_init"], c["rnn"]["h0_init"])),
+            _factor_text(factor(c["lstm"]["h0_trained"], c["rnn"]["h0_trained"])),
             " ".join(f"{k}:{'yes' if c[k]['solved'] else 'no'}" for k in KINDS),
         ])
     ctx.table(
@@ -184,10 +172,9 @@ def _tables(ctx: Context, cells: dict[int, dict[str, dict[str, Any]]], steps: in
     )
 
 
-def _fmt_factor(value: float) -> str:
-    if math.isnan(value):
-        return "0 / 0"
-    return "inf" if math.isinf(value) else f"{value:.1e}"
+def _factor_text(value: float) -> str:
+    """`factor`'s value: NaN means both gradients underflowed to 0, shown as '0 / 0'."""
+    return "0 / 0" if math.isnan(value) else scientific(value)
 
 
 def _log_values(values: Sequence[float]) -> list[float]:

@@ -25,7 +25,9 @@ import time
 
 import torch
 
-from gradvet.experiments.base import Context, experiment, fmt_mean_sd, mean_sd
+from gradvet.base.formatting import mean_sd_text
+from gradvet.base.stats import mean_sd
+from gradvet.experiments.base import Context, experiment
 from gradvet.spec import RunSpec
 
 DEPTHS = (2, 3, 4)
@@ -148,9 +150,9 @@ def _init_table(ctx: Context, labels: dict[int, str], init: dict, is_mnist: bool
     rows = []
     for depth, label in labels.items():
         cols = list(zip(*init[label]))
-        cells = [fmt_mean_sd(col) for col in cols] + [""] * (top - depth)
+        cells = [mean_sd_text(col) for col in cols] + [""] * (top - depth)
         ratio = [seed[-1] / seed[0] for seed in init[label]]
-        rows.append([label, *cells, fmt_mean_sd(ratio, 2)])
+        rows.append([label, *cells, mean_sd_text(ratio, 2)])
         if is_mnist:
             book = BOOK_INIT_SPEED[depth]
             rows.append([f"{label} (Nielsen)", *book, *[""] * (top - depth), f"{book[-1] / book[0]:.2g}"])
@@ -191,15 +193,15 @@ def _training_table(ctx: Context, labels: dict[int, str], curves: dict, finals: 
         for epoch in _checkpoints(common, epochs):
             cols = [[dict(zip(steps, series[i]))[epoch] for steps, series in per_seed] for i in range(depth)]
             ratio = [col_last / col_first for col_first, col_last in zip(cols[0], cols[-1])]
-            rows.append([label, epoch, *[fmt_mean_sd(c) for c in cols], *[""] * (top - depth),
-                         fmt_mean_sd(ratio, 2)])
+            rows.append([label, epoch, *[mean_sd_text(c) for c in cols], *[""] * (top - depth),
+                         mean_sd_text(ratio, 2)])
     ctx.table(f"Speed of learning during training: full-batch gradient descent, eta {ETA:g}, L2 lambda {LAMBDA:g}",
               ["network", "epoch", *[f"hidden {i + 1}" for i in range(top)], "last/first"], rows,
               f"||dC/db|| recorded by the engine's probe at ~50 of the {epochs} epochs (float32); "
               "the decay term is not part of the speed; figure: speed-of-learning-training.")
     ctx.table("After training", ["network", "training cost (last epoch)", "test accuracy"],
-              [[label, fmt_mean_sd([m.get("final_loss") for m in finals[label]]),
-                fmt_mean_sd([m.get("test_accuracy") for m in finals[label]])] for label in labels.values()])
+              [[label, mean_sd_text([m.get("final_loss") for m in finals[label]]),
+                mean_sd_text([m.get("test_accuracy") for m in finals[label]])] for label in labels.values()])
 
 
 def _init_figure(ctx: Context, labels: dict[int, str], init: dict, is_mnist: bool) -> None:

@@ -45,7 +45,8 @@ from typing import Any
 
 import numpy as np
 
-from gradvet.experiments.base import Context, experiment, fmt_mean_sd
+from gradvet.base.formatting import mean_sd_text
+from gradvet.experiments.base import Context, experiment
 from gradvet.spec import RunSpec
 
 ACTIVATION = "tanh"
@@ -207,7 +208,7 @@ def trainable_depth(ctx: Context) -> None:
 
 
 def _cell(values: list[float], diverged: int) -> str:
-    text = fmt_mean_sd(values, 2) if len(values) > 1 else f"{values[0]:.2f}"
+    text = mean_sd_text(values, 2) if len(values) > 1 else f"{values[0]:.2f}"
     return f"{text} ({diverged} div)" if diverged else text
 
 

@@ -1,15 +1,43 @@
-"""Build the model a RunSpec describes, for a given dataset."""
+"""Build the model a run description asks for, for a given dataset."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 import torch
 from torch import nn
 
 from gradvet.base.errors import GradvetError
-from gradvet.spec import RunSpec
 
 
-def build(spec: RunSpec, n_features: int, n_outputs: int, sequence: bool,
+class ModelSpec(Protocol):
+    """What `build` reads of a run description. `gradvet.spec.RunSpec` (a layer above) has all of
+    it; the models layer names only the fields, so it never imports the spec."""
+
+    @property
+    def data(self) -> str: ...
+    @property
+    def model(self) -> str: ...
+    @property
+    def activation(self) -> str: ...
+    @property
+    def activation_params(self) -> Sequence[tuple[str, Any]]: ...
+    @property
+    def depth(self) -> int: ...
+    @property
+    def width(self) -> int: ...
+    @property
+    def init(self) -> str: ...
+    @property
+    def norm(self) -> str | None: ...
+    @property
+    def residual(self) -> bool: ...
+    @property
+    def seed(self) -> int: ...
+
+
+def build(spec: ModelSpec, n_features: int, n_outputs: int, sequence: bool,
           sample: torch.Tensor | None = None) -> nn.Module:
     """The initialised model for `spec`: an MLP for flat data, an rnn/lstm/gru for sequences.
 

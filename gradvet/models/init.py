@@ -25,7 +25,7 @@ import math
 import torch
 from torch import nn
 
-from gradvet.base.errors import GradvetError, did_you_mean
+from gradvet.base.errors import GradvetError, unknown
 
 SCHEMES = ("normal", "nielsen", "xavier", "he", "lecun", "orthogonal", "lsuv", "critical", "default")
 GAUSSIAN = "gaussian"  # the one parametrised scheme: "gaussian:sw2=S,sb2=B"
@@ -61,8 +61,8 @@ def parse_gaussian(scheme: str) -> tuple[float, float]:
             what = repr(part.strip()) if part.strip() else "an empty part"
             raise GradvetError(f"{where}: {what} is not name=value; write {GAUSSIAN_FORM}, e.g. {GAUSSIAN_EXAMPLE!r}.")
         if name not in ("sw2", "sb2"):
-            raise GradvetError(f"{where}: unknown parameter {name!r}{did_you_mean(name, ('sw2', 'sb2'))}; "
-                               "allowed: sw2 (weight variance times n_in, > 0) and sb2 (bias variance, >= 0).")
+            raise unknown("parameter", name, "sw2 (weight variance times n_in, > 0) and sb2 (bias variance, >= 0)",
+                          choices=("sw2", "sb2"), context=where)
         if name in values:
             raise GradvetError(f"{where}: {name} is given twice; give each of sw2 and sb2 at most once.")
         bound = "> 0" if name == "sw2" else ">= 0"
@@ -100,8 +100,7 @@ def check_scheme(scheme: object) -> None:
         return
     if scheme not in SCHEMES:
         name = scheme.split(":", 1)[0].strip() if isinstance(scheme, str) else str(scheme)
-        raise GradvetError(f"init={scheme!r} is not a scheme{did_you_mean(name, (*SCHEMES, GAUSSIAN))}; "
-                           f"allowed: {ALLOWED}.")
+        raise unknown("init", scheme, ALLOWED, choices=(*SCHEMES, GAUSSIAN), spelled=name)
 
 
 def _linear_init(layer: nn.Linear, scheme: str, sw2: float | None = None, sb2: float = 0.0) -> None:

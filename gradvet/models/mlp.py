@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from gradvet.activations import Activation, activation as get_activation
-from gradvet.base.errors import GradvetError
+from gradvet.base import validation
 
 NORMS = (None, "batch", "layer")
 
@@ -73,12 +73,10 @@ def mlp(in_features: int, out_features: int, depth: int, width: int, activation:
     `gradvet.models.init.SCHEMES` (`lsuv` needs a `data` batch)."""
     from gradvet.models.init import initialise
 
-    if norm not in NORMS:
-        raise GradvetError(f"norm={norm!r} is not allowed; allowed: none, batch, layer.")
+    validation.choice("norm", norm, NORMS)
     for name, value in (("in_features", in_features), ("out_features", out_features), ("depth", depth),
                         ("width", width)):
-        if not isinstance(value, int) or value < 1:
-            raise GradvetError(f"{name}={value!r} must be a whole number >= 1.")
+        validation.whole_number(name, value, 1)
     act = get_activation(activation, **activation_params)
     if seed is not None:
         torch.manual_seed(seed)

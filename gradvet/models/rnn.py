@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from gradvet.activations import Activation, activation as get_activation
+from gradvet.base import validation
 from gradvet.base.errors import GradvetError
 
 KINDS = ("rnn", "lstm", "gru")
@@ -46,8 +47,7 @@ class SequenceModel(nn.Module):
     def __init__(self, kind: str, input_size: int, hidden_size: int, out_features: int,
                  act: Activation | None = None):
         super().__init__()
-        if kind not in KINDS:
-            raise GradvetError(f"model kind {kind!r} is not recurrent; allowed: {', '.join(KINDS)}.")
+        validation.choice("recurrent model kind", kind, KINDS)
         self.kind = kind
         self.hidden_size = hidden_size
         if kind == "rnn":

@@ -32,7 +32,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from gradvet.base.errors import GradvetError
+from gradvet.base.formatting import cell, short_number
 from gradvet.base.jsonable import jsonable
+from gradvet.base.stats import geometric_mean
 from gradvet.probe.dead_units import DEAD_RECORDS, DEAD_SPAN
 from gradvet.probe.nonfinite import NonFinite, from_trace
 from gradvet.probe.trace import INPUT, Trace
@@ -126,7 +128,7 @@ class Diagnosis:
 
     def _repr_html_(self) -> str:
         rows = "".join(
-            "<tr>" + "".join(f"<td>{html.escape(_fmt(v))}</td>" for v in (
+            "<tr>" + "".join(f"<td>{html.escape(cell(v, 3))}</td>" for v in (
                 lay.name, lay.delta, lay.ratio_to_last, lay.activation_gain, lay.weight_gain,
                 lay.forward_std, lay.dead_fraction, lay.persistent_dead_fraction, lay.saturated_fraction)) + "</tr>"
             for lay in self.layers)
@@ -138,22 +140,6 @@ class Diagnosis:
         return (f"<div><p><b style='color:{colour}'>{self.verdict}</b> at step {self.step}: "
                 f"{html.escape(self.cause)}</p><table><tr>{head}</tr>{rows}</table>"
                 f"<ol>{remedies}</ol></div>")
-
-
-def _fmt(v: Any) -> str:
-    if v is None:
-        return "-"
-    if isinstance(v, float):
-        return f"{v:.3g}"
-    return str(v)
-
-
-def geometric_mean(values: list[float]) -> float | None:
-    """Geometric mean of the positive finite values (None when there are none): the mean factor per layer."""
-    good = [v for v in values if v is not None and v > 0 and math.isfinite(v)]
-    if not good:
-        return None
-    return math.exp(sum(math.log(v) for v in good) / len(good))
 
 
 def _product(values: list[float | None]) -> float | None:
@@ -292,15 +278,6 @@ def _main_activation(layers: list[LayerReport], names: dict[str, str]) -> str | 
     found = [names.get(lay.activation) for lay in layers if lay.activation]
     found = [f for f in found if f]
     return statistics.mode(found) if found else None
-
-
-def short_number(v: float | None) -> str:
-    """2 significant digits, scientific outside [1e-3, 1e4); '?' for None."""
-    if v is None:
-        return "?"
-    if not math.isfinite(v):
-        return str(v)
-    return f"{v:.2g}" if 1e-3 <= abs(v) < 1e4 else f"{v:.1e}"
 
 
 def _nonfinite_cause(nf: NonFinite) -> str:

@@ -14,6 +14,10 @@ from __future__ import annotations
 import math
 import statistics
 
+from gradvet.activations import activation
+from gradvet.activations.matching_init import matching_init
+from gradvet.base.formatting import short_number
+from gradvet.base.stats import geometric_mean
 from gradvet.probe.dead_units import DEAD_SPAN
 from gradvet.probe.trace import Trace
 
@@ -41,7 +45,7 @@ def total_grad_norms(trace: Trace) -> list[float]:
 
 
 def suggest(d, trace: Trace, main_act: str | None, recurrent: bool) -> list:
-    from gradvet.probe.diagnosis import MEAN_DEAD, Remedy, geometric_mean, short_number
+    from gradvet.probe.diagnosis import MEAN_DEAD, Remedy
 
     remedies: list[Remedy] = []
     family = _family(main_act)
@@ -70,7 +74,7 @@ def suggest(d, trace: Trace, main_act: str | None, recurrent: bool) -> list:
                                    f"half the units) and the weight factors only {short_number(weight_mean)}: He init's "
                                    "factor sqrt(2) makes their product about 1."))
         elif weight_mean is not None and weight_mean < 0.9:
-            init = "he" if family not in SATURATING_FAMILIES else "xavier (or lecun)"
+            init = (matching_init(activation(main_act)) if family else None) or "he"
             remedies.append(Remedy(f"use init {init}, matched to {main_act or 'the activation'}",
                                    f"the weight factors average {short_number(weight_mean)} per layer and multiply to "
                                    f"{short_number(d.weight_factor)}: the weights shrink the backward signal at every layer."))

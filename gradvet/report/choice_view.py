@@ -7,7 +7,7 @@ import html
 import math
 
 from gradvet.choose import CONFIRMED, NOT_HERE, NOT_MEASURED, CandidateResult, Choice
-from gradvet.probe.diagnosis import short_number
+from gradvet.base.formatting import short_number
 
 def _cells(choice: Choice, row: CandidateResult) -> list[str]:
     theory = short_number(row.theory.predicted_ratio) if row.theory and row.theory.predicted_ratio is not None else "-"

@@ -10,15 +10,9 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from gradvet.base.formatting import number
+
 COLOURS = {"vanishing": "dark_orange", "exploding": "red", "healthy": "green"}
-
-
-def _num(v: float | None, digits: int = 3) -> str:
-    if v is None:
-        return "-"
-    if isinstance(v, float) and not math.isfinite(v):
-        return str(v)
-    return f"{v:.{digits}g}"
 
 
 def _cells(ratio: float | None, width: int) -> int | None:
@@ -53,15 +47,15 @@ def render(d) -> Group:
     for col, justify in columns:
         table.add_column(Text(col), justify=justify)
     for lay in d.layers:
-        cells = [Text(lay.name), _num(lay.delta), _num(lay.ratio_to_last)]
-        cells += [_num(lay.predicted_ratio)] if predicted else []
-        cells += [_bar(lay.ratio_to_last, predicted=lay.predicted_ratio), _num(lay.activation_gain),
-                  _num(lay.weight_gain), _num(lay.forward_std), _num(lay.dead_fraction, 2)]
-        cells += [_num(lay.persistent_dead_fraction, 2)] if dead else []
-        cells += [_num(lay.saturated_fraction, 2), Text(", ".join(lay.flags))]
+        cells = [Text(lay.name), number(lay.delta, 3), number(lay.ratio_to_last, 3)]
+        cells += [number(lay.predicted_ratio, 3)] if predicted else []
+        cells += [_bar(lay.ratio_to_last, predicted=lay.predicted_ratio), number(lay.activation_gain, 3),
+                  number(lay.weight_gain, 3), number(lay.forward_std, 3), number(lay.dead_fraction, 2)]
+        cells += [number(lay.persistent_dead_fraction, 2)] if dead else []
+        cells += [number(lay.saturated_fraction, 2), Text(", ".join(lay.flags))]
         table.add_row(*cells)
     verdict = Text.assemble(("verdict: ", "bold"), (d.verdict.upper(), f"bold {COLOURS[d.verdict]}"),
-                            f"   (delta_1/delta_L = {_num(d.ratio)}; vanishing below {d.thresholds['vanishing']:g}, "
+                            f"   (delta_1/delta_L = {number(d.ratio, 3)}; vanishing below {d.thresholds['vanishing']:g}, "
                             f"exploding above {d.thresholds['exploding']:g})")
     parts = [table, verdict, Text.assemble(("cause: ", "bold"), d.cause)]
     for note in d.notes:

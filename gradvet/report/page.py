@@ -21,11 +21,11 @@ import csv
 import html
 import io
 import json
-import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from gradvet.base.formatting import cell
 from gradvet.base.jsonable import jsonable
 
 STYLE = """
@@ -111,18 +111,9 @@ def svg_image(svg: bytes, alt: str) -> str:
 
 
 def fmt(value: Any, digits: int = 4) -> str:
-    """How a value is shown in a table cell: numbers to `digits` significant digits."""
-    if value is None:
-        return "-"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "nan"
-        if math.isinf(value):
-            return "inf" if value > 0 else "-inf"
-        return f"{value:.{digits}g}"
-    return clip(str(value))
+    """How a value is shown on the page: `gradvet.base.formatting.cell` (numbers to `digits`
+    significant digits, None as '-'), long text cut to SHOWN_CHARS."""
+    return clip(cell(value, digits))
 
 
 def _data_uri(text: str, mime: str) -> str:

@@ -9,7 +9,7 @@ its own. mode "off" makes every run a unit of its own.
 
 from __future__ import annotations
 
-from gradvet.base.errors import GradvetError, did_you_mean
+from gradvet.base.errors import unknown
 from gradvet.spec import RunSpec
 
 MODES = ("auto", "off")
@@ -18,8 +18,7 @@ MIN_GROUP = 8  # measured: with the default probe trace, smaller groups gain lit
 
 def check_mode(mode: str) -> str:
     if mode not in MODES:
-        raise GradvetError(f"batched={mode!r} is not a mode{did_you_mean(str(mode), MODES)}; allowed: "
-                           f"{', '.join(MODES)}.")
+        raise unknown("batched mode", mode, MODES)
     return mode
 
 

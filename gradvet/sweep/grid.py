@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from gradvet.base import validation
-from gradvet.base.errors import GradvetError, did_you_mean
+from gradvet.base.errors import GradvetError, did_you_mean, unknown
 from gradvet.spec import RunSpec, field_names
 
 TABLES = ("base", "grid")
@@ -70,8 +70,7 @@ def _check_fields(table: str, names: list[str], where: str) -> None:
     known = field_names()
     for name in names:
         if name not in known:
-            raise GradvetError(f"unknown run field {name!r} in [{table}] of {where}{did_you_mean(name, known)}; "
-                               f"fields are: {', '.join(known)}.")
+            raise unknown("run field", name, known, context=f"[{table}] of {where}")
 
 
 def _tables(data: dict[str, Any], where: str) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -81,8 +80,7 @@ def _tables(data: dict[str, Any], where: str) -> tuple[dict[str, Any], dict[str,
                 raise GradvetError(f"{name!r} in {where} must be a table ([{name}]), not {value!r}.")
             continue
         if isinstance(value, dict):
-            raise GradvetError(f"unknown table [{name}] in {where}{did_you_mean(name, TABLES)}; "
-                               "allowed: [base] and [grid].")
+            raise unknown("table", name, "[base] and [grid]", choices=TABLES, context=where)
         raise GradvetError(f"{name!r} in {where} is outside any table{did_you_mean(name, field_names())}; "
                            "put fixed fields under [base] and swept fields under [grid].")
     return data.get("base", {}), data.get("grid", {})

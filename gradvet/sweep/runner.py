@@ -49,7 +49,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gradvet.base.errors import GradvetError, did_you_mean
+from gradvet.base import validation
+from gradvet.base.errors import GradvetError, unknown
 from gradvet.spec import RunSpec
 from gradvet.sweep.batched import check_mode, plan
 from gradvet.sweep.lease import WriterLease
@@ -316,8 +317,7 @@ def _parallel(sweep: _Sweep, target: str | RunFn, units: list[list[RunSpec]], wo
 def check_backend(backend: str) -> str:
     """`backend` if it is one of BACKENDS, else a one-sentence GradvetError with close matches."""
     if backend not in BACKENDS:
-        raise GradvetError(f"unknown sweep backend {backend!r}{did_you_mean(str(backend), BACKENDS)}; "
-                           f"allowed: {', '.join(BACKENDS)}.")
+        raise unknown("sweep backend", backend, BACKENDS)
     return backend
 
 
@@ -342,8 +342,7 @@ def run_sweep(specs: Iterable[RunSpec], store_path: str | os.PathLike[str], work
     full, read-only, an I/O error) the sweep stops with a GradvetError saying how many finished
     runs are kept; those stay saved and no run is marked failed for it.
     """
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise GradvetError(f"workers={workers!r} must be a whole number >= 1.")
+    validation.whole_number("workers", workers, 1, validation.MAX_WORKERS, "MAX_WORKERS")
     if check_backend(backend) == "ray":
         from gradvet.sweep import ray_backend
 

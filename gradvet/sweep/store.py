@@ -41,7 +41,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from gradvet.base.errors import GradvetError, did_you_mean
+from gradvet.base.errors import GradvetError, unknown
 from gradvet.spec import RunSpec
 from gradvet.sweep.rows import decode_row
 from gradvet.sweep.store_file import (ReadConnection, StoreWriteError, check_store_file, connect_for_writing,
@@ -281,6 +281,5 @@ class Store:
 
 def check_status(status: str) -> str:
     if status not in STATUSES:
-        raise GradvetError(f"unknown run status {status!r}{did_you_mean(status, STATUSES)}; "
-                           f"allowed: {', '.join(STATUSES)}.")
+        raise unknown("run status", status, STATUSES)
     return status
