@@ -80,7 +80,7 @@ def _tables(data: dict[str, Any], where: str) -> tuple[dict[str, Any], dict[str,
                 raise GradvetError(f"{name!r} in {where} must be a table ([{name}]), not {value!r}.")
             continue
         if isinstance(value, dict):
-            raise unknown("table", name, "[base] and [grid]", choices=TABLES, context=where)
+            raise unknown("table", f"[{name}]", "[base] and [grid]", choices=TABLES, spelled=name, context=where)
         raise GradvetError(f"{name!r} in {where} is outside any table{did_you_mean(name, field_names())}; "
                            "put fixed fields under [base] and swept fields under [grid].")
     return data.get("base", {}), data.get("grid", {})
