@@ -111,7 +111,7 @@ def test_sweep_batches_groups_and_stores_runs_like_one_by_one(tmp_path):
     assert sorted(len(u) for u in plan(specs[:12], workers=2)) == [12]  # parts stay >= 8 runs
     assert [len(u) for u in plan(specs[:7])] == [1] * 7  # too few to gain: one by one
     assert [len(u) for u in plan(specs, mode="off")] == [1] * 17
-    with pytest.raises(GradvetError, match="batched='of'"):
+    with pytest.raises(GradvetError, match=r"^unknown batched mode 'of' \(did you mean 'off'\?\); allowed: auto, off\.$"):
         plan(specs, mode="of")
     one = run_sweep(specs, tmp_path / "one.db", batched="off")
     both = run_sweep(specs, tmp_path / "batched.db", workers=2)

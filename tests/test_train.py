@@ -36,7 +36,7 @@ def test_spec_key_is_stable_and_content_based():
 
 
 @pytest.mark.parametrize("bad,fragment", [
-    (dict(model="transformer"), "model='transformer'"),
+    (dict(model="transformer"), "unknown model 'transformer'; allowed: mlp, rnn, lstm, gru."),
     (dict(init="hee"), "'he'"),
     (dict(depth=0), "depth=0"),
     (dict(lr=-1.0), "lr=-1.0"),

@@ -25,6 +25,7 @@ import math
 import torch
 from torch import nn
 
+from gradvet.base import validation
 from gradvet.base.errors import GradvetError, unknown
 
 SCHEMES = ("normal", "nielsen", "xavier", "he", "lecun", "orthogonal", "lsuv", "critical", "default")
@@ -65,14 +66,13 @@ def parse_gaussian(scheme: str) -> tuple[float, float]:
                           choices=("sw2", "sb2"), context=where)
         if name in values:
             raise GradvetError(f"{where}: {name} is given twice; give each of sw2 and sb2 at most once.")
-        bound = "> 0" if name == "sw2" else ">= 0"
+        allowed = "a finite number " + ("> 0" if name == "sw2" else ">= 0")
         try:
             value = float(text)
         except ValueError:
-            raise GradvetError(
-                f"{where}: {name}={text!r} is not a number; {name} must be a finite number {bound}.") from None
+            raise GradvetError(f"{where}: {validation.not_allowed(name, text, allowed, why='not a number')}") from None
         if not (math.isfinite(value) and (value > 0 if name == "sw2" else value >= 0)):
-            raise GradvetError(f"{where}: {name}={text!r} is out of range; {name} must be a finite number {bound}.")
+            raise GradvetError(f"{where}: {validation.not_allowed(name, text, allowed)}")
         values[name] = value
     if "sw2" not in values:
         raise GradvetError(f"{where} has no sw2; write {GAUSSIAN_FORM} (sw2 > 0 required, sb2 >= 0 optional), "
