@@ -28,7 +28,7 @@ from typing import Any
 
 from gradvet.activations import activation
 from gradvet.activations.matching_init import matching_init
-from gradvet.base.formatting import mean_sd_text
+from gradvet.base.formatting import mean_sd_text, short_number
 from gradvet.base.stats import mean_sd
 from gradvet.data import load
 from gradvet.experiments.base import Context, experiment
@@ -170,7 +170,7 @@ def activations_experiment(ctx: Context) -> None:
     ctx.table(
         f"Per-layer gradient profile delta_l / delta_L at depth {deepest}",
         ["activation", "when", *(f"layer {k}" for k in layers)],
-        [[name, when, *(_sci(summary[name][deepest][key][k - 1]) for k in layers)]
+        [[name, when, *(short_number(summary[name][deepest][key][k - 1]) for k in layers)]
          for name in names for when, key in (("init", "profile_at_init"), ("trained", "profile_trained"))],
         note="seed means; layer 1 is next to the input, the last hidden layer is 1 by definition.",
     )
@@ -200,12 +200,6 @@ def headline(summary: dict[str, dict[int, dict[str, Any]]], depth: int) -> str:
     lost = [n for n in summary if n not in kept]
     return (f"At depth {depth}, delta_1/delta_L stays within 10x of 1 at initialisation for: "
             f"{', '.join(kept) or 'none'}; it does not for: {', '.join(lost) or 'none'}.")
-
-
-def _sci(value: float) -> str:
-    if value is None or not math.isfinite(value):
-        return "nan"
-    return f"{value:.2g}" if 1e-3 <= abs(value) < 1e4 else f"{value:.1e}"
 
 
 def _lines(ax, summary, depths, key: str) -> None:

@@ -34,7 +34,7 @@ import math
 from typing import Any
 
 from gradvet.data import load
-from gradvet.base.formatting import mean_sd_text
+from gradvet.base.formatting import mean_sd_text, short_number
 from gradvet.base.stats import mean_sd
 from gradvet.experiments.base import Context, experiment
 from gradvet.probe import Trace, diagnose
@@ -173,11 +173,10 @@ def _col(measures: list[dict[str, Any]], key: str) -> list[float]:
 
 
 def _times(value: float, baseline: float) -> str:
-    """value / baseline as '3.1e+05x'."""
+    """value / baseline as '3.1e+05x' (`short_number`), 'nan' without a finite positive baseline."""
     if not (math.isfinite(value) and math.isfinite(baseline) and baseline > 0):
         return "nan"
-    factor = value / baseline
-    return f"{factor:.2g}x" if 1e-2 <= factor < 1e3 else f"{factor:.1e}x"
+    return f"{short_number(value / baseline)}x"
 
 
 def _accuracy(measures: list[dict[str, Any]]) -> str:
