@@ -10,6 +10,7 @@ modules loaded with `sys.modules` of a fresh interpreter.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -200,6 +201,19 @@ def test_properties_and_cost_of_a_fresh_formula_leave_the_thread_count(monkeypat
     assert calls == [] and torch.get_num_threads() == before
 
 
+def test_local_sweep_workers_share_the_cores(tmp_path):
+    """`import gradvet` no longer loads torch, so the fork server preloads it: each of the
+    `workers` processes runs torch on cpu_count // workers threads, not on every core."""
+    from gradvet.sweep import run_sweep
+    from gradvet.sweep.store import Store
+
+    specs = [RunSpec(steps=3, seed=s) for s in (20, 21)]
+    assert run_sweep(specs, tmp_path / "runs.db", run_fn="ray_fakes:report_threads", workers=2).done == 2
+    with Store(tmp_path / "runs.db", create=False) as store:
+        threads = [run["metrics"]["torch_threads"] for run in store.runs()]
+    assert threads == [max(1, (os.cpu_count() or 1) // 2)] * 2
+
+
 # ---- sys.path: a user's factory is importable while it loads, and sys.path is as it was after ----
 
 def test_load_factory_leaves_sys_path(tmp_path, monkeypatch):
@@ -248,14 +262,15 @@ print(json.dumps({"bare": bare, "used": sorted(sys.modules), "values": values}))
 """
 
 
-def _fresh_python(code: str) -> subprocess.CompletedProcess:
-    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "HOME": str(ROOT)}
+def _fresh_python(code: str, home: Path) -> subprocess.CompletedProcess:
+    """`code` in a new interpreter (nothing imported yet), its caches in `home`."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HOME": str(home), "MPLCONFIGDIR": str(home / "mpl")}
     return subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=300)
 
 
-def test_import_gradvet_a_probe_and_a_lookup_load_no_heavy_package():
-    proc = _fresh_python(LIGHT)
+def test_import_gradvet_a_probe_and_a_lookup_load_no_heavy_package(tmp_path):
+    proc = _fresh_python(LIGHT, tmp_path)
     assert proc.returncode == 0, proc.stderr
     seen = json.loads(proc.stdout)
     for when in ("bare", "used"):
@@ -286,6 +301,6 @@ print("ok")
 """
 
 
-def test_every_public_name_still_imports_and_choose_stays_the_function():
-    proc = _fresh_python(NAMES)
+def test_every_public_name_still_imports_and_choose_stays_the_function(tmp_path):
+    proc = _fresh_python(NAMES, tmp_path)
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr
