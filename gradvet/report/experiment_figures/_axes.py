@@ -1,0 +1,11 @@
+"""What the experiment figures share."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+
+def log_values(values: Sequence[float | None]) -> list[float]:
+    """Values for a log axis: None, zeros, negatives and non-finite values become nan (not drawn)."""
+    return [v if v is not None and math.isfinite(v) and v > 0 else math.nan for v in values]
