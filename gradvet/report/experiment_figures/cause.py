@@ -9,6 +9,8 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
+from gradvet.report.experiment_figures._axes import finish
+
 INIT_STYLES = {"normal": "-", "nielsen": "--", "xavier": ":"}
 
 
@@ -21,11 +23,7 @@ def window(data: dict[str, Any]) -> Figure:
     ax.semilogx(data["formula_w"], data["formula_width"], label="(2/|w|) ln(|w|(1+sqrt(1-4/|w|))/2 - 1)")
     ax.semilogx(data["counted_w"], data["counted_width"], "o", label="counted on a grid")
     ax.plot([best_w], [best], "k*", markersize=10, label=f"widest: {best:.3f} at |w| = {best_w:.2f}")
-    ax.set_xlabel("|w|")
-    ax.set_ylabel("width of the window of inputs a")
-    ax.set_title("|w sigma'(wa+b)| >= 1 only in a narrow window")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
+    finish(ax, "|w|", "width of the window of inputs a", "|w sigma'(wa+b)| >= 1 only in a narrow window")
     return fig
 
 

@@ -7,6 +7,8 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
+from gradvet.report.experiment_figures._axes import finish
+
 
 def init(data: dict[str, Any]) -> Figure:
     """Speed per hidden layer at initialisation, one line per network; the book's numbers dashed beside
@@ -19,11 +21,8 @@ def init(data: dict[str, Any]) -> Figure:
         if net["book"] is not None:
             ax.semilogy(layers, net["book"], "x--", color=line.get_color(), label=f"{net['label']} (Nielsen)")
     ax.set_xticks(range(1, data["layers"] + 1))
-    ax.set_xlabel("hidden layer")
-    ax.set_ylabel("speed of learning ||dC/db|| at initialisation")
-    ax.set_title("Each hidden layer learns slower than the next")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
+    finish(ax, "hidden layer", "speed of learning ||dC/db|| at initialisation",
+           "Each hidden layer learns slower than the next")
     return fig
 
 
