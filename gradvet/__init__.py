@@ -29,17 +29,17 @@ def _choice_html(choice: Choice) -> str:
     return render_html(choice)
 
 
-NOTEBOOK_HTML = {("gradvet.probe.diagnosis", "Diagnosis"): _diagnosis_html, ("gradvet.choose", "Choice"): _choice_html}
+_NOTEBOOK_HTML = {("gradvet.probe.diagnosis", "Diagnosis"): _diagnosis_html, ("gradvet.choose", "Choice"): _choice_html}
 
 
 def _register_notebook_views() -> None:
-    """Register NOTEBOOK_HTML with the running IPython shell, if there is one (IPython is never imported here)."""
+    """Register _NOTEBOOK_HTML with the running IPython shell, if there is one (IPython is never imported here)."""
     ipython = sys.modules.get("IPython")
     shell = ipython.get_ipython() if ipython is not None and hasattr(ipython, "get_ipython") else None
     if shell is None:
         return
     formatter = shell.display_formatter.formatters["text/html"]
-    for (module, name), to_html in NOTEBOOK_HTML.items():
+    for (module, name), to_html in _NOTEBOOK_HTML.items():
         formatter.for_type_by_name(module, name, to_html)
 
 
