@@ -1,8 +1,11 @@
-"""Terminal rendering of a Diagnosis: the article's picture (the backward signal
-falling layer by layer) as a table with log-scale bars, then verdict, cause, remedies."""
+"""Views of a Diagnosis (`gradvet.probe.diagnosis`): for the terminal the article's picture (the
+backward signal falling layer by layer) as a table with log-scale bars, then verdict, cause,
+remedies (`render`); for notebooks an HTML table (`render_html`, shown by the display formatter
+`gradvet/__init__.py` registers). Plain text for `print` is the probe's own (`probe.diagnosis_text`)."""
 
 from __future__ import annotations
 
+import html
 import math
 
 from rich.console import Group
@@ -11,8 +14,12 @@ from rich.table import Table
 from rich.text import Text
 
 from gradvet.base.formatting import number
+from gradvet.probe.diagnosis import Diagnosis
 
 COLOURS = {"vanishing": "dark_orange", "exploding": "red", "healthy": "green"}
+HTML_COLOURS = {"vanishing": "#b35900", "exploding": "#b00020", "healthy": "#2e7d32"}
+HTML_COLUMNS = ("layer", "||dL/dz||", "ratio to last", "activation factor", "weight factor", "forward std",
+                "inactive (batch)", "dead", "saturated")
 
 
 def _cells(ratio: float | None, width: int) -> int | None:
@@ -34,7 +41,8 @@ def _bar(ratio: float | None, width: int = 24, predicted: float | None = None) -
     return text
 
 
-def render(d) -> Group:
+def render(d: Diagnosis) -> Group:
+    """A rich renderable: the per-layer table with bars, the verdict, cause, notes, theory and remedies."""
     table = Table(title=f"backward signal per hidden layer at step {d.step}", header_style="bold")
     predicted = any(lay.predicted_ratio is not None for lay in d.layers)
     dead = any(lay.persistent_dead_fraction is not None for lay in d.layers)  # watched long enough to tell
@@ -69,3 +77,19 @@ def render(d) -> Group:
             remedies.add_row(Text(f"{i}.", style="bold"), Text.assemble((remedy.action, "bold"), " - ", remedy.why))
         parts.append(Panel(remedies, title="remedies, most promising first", expand=False))
     return Group(*parts)
+
+
+def render_html(d: Diagnosis) -> str:
+    """An HTML table of the hidden layers with the verdict, cause and remedies (for notebooks); every text
+    escaped."""
+    e = html.escape
+    rows = "".join(
+        "<tr>" + f"<td>{e(lay.name)}</td>" + "".join(f"<td>{e(number(v, 3))}</td>" for v in (
+            lay.delta, lay.ratio_to_last, lay.activation_gain, lay.weight_gain, lay.forward_std, lay.dead_fraction,
+            lay.persistent_dead_fraction, lay.saturated_fraction)) + "</tr>"
+        for lay in d.layers)
+    remedies = "".join(f"<li><b>{e(r.action)}</b>: {e(r.why)}</li>" for r in d.remedies)
+    head = "".join(f"<th>{e(h)}</th>" for h in HTML_COLUMNS)
+    return (f"<div><p><b style='color:{HTML_COLOURS[d.verdict]}'>{d.verdict}</b> at step {d.step}: "
+            f"{e(d.cause)}</p><table><tr>{head}</tr>{rows}</table>"
+            f"<ol>{remedies}</ol></div>")

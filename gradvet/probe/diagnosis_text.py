@@ -1,0 +1,43 @@
+"""A Diagnosis as plain text, for `print(diagnosis)` in a script or a log.
+
+The terminal's table with bars, the HTML report and the notebook's HTML are views of the
+report layer (`gradvet.report.diagnosis_view`); this is the one rendering a core object
+carries itself, with no dependency: verdict, the backward signal per hidden layer with its
+two chain-rule factors, cause, notes, theory and the remedies, most promising first.
+"""
+
+from __future__ import annotations
+
+from gradvet.base.formatting import number
+
+COLUMNS = ("layer", "||dL/dz||", "ratio to last", "activation factor", "weight factor", "flags")
+
+
+def _table(rows: list[list[str]]) -> list[str]:
+    """Columns padded to their widest cell, the first left-aligned, the numbers right-aligned."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = []
+    for row in rows:
+        cells = [cell.ljust(width) if i in (0, len(row) - 1) else cell.rjust(width)
+                 for i, (cell, width) in enumerate(zip(row, widths))]
+        lines.append("  ".join(cells).rstrip())
+    return lines
+
+
+def plain_text(d) -> str:
+    """The diagnosis `d` (a `probe.diagnosis.Diagnosis`) in lines of plain text."""
+    lines = [f"verdict: {d.verdict} at step {d.step} (delta_1/delta_L = {number(d.ratio, 3)}; vanishing below "
+             f"{d.thresholds['vanishing']:g}, exploding above {d.thresholds['exploding']:g})"]
+    if d.layers:
+        rows = [list(COLUMNS)] + [[lay.name, number(lay.delta, 3), number(lay.ratio_to_last, 3),
+                                   number(lay.activation_gain, 3), number(lay.weight_gain, 3), ", ".join(lay.flags)]
+                                  for lay in d.layers]
+        lines += [f"backward signal per hidden layer at step {d.step}:", *("  " + line for line in _table(rows))]
+    lines.append(f"cause: {d.cause}")
+    lines += [f"note: {note}" for note in d.notes]
+    if d.prediction_note:
+        lines.append(f"theory: {d.prediction_note}")
+    if d.remedies:
+        lines.append("remedies, most promising first:")
+        lines += [f"  {i}. {remedy.action} - {remedy.why}" for i, remedy in enumerate(d.remedies, 1)]
+    return "\n".join(lines)
