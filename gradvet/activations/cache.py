@@ -112,8 +112,21 @@ class DiskTable:
         Activations without a `cache_key` (formulas, parameterised copies) are always computed."""
         if act.cache_key is None:
             return compute(act)
+        record = self.stored(act, encode, decode)
+        if record is not None:
+            return record
+        record = compute(act)
         table = self._load()
-        raw = table.get(act.cache_key)
+        table[act.cache_key] = encode(record)
+        self._save(table)
+        return record
+
+    def stored(self, act: Activation, encode: Callable[[R], dict], decode: Callable[[dict], R]) -> R | None:
+        """The record of `act` as stored, or None (no `cache_key`, missing, or not of today's schema);
+        nothing is computed."""
+        if act.cache_key is None:
+            return None
+        raw = self._load().get(act.cache_key)
         if isinstance(raw, dict):
             try:
                 record = decode(raw)
@@ -121,10 +134,7 @@ class DiskTable:
                     return record
             except (TypeError, KeyError, ValueError, AttributeError, RecursionError):
                 pass
-        record = compute(act)
-        table[act.cache_key] = encode(record)
-        self._save(table)
-        return record
+        return None
 
 
 PROPERTIES = DiskTable("properties")
@@ -135,6 +145,13 @@ def properties(act: Activation, compute: Callable[[Activation], Properties]) -> 
     from gradvet.activations.properties import Properties
 
     return PROPERTIES.get(act, compute, Properties.to_cache, Properties.from_cache)
+
+
+def stored_properties(act: Activation) -> Properties | None:
+    """The properties of `act` stored in the cache, or None; nothing is computed."""
+    from gradvet.activations.properties import Properties
+
+    return PROPERTIES.stored(act, Properties.to_cache, Properties.from_cache)
 
 
 def clear_memory() -> None:
