@@ -1,14 +1,22 @@
-"""Terminal rendering of a Diagnosis: the article's picture (the backward signal
-falling layer by layer) as a table with log-scale bars, then verdict, cause, remedies."""
+"""Terminal and notebook renderings of a Diagnosis: the article's picture (the backward signal
+falling layer by layer) as a table with log-scale bars, then verdict, cause, remedies.
+
+Beside each layer's delta, ratio to the last and theory's prediction, the table has a column
+for each diagnosis column of the probe's metrics (`probe.metrics.Column`, the registered
+metrics by default): a metric one registers shows here without a change to this file."""
 
 from __future__ import annotations
 
+import html
 import math
+from collections.abc import Iterable
 
 from rich.console import Group
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
+
+from gradvet.probe.metrics import Column, Metric, drawn_columns
 
 COLOURS = {"vanishing": "dark_orange", "exploding": "red", "healthy": "green"}
 
@@ -40,25 +48,26 @@ def _bar(ratio: float | None, width: int = 24, predicted: float | None = None) -
     return text
 
 
-def render(d) -> Group:
+def metric_columns(d, units: Iterable[type[Metric]] | None = None) -> list[Column]:
+    """The metric columns drawn for diagnosis `d` (an optional one only where some layer has a value)."""
+    return drawn_columns([lay.values for lay in d.layers], units)
+
+
+def render(d, units: Iterable[type[Metric]] | None = None) -> Group:
+    """The diagnosis for a terminal; `units`: the metrics whose columns to draw (the registered ones)."""
     table = Table(title=f"backward signal per hidden layer at step {d.step}", header_style="bold")
     predicted = any(lay.predicted_ratio is not None for lay in d.layers)
-    dead = any(lay.persistent_dead_fraction is not None for lay in d.layers)  # watched long enough to tell
+    shown = metric_columns(d, units)
     columns = [("layer", "left"), ("||dL/dz||", "right"), ("ratio to last", "right")]
     columns += [("predicted", "right")] if predicted else []
-    columns += [("(log scale)", "left"), ("activation factor", "right"), ("weight factor", "right"),
-                ("forward std", "right"), ("inactive", "right")]
-    columns += [("dead", "right")] if dead else []
-    columns += [("saturated", "right"), ("flags", "left")]
+    columns += [("(log scale)", "left")] + [(c.label, "right") for c in shown] + [("flags", "left")]
     for col, justify in columns:
         table.add_column(Text(col), justify=justify)
     for lay in d.layers:
         cells = [Text(lay.name), _num(lay.delta), _num(lay.ratio_to_last)]
         cells += [_num(lay.predicted_ratio)] if predicted else []
-        cells += [_bar(lay.ratio_to_last, predicted=lay.predicted_ratio), _num(lay.activation_gain),
-                  _num(lay.weight_gain), _num(lay.forward_std), _num(lay.dead_fraction, 2)]
-        cells += [_num(lay.persistent_dead_fraction, 2)] if dead else []
-        cells += [_num(lay.saturated_fraction, 2), Text(", ".join(lay.flags))]
+        cells += [_bar(lay.ratio_to_last, predicted=lay.predicted_ratio)]
+        cells += [_num(lay.values.get(c.key), c.digits) for c in shown] + [Text(", ".join(lay.flags))]
         table.add_row(*cells)
     verdict = Text.assemble(("verdict: ", "bold"), (d.verdict.upper(), f"bold {COLOURS[d.verdict]}"),
                             f"   (delta_1/delta_L = {_num(d.ratio)}; vanishing below {d.thresholds['vanishing']:g}, "
@@ -75,3 +84,22 @@ def render(d) -> Group:
             remedies.add_row(Text(f"{i}.", style="bold"), Text.assemble((remedy.action, "bold"), " - ", remedy.why))
         parts.append(Panel(remedies, title="remedies, most promising first", expand=False))
     return Group(*parts)
+
+
+def to_html(d, units: Iterable[type[Metric]] | None = None) -> str:
+    """The diagnosis as HTML for a notebook: verdict and cause, the per-layer table (the same columns
+    as the terminal's), the remedies."""
+    shown = metric_columns(d, units)
+    predicted = any(lay.predicted_ratio is not None for lay in d.layers)
+    head = ["layer", "||dL/dz||", "ratio to last"] + (["predicted"] if predicted else [])
+    head += [c.label for c in shown] + ["flags"]
+    rows = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in (
+            lay.name, _num(lay.delta), _num(lay.ratio_to_last), *([_num(lay.predicted_ratio)] if predicted else []),
+            *(_num(lay.values.get(c.key), c.digits) for c in shown), ", ".join(lay.flags))) + "</tr>"
+        for lay in d.layers)
+    remedies = "".join(f"<li><b>{html.escape(r.action)}</b>: {html.escape(r.why)}</li>" for r in d.remedies)
+    colour = {"vanishing": "#b35900", "exploding": "#b00020", "healthy": "#2e7d32"}[d.verdict]
+    return (f"<div><p><b style='color:{colour}'>{d.verdict}</b> at step {d.step}: {html.escape(d.cause)}</p>"
+            f"<table><tr>{''.join(f'<th>{html.escape(h)}</th>' for h in head)}</tr>{rows}</table>"
+            f"<ol>{remedies}</ol></div>")
