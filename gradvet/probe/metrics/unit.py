@@ -60,8 +60,9 @@ ROOT_SUM_SQUARES = "root of the sum of squares"  # norms: ||(g_1, ..., g_k)|| = 
 SAMPLE_MEAN = "mean over the samples of every call"  # statistics: sum_i n_i m_i / sum_i n_i
 ALL_CALLS = "per unit, over the samples of every call"  # unit masks: inactive on every sample of every call
 AFTER = "from other metrics, after they are combined"  # ratios and flags: never an average of ratios
+MAX = "the largest over the calls"  # extremes: max_i m_i
 COUNT = "counted over the calls"
-COMBINE = frozenset({ROOT_SUM_SQUARES, SAMPLE_MEAN, ALL_CALLS, AFTER, COUNT})
+COMBINE = frozenset({ROOT_SUM_SQUARES, SAMPLE_MEAN, ALL_CALLS, MAX, AFTER, COUNT})
 
 # whose value fills a diagnosis column of hidden weight layer l
 OWN = "layer"  # layer l itself
