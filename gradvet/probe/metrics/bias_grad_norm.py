@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from gradvet.probe.metrics.unit import PARAMS, ROOT_SUM_SQUARES, Column, Metric, Parts, root_sum_squares
+from gradvet.probe.metrics.shapes import ParameterGradNorm
+from gradvet.probe.metrics.unit import Column
 
 
 def is_bias(parameter_name: str) -> bool:
@@ -10,20 +11,13 @@ def is_bias(parameter_name: str) -> bool:
     return parameter_name.startswith("bias")
 
 
-class BiasGradNorm(Metric):
+class BiasGradNorm(ParameterGradNorm):
     """||dL/db|| over the layer's bias parameters together (root of the sum of their squared norms):
     the rate at which the layer's biases learn, Nielsen's "speed of learning" (Neural Networks and
-    Deep Learning, ch. 5). Read from .grad when the step ends, so it is the gradient of every
-    micro-batch of the step accumulated."""
+    Deep Learning, ch. 5)."""
 
     name = "bias_grad_norm"
-    kinds = frozenset({"weight", "norm"})
-    reads = frozenset({PARAMS})
-    combine = ROOT_SUM_SQUARES
     columns = (Column("bias_grad_norm", "||dL/db||", drawn=False),)
 
-    def measure(self, layer):
-        return Parts(norms=[p.grad for name, p in layer.params if is_bias(name) and p.grad is not None])
-
-    def value(self, got, row, layer):
-        return root_sum_squares(got.norms) if got.norms else None
+    def counts(self, parameter_name):
+        return is_bias(parameter_name)

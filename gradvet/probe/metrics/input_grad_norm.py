@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 from gradvet.probe.metrics.layer_step import rows_of
-from gradvet.probe.metrics.unit import INPUT, INPUT_GRAD, OUTPUT_GRAD, ROOT_SUM_SQUARES, Metric, Parts, root_sum_squares
+from gradvet.probe.metrics.shapes import NormMetric
+from gradvet.probe.metrics.unit import INPUT, INPUT_GRAD, OUTPUT_GRAD, Parts
 
 
-class InputGradNorm(Metric):
+class InputGradNorm(NormMetric):
     """||dL/d input|| through this module only. A weight or norm layer's is read off a private
     copy of its input (so a skip path's share, added to the original tensor, is not counted); an
     activation's is dL/dz = dL/da * f'(z) elementwise, from its input z and the gradient at its
     output a, with the catalog's closed-form f' (no copy of the input needed)."""
 
     name = "input_grad_norm"
-    combine = ROOT_SUM_SQUARES
 
     def needs(self, kind):
         return frozenset({INPUT, OUTPUT_GRAD}) if kind == "activation" else frozenset({INPUT_GRAD})
@@ -24,6 +24,3 @@ class InputGradNorm(Metric):
             by_call = [layer.grad_out[layer.grad_out_call.index(k)] for k in range(len(layer.inputs))]
             norms.append(rows_of(by_call) * layer.slopes)
         return Parts(norms=norms)
-
-    def value(self, got, row, layer):
-        return root_sum_squares(got.norms) if got.norms else None

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from gradvet.probe.metrics.unit import INPUT, MODEL, SAMPLE_MEAN, Metric, Parts
+from gradvet.probe.metrics.shapes import ScalarMetric
+from gradvet.probe.metrics.unit import INPUT, MODEL, SAMPLE_MEAN, Parts
 
 
-class InputStd(Metric):
+class InputStd(ScalarMetric):
     """The standard deviation of the model's input (unbiased, torch.std) on the step's first
     forward pass, recorded as 'std' of the '<input>' pseudo-layer: the diagnosis divides each
     activation's output std by it (forward std)."""
@@ -20,6 +21,3 @@ class InputStd(Metric):
         if x is None or not x.is_floating_point():
             return Parts()
         return Parts(scalars=[x.std() if x.numel() > 1 else x.new_zeros(())])
-
-    def value(self, got, row, layer):
-        return got.scalars[0] if got.scalars else None

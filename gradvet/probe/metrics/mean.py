@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from gradvet.probe.metrics.unit import OUTPUT, SAMPLE_MEAN, Metric, Parts
+from gradvet.probe.metrics.shapes import ScalarMetric
+from gradvet.probe.metrics.unit import OUTPUT, SAMPLE_MEAN, Parts
 
 
-class Mean(Metric):
+class Mean(ScalarMetric):
     """E[a], the mean of the activation's outputs over every sample, unit and call of the step
     (not zero-centred outputs, as sigmoid's, shift the next layer's pre-activations: LeCun et al.
     1998, "Efficient BackProp")."""
@@ -17,6 +18,3 @@ class Mean(Metric):
 
     def measure(self, layer):
         return Parts(scalars=[layer.output_rows.mean()]) if layer.outputs else Parts()
-
-    def value(self, got, row, layer):
-        return got.scalars[0] if got.scalars else None

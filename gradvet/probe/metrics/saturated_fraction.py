@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import math
 
-from gradvet.probe.metrics.unit import ACTIVATION, INPUT, SAMPLE_MEAN, Column, Metric, Parts
+from gradvet.probe.metrics.shapes import SlopeMetric
+from gradvet.probe.metrics.unit import ACTIVATION, SAMPLE_MEAN, Column, Parts
 
 SATURATION_LEVEL = 0.05  # a unit is saturated where |f'(z)| < 5% of max |f'|
 
 
-class SaturatedFraction(Metric):
+class SaturatedFraction(SlopeMetric):
     """The fraction of (sample, unit) values where |f'(z)| < SATURATION_LEVEL max |f'|, over every
     sample and call of the step: units in the flat tails of a sigmoid or tanh pass almost no
     gradient (Glorot & Bengio 2010 saw the top sigmoid layer saturate at 0). Needs only max |f'|
@@ -17,8 +18,6 @@ class SaturatedFraction(Metric):
     where max |f'| is 0 or not finite."""
 
     name = "saturated_fraction"
-    kinds = frozenset({"activation"})
-    reads = frozenset({INPUT})
     combine = SAMPLE_MEAN
     columns = (Column("saturated_fraction", "saturated", ACTIVATION, digits=2),)
 
@@ -26,13 +25,8 @@ class SaturatedFraction(Metric):
         if watched.activation is not None:
             watched.activation.max_grad  # noqa: B018  (computed now, not inside a timed step)
 
-    def measure(self, layer):
-        if not layer.has_slopes:
-            return Parts()
+    def of_slopes(self, layer):
         top = layer.activation.max_grad
         if not (math.isfinite(top) and top > 0):
             return Parts()
         return Parts(scalars=[(layer.slopes < SATURATION_LEVEL * top).mean(dtype=layer.slopes.dtype)])
-
-    def value(self, got, row, layer):
-        return got.scalars[0] if got.scalars else None
