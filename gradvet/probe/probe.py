@@ -49,7 +49,7 @@ from gradvet.probe.metrics import registry
 from gradvet.probe.metrics.layer_step import LayerStep
 from gradvet.probe.metrics.nonfinite import Nonfinite
 from gradvet.probe.metrics.unit import (FINITE, INPUT, INPUT_GRAD, LAYER, MODEL, OUTPUT, OUTPUT_GRAD, PARAMS, UPDATE,
-                                        Metric, Parts, Values, check)
+                                        NOTHING, Metric, Parts, Values, check)
 from gradvet.probe.nonfinite import NonFinite, first_in_forward
 from gradvet.probe.trace import INPUT as INPUT_LAYER
 from gradvet.probe.trace import Row as TraceRow
@@ -314,45 +314,55 @@ class Probe:
         self._take_updates()
         order = self._order + [w.name for w in self._watched if w.name not in self._order]
         steps = [self._state[name] for name in order if self._state[name].calls or self._state[name].grad_out]
-        measured: list[tuple[LayerStep, Metric, Parts]] = []
-        if self._model_step.inputs:
-            measured += [(self._model_step, unit, unit.measure(self._model_step)) for unit in self._model_units]
-        measured += [(st, unit, unit.measure(st)) for st in steps for unit in self._units_of[st.kind]]
-        scalars = [t.detach() for _, _, parts in measured for t in parts.scalars]
-        norms = [t for _, _, parts in measured for t in parts.norms]
+        layers = [(self._model_step, self._model_units)] if self._model_step.inputs else []
+        layers += [(st, self._units_of[st.kind]) for st in steps]
+        measured: list[tuple[LayerStep, list[tuple[Metric, Parts]]]] = []
+        scalars: list[torch.Tensor] = []
+        norms: list[torch.Tensor] = []
+        for st, units in layers:
+            parts = [(unit, unit.measure(st)) for unit in units]
+            for _, part in parts:
+                if part is not NOTHING:
+                    scalars += part.scalars
+                    norms += part.norms
+            measured.append((st, parts))
         pieces = [torch.stack(scalars)] if scalars else []
         if norms:
             pieces.append(torch.stack(torch._foreach_norm(norms)))
         if self._finite_flags:
             pieces.append(torch.stack(self._finite_flags).float())
         flat = torch.cat(pieces).tolist() if pieces else []  # the one host copy (cat promotes dtypes)
-        scalar_values, norm_values = iter(flat[: len(scalars)]), iter(flat[len(scalars): len(scalars) + len(norms)])
         forward = first_in_forward(self._finite_checks, flat[len(scalars) + len(norms):])
-        got = [Parts(norms=[next(norm_values) for _ in parts.norms], scalars=[next(scalar_values) for _ in parts.scalars])
-               for _, _, parts in measured]
-        return self._rows(measured, got, forward)
+        return self._rows(measured, flat[: len(scalars)], flat[len(scalars): len(scalars) + len(norms)], forward)
 
-    def _rows(self, measured: list[tuple[LayerStep, Metric, Parts]], got: list[Parts],
-              forward: tuple[str, bool, str | None] | None) -> list[TraceRow]:
-        """Each metric's value, layer by layer in forward order (the model input's first)."""
+    def _rows(self, measured: list[tuple[LayerStep, list[tuple[Metric, Parts]]]], scalars: list[float],
+              norms: list[float], forward: tuple[str, bool, str | None] | None) -> list[TraceRow]:
+        """Each metric's value from its floats (in the order `_collect` laid them out), layer by layer
+        in forward order (the model input's first)."""
         step = self.step_index
-        values: dict[str, Values] = {}
-        for (st, unit, _), parts in zip(measured, got):
+        rows: list[TraceRow] = []
+        flagged = set()
+        at_scalar = at_norm = 0
+        for st, parts in measured:
             st.first_nonfinite_forward = forward
-            row = values.setdefault(st.name, Values())
-            value = unit.value(parts, row, st)
-            if value is not None:
-                row.put(unit, value)
+            values = Values()
+            for unit, part in parts:
+                got = part
+                if part is not NOTHING:
+                    got = Parts(norms[at_norm: at_norm + len(part.norms)], scalars[at_scalar: at_scalar + len(part.scalars)])
+                    at_norm, at_scalar = at_norm + len(part.norms), at_scalar + len(part.scalars)
+                value = unit.value(got, values, st)
+                if value is not None:
+                    values.put(unit, value)
+            rows += [(step, st.name, metric, value) for metric, value in values.items()]
+            if Nonfinite.name in values:
+                flagged.add(st.name)
             if st.calls > 1:
                 self.shared[st.name] = max(self.shared.get(st.name, 0), st.calls)
-        rows: list[TraceRow] = [(step, layer, metric, value) for layer, row in values.items()
-                                for metric, value in row.items()]
-        if self.first_nonfinite is None:
-            flagged = {layer for layer, row in values.items() if Nonfinite.name in row}
-            if flagged or forward is not None:
-                backward = next((n for n in self._backward_order if n in flagged), None)
-                layer, in_input, after = forward or (None, False, None)
-                self.first_nonfinite = NonFinite(step, layer, in_input, after, backward)
+        if self.first_nonfinite is None and (flagged or forward is not None):
+            backward = next((n for n in self._backward_order if n in flagged), None)
+            layer, in_input, after = forward or (None, False, None)
+            self.first_nonfinite = NonFinite(step, layer, in_input, after, backward)
         return rows
 
 
