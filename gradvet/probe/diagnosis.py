@@ -36,6 +36,8 @@ from gradvet.base.errors import GradvetError
 from gradvet.base.jsonable import jsonable
 from gradvet.probe.dead_units import DEAD_RECORDS, DEAD_SPAN
 from gradvet.probe.metrics import registry
+from gradvet.probe.metrics.calls import Calls
+from gradvet.probe.metrics.output_grad_norm import OutputGradNorm
 from gradvet.probe.metrics.unit import ABOVE, ACTIVATION, LAYER, OWN, Metric
 from gradvet.probe.nonfinite import NonFinite, from_trace
 from gradvet.probe.numbers import geometric_mean, product, short_number
@@ -198,12 +200,11 @@ def diagnose(source, step: int | str = "last", vanishing: float = VANISHING, exp
     if probe is not None:
         names.update({w.name: w.activation.name for w in probe._watched if w.activation is not None})
     nonfinite = _nonfinite(trace, probe)
-    input_std = table.get(INPUT, {}).get("std")
     hidden, out_layer = weights[:-1], (weights[-1] if weights else None)
     notes: list[str] = []
     if not hidden:
         notes.append("the model has a single weight layer: no depth for gradients to vanish through.")
-    deltas = [table[n].get("output_grad_norm", math.nan) for n in hidden]
+    deltas = [table[n].get(OutputGradNorm.name, math.nan) for n in hidden]
     last = deltas[-1] if deltas else math.nan
     units = [type(m) for m in probe.metrics] if probe is not None else registry.metrics()
     layers: list[LayerReport] = []
@@ -300,7 +301,7 @@ def _recurrent(trace: Trace, probe) -> bool:
         recurrent = (nn.RNNBase, nn.RNNCellBase)
         if any(isinstance(m, recurrent) for m in probe.model.modules()):
             return True
-    return any(metric == "calls" and value > 1 for _, layer, metric, value in trace.rows
+    return any(metric == Calls.name and value > 1 for _, layer, metric, value in trace.rows
                if trace.kinds.get(layer) == "weight")
 
 
@@ -395,7 +396,7 @@ def _notes(d: Diagnosis, trace: Trace, probe) -> list[str]:
         shared = dict(probe.shared)
     else:
         for _, layer, metric, value in trace.rows:
-            if metric == "calls":
+            if metric == Calls.name:
                 shared[layer] = max(shared.get(layer, 0), int(value))
     if shared:
         listed = ", ".join(f"{k} ({v} calls)" for k, v in list(shared.items())[:5])

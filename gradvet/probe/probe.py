@@ -5,27 +5,15 @@
             loss = loss_fn(model(x), y); loss.backward(); optimizer.step(); optimizer.zero_grad()
     diagnosis = gradvet.diagnose(probe)
 
-Per step and watched layer (see `probe.layers`) it records:
-- weight_grad_norm, bias_grad_norm: ||dL/dW||, ||dL/db|| (the bias gradient is
-  Nielsen's "speed of learning" of a layer);
-- output_grad_norm: ||dL/d output||, the backward signal at that depth;
-  input_grad_norm and gain = ||dL/d input|| / ||dL/d output||, the factor the
-  module multiplies the backward signal by (activation factor f'(z), or weight
-  factor W^T): the article's chain-rule product, measured;
-- for activations: mean, std of the output, saturated_fraction (|f'(z)| below
-  5% of max |f'|), dead_fraction (units inactive on this step's batch: f'(z) = 0
-  for every sample) and persistent_dead_fraction (units inactive on every recorded
-  step for at least the last DEAD_SPAN steps: see `probe.dead_units`), once the
-  module has been watched that long;
-- update_ratio ||dW|| / ||W|| over the optimiser step;
-- calls (when a module runs more than once per step: weight sharing,
-  recurrence; norms then combine all calls), nonfinite (1 where a norm is NaN/Inf);
-  nonfinite_input / nonfinite_output on the first watched module in forward order
-  whose input / output held a NaN or Inf (see `probe.nonfinite`).
-
-Each quantity is a metric unit, one file in `probe.metrics` (`Probe(..., metrics=...)` picks
-them; `probe.metrics.register` adds one of one's own): the probe gathers only the hook data
-the metrics read, and its `_collect` and `_rows` are loops over them.
+Per step and watched layer (see `probe.layers`) it records the metrics of `probe.metrics`,
+one file each with its formula: weight_grad_norm, bias_grad_norm (||dL/dW||, ||dL/db||),
+output_grad_norm (the backward signal ||dL/d output||), input_grad_norm and gain (the factor
+the module multiplies the backward signal by: the article's chain-rule product, measured);
+for activations mean, std, dead_fraction (inactive on this batch), persistent_dead_fraction
+(dead) and saturated_fraction; update_ratio over the optimiser step; calls (weight sharing,
+recurrence); nonfinite flags; the model input's std. `Probe(..., metrics=...)` picks the
+metrics, `probe.metrics.register` adds one of one's own; the probe gathers only the hook
+data the metrics read, and its `_collect` and `_rows` are loops over them.
 
 A step ends on the optimiser's step (so k backward calls of gradient
 accumulation make one step) or on `probe.step()` when there is no optimiser.

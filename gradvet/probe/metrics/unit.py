@@ -22,6 +22,14 @@ and two methods:
 `prepare(watched)` runs once when a probe is entered (e.g. to look up max |f'| outside any
 step), and a metric keeping state across steps keeps it on its instance: a probe makes its own
 instances.
+
+Today `measure` runs once when the step ends, on the data of every call at once. The `combine`
+rule is what lets a hook reduce each call (or micro-batch) as it comes and keep only partial
+results, memory O(layers) (issue 14): norms merge as the root of the sum of squares (keep each
+call's norm, or a running sum of squares), SAMPLE_MEAN as the sample-weighted mean (keep sums
+and counts), ALL_CALLS as the AND of per-unit masks (one mask per unit), MAX as the maximum;
+AFTER and COUNT keep nothing. A BLOCK scope (repeated blocks, the residual stream) would sit
+beside LAYER and MODEL, measured on a block's input and output as a layer's are.
 """
 
 from __future__ import annotations
