@@ -13,6 +13,7 @@ import gradvet
 from gradvet import GradvetError, Probe
 from gradvet.models import mlp
 from gradvet.probe import watched_modules
+from gradvet.report.diagnosis_view import render_html
 
 
 class SharedTwice(nn.Module):
@@ -365,7 +366,7 @@ def test_verdicts_at_initialisation(activation, init, depth, verdict):
     d = gradvet.diagnose(probe)
     assert d.verdict == verdict, d.cause
     assert d.to_dict()["verdict"] == verdict and '"verdict"' in d.to_json()
-    assert "<table>" in d._repr_html_()
+    assert "<table>" in render_html(d)
     if (activation, init) == ("relu", "xavier"):  # level weight gradients must not fool it
         assert any("weight-gradient norms are level" in n for n in d.notes)
         assert d.remedies[0].action.startswith("use init he")

@@ -25,7 +25,7 @@ from gradvet.probe.metrics.output_grad_norm import OutputGradNorm
 from gradvet.probe.metrics.unit import MAX, OUTPUT_GRAD
 from gradvet.probe.trace import Trace
 from gradvet.report import build_page
-from gradvet.report.diagnosis_view import render, to_html
+from gradvet.report.diagnosis_view import render, render_html
 
 
 class OutputGradMax(Metric):
@@ -98,7 +98,9 @@ def test_a_registered_metric_is_recorded_and_drawn_in_every_view(registered):
     assert "max |dL/dz|" in text and "flags" in text.split("max |dL/dz|")[1]  # before the flags column
     for lay in d.layers:
         assert f"{lay.output_grad_max:.4g}" in text
-    assert "<th>max |dL/dz|</th>" in to_html(d)
+    assert "<th>max |dL/dz|</th>" in render_html(d)
+    plain = str(d)  # print(diagnosis)
+    assert "max |dL/dz|" in plain and all(f"{lay.output_grad_max:.4g}" in plain for lay in d.layers)
     page = build_page(records=[{**record, "model": "tanh MLP", "data": "random", "steps": 0}]).render()
     assert "<th>max |dL/dz|</th>" in page
     for lay in record["layers"]:
@@ -109,7 +111,7 @@ def test_without_the_metric_no_record_and_no_column():
     probe, _ = probed_tanh_net()
     assert "output_grad_max" not in probe.trace.metrics()
     d = gradvet.diagnose(probe)
-    assert "max |dL/dz|" not in terminal_text(d) and "max |dL/dz|" not in to_html(d)
+    assert not any("max |dL/dz|" in view for view in (terminal_text(d), render_html(d), str(d)))
     with pytest.raises(AttributeError, match="output_grad_max"):
         d.layers[0].output_grad_max  # noqa: B018
 

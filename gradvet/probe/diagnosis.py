@@ -24,7 +24,6 @@ steps are called dead (`probe.dead_units`).
 
 from __future__ import annotations
 
-import html
 import json
 import math
 import statistics
@@ -35,6 +34,7 @@ from typing import Any
 from gradvet.base.errors import GradvetError
 from gradvet.base.jsonable import jsonable
 from gradvet.probe.dead_units import DEAD_RECORDS, DEAD_SPAN
+from gradvet.probe.diagnosis_text import plain_text
 from gradvet.probe.metrics import registry
 from gradvet.probe.metrics.calls import Calls
 from gradvet.probe.metrics.output_grad_norm import OutputGradNorm
@@ -138,33 +138,9 @@ class Diagnosis:
     def to_json(self, indent: int | None = 1) -> str:
         return json.dumps(self.to_dict(), indent=indent)
 
-    def __rich__(self):
-        from gradvet.report.diagnosis_view import render
-
-        return render(self)
-
-    def _repr_html_(self) -> str:
-        rows = "".join(
-            "<tr>" + "".join(f"<td>{html.escape(_fmt(v))}</td>" for v in (
-                lay.name, lay.delta, lay.ratio_to_last, lay.activation_gain, lay.weight_gain,
-                lay.forward_std, lay.dead_fraction, lay.persistent_dead_fraction, lay.saturated_fraction)) + "</tr>"
-            for lay in self.layers)
-        remedies = "".join(f"<li><b>{html.escape(r.action)}</b>: {html.escape(r.why)}</li>" for r in self.remedies)
-        head = "".join(f"<th>{h}</th>" for h in ("layer", "||dL/dz||", "ratio to last", "activation factor",
-                                                  "weight factor", "forward std", "inactive (batch)", "dead",
-                                                  "saturated"))
-        colour = {"vanishing": "#b35900", "exploding": "#b00020", "healthy": "#2e7d32"}[self.verdict]
-        return (f"<div><p><b style='color:{colour}'>{self.verdict}</b> at step {self.step}: "
-                f"{html.escape(self.cause)}</p><table><tr>{head}</tr>{rows}</table>"
-                f"<ol>{remedies}</ol></div>")
-
-
-def _fmt(v: Any) -> str:
-    if v is None:
-        return "-"
-    if isinstance(v, float):
-        return f"{v:.3g}"
-    return str(v)
+    def __str__(self) -> str:
+        """Plain text (`probe.diagnosis_text`); the rich, HTML and notebook views are in `gradvet.report`."""
+        return plain_text(self)
 
 
 def _pick_step(trace: Trace, step: int | str) -> int:

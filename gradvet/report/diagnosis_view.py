@@ -1,9 +1,11 @@
-"""Terminal and notebook renderings of a Diagnosis: the article's picture (the backward signal
-falling layer by layer) as a table with log-scale bars, then verdict, cause, remedies.
+"""Views of a Diagnosis (`gradvet.probe.diagnosis`): for the terminal the article's picture (the
+backward signal falling layer by layer) as a table with log-scale bars, then verdict, cause,
+remedies (`render`); for notebooks an HTML table (`render_html`, shown by the display formatter
+`gradvet/__init__.py` registers). Plain text for `print` is the probe's own (`probe.diagnosis_text`).
 
-Beside each layer's delta, ratio to the last and theory's prediction, the table has a column
-for each diagnosis column of the probe's metrics (`probe.metrics.Column`, the registered
-metrics by default): a metric one registers shows here without a change to this file."""
+Beside each layer's delta, ratio to the last and theory's prediction, both tables have a column
+for each diagnosis column of the probe's metrics (`probe.metrics.Column`, the registered metrics
+by default): a metric one registers shows here without a change to this file."""
 
 from __future__ import annotations
 
@@ -16,17 +18,13 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from gradvet.probe.metrics import Column, Metric, drawn_columns
+from gradvet.probe.diagnosis import Diagnosis
+from gradvet.probe.diagnosis_text import metric_columns
+from gradvet.probe.diagnosis_text import number as _num
+from gradvet.probe.metrics import Metric
 
 COLOURS = {"vanishing": "dark_orange", "exploding": "red", "healthy": "green"}
-
-
-def _num(v: float | None, digits: int = 3) -> str:
-    if v is None:
-        return "-"
-    if isinstance(v, float) and not math.isfinite(v):
-        return str(v)
-    return f"{v:.{digits}g}"
+HTML_COLOURS = {"vanishing": "#b35900", "exploding": "#b00020", "healthy": "#2e7d32"}
 
 
 def _cells(ratio: float | None, width: int) -> int | None:
@@ -48,13 +46,9 @@ def _bar(ratio: float | None, width: int = 24, predicted: float | None = None) -
     return text
 
 
-def metric_columns(d, units: Iterable[type[Metric]] | None = None) -> list[Column]:
-    """The metric columns drawn for diagnosis `d` (an optional one only where some layer has a value)."""
-    return drawn_columns([lay.values for lay in d.layers], units)
-
-
-def render(d, units: Iterable[type[Metric]] | None = None) -> Group:
-    """The diagnosis for a terminal; `units`: the metrics whose columns to draw (the registered ones)."""
+def render(d: Diagnosis, units: Iterable[type[Metric]] | None = None) -> Group:
+    """A rich renderable: the per-layer table with bars, the verdict, cause, notes, theory and remedies;
+    `units`: the metrics whose columns to draw (the registered ones by default)."""
     table = Table(title=f"backward signal per hidden layer at step {d.step}", header_style="bold")
     predicted = any(lay.predicted_ratio is not None for lay in d.layers)
     shown = metric_columns(d, units)
@@ -86,20 +80,20 @@ def render(d, units: Iterable[type[Metric]] | None = None) -> Group:
     return Group(*parts)
 
 
-def to_html(d, units: Iterable[type[Metric]] | None = None) -> str:
-    """The diagnosis as HTML for a notebook: verdict and cause, the per-layer table (the same columns
-    as the terminal's), the remedies."""
+def render_html(d: Diagnosis, units: Iterable[type[Metric]] | None = None) -> str:
+    """An HTML table of the hidden layers (the terminal's columns) with the verdict, cause and remedies (for
+    notebooks); every text escaped."""
+    e = html.escape
     shown = metric_columns(d, units)
     predicted = any(lay.predicted_ratio is not None for lay in d.layers)
     head = ["layer", "||dL/dz||", "ratio to last"] + (["predicted"] if predicted else [])
     head += [c.label for c in shown] + ["flags"]
     rows = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in (
+        "<tr>" + "".join(f"<td>{e(cell)}</td>" for cell in (
             lay.name, _num(lay.delta), _num(lay.ratio_to_last), *([_num(lay.predicted_ratio)] if predicted else []),
             *(_num(lay.values.get(c.key), c.digits) for c in shown), ", ".join(lay.flags))) + "</tr>"
         for lay in d.layers)
-    remedies = "".join(f"<li><b>{html.escape(r.action)}</b>: {html.escape(r.why)}</li>" for r in d.remedies)
-    colour = {"vanishing": "#b35900", "exploding": "#b00020", "healthy": "#2e7d32"}[d.verdict]
-    return (f"<div><p><b style='color:{colour}'>{d.verdict}</b> at step {d.step}: {html.escape(d.cause)}</p>"
-            f"<table><tr>{''.join(f'<th>{html.escape(h)}</th>' for h in head)}</tr>{rows}</table>"
+    remedies = "".join(f"<li><b>{e(r.action)}</b>: {e(r.why)}</li>" for r in d.remedies)
+    return (f"<div><p><b style='color:{HTML_COLOURS[d.verdict]}'>{d.verdict}</b> at step {d.step}: "
+            f"{e(d.cause)}</p><table><tr>{''.join(f'<th>{e(h)}</th>' for h in head)}</tr>{rows}</table>"
             f"<ol>{remedies}</ol></div>")
