@@ -345,10 +345,9 @@ def diagnose_command(
     report: Annotated[Path | None, typer.Option("--report", help="also write an HTML report to this .html file")] = None,
 ) -> None:
     """Probe a model's gradient flow and say whether it vanishes or explodes, why, and what to do."""
-    import torch
-
     _check_report(report)
 
+    from gradvet.base.rng import seeded
     from gradvet.checkup import check_settings, checkup, load_factory
     from gradvet.data import load
     from gradvet.models.build import build
@@ -359,17 +358,19 @@ def diagnose_command(
         data=data, depth=depth, width=width, activation=activation, init=init,
         norm=None if norm in (None, "none") else norm, residual=residual, seed=seed, batch_size=batch_size)
     dataset = load(data)
-    if model is not None:
-        torch.manual_seed(seed)
-        net = load_factory(model)
-        what = model
-    else:
-        n_out = 1 if dataset.task == "regression" else dataset.n_classes
-        sample = dataset.x_train[:512]
-        net = build(spec, dataset.n_features, n_out, dataset.sequence, sample=sample)
-        what = f"MLP depth {depth} width {width} {activation} init {init}" + (f" {norm}norm" if norm else "") + \
-            (" residual" if residual else "")
-    diagnosis, _ = checkup(net, dataset, steps=steps, lr=lr, batch_size=batch_size, seed=seed)
+    # A user's factory and its model's draws (dropout) take torch's global stream: it starts
+    # from --seed in this command and is given back as it was after it (gradvet.base.rng).
+    with seeded(seed):
+        if model is not None:
+            net = load_factory(model)
+            what = model
+        else:
+            n_out = 1 if dataset.task == "regression" else dataset.n_classes
+            sample = dataset.x_train[:512]
+            net = build(spec, dataset.n_features, n_out, dataset.sequence, sample=sample)
+            what = f"MLP depth {depth} width {width} {activation} init {init}" + (f" {norm}norm" if norm else "") + \
+                (" residual" if residual else "")
+        diagnosis, _ = checkup(net, dataset, steps=steps, lr=lr, batch_size=batch_size, seed=seed)
     record = {**diagnosis.to_dict(), "model": what, "data": data, "steps": steps}
     _write_report(report, record)
     if as_json:

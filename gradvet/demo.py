@@ -20,7 +20,6 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import torch
 from torch import nn
 
 from gradvet.checkup import full_diagnosis
@@ -38,9 +37,8 @@ CONTENDERS = (("sigmoid", "xavier"), ("tanh", "xavier"), ("relu", "he"), ("leaky
 
 
 def _at_init(activation: str, init: str, data):
-    """Probe one backward pass of a fresh net on 256 training examples; its diagnosis."""
-    torch.manual_seed(0)
-    model = mlp(data.n_features, data.n_classes, DEPTH, WIDTH, activation, init)
+    """Probe one backward pass of a fresh net (seed 0) on 256 training examples; its diagnosis."""
+    model = mlp(data.n_features, data.n_classes, DEPTH, WIDTH, activation, init, seed=0)
     batch = data.x_train[:256]
     with Probe(model) as probe:
         nn.functional.cross_entropy(model(batch), data.y_train[:256]).backward()

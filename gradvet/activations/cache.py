@@ -30,8 +30,7 @@ import torch
 from gradvet.base.paths import cache_dir
 
 if TYPE_CHECKING:
-    from gradvet.activations.core import Activation
-    from gradvet.activations.properties import Properties
+    from gradvet.activations.protocol import ActivationLike
 
 R = TypeVar("R")
 CATALOG_SOURCES = tuple(sorted(Path(__file__).parent.glob("*.py")))
@@ -106,7 +105,7 @@ class DiskTable:
         except OSError:
             pass
 
-    def get(self, act: Activation, compute: Callable[[Activation], R],
+    def get(self, act: ActivationLike, compute: Callable[[ActivationLike], R],
             encode: Callable[[R], dict], decode: Callable[[dict], R]) -> R:
         """The record of `act`: read back, or computed and stored when missing or unreadable.
         Activations without a `cache_key` (formulas, parameterised copies) are always computed."""
@@ -121,7 +120,7 @@ class DiskTable:
         self._save(table)
         return record
 
-    def stored(self, act: Activation, encode: Callable[[R], dict], decode: Callable[[dict], R]) -> R | None:
+    def stored(self, act: ActivationLike, encode: Callable[[R], dict], decode: Callable[[dict], R]) -> R | None:
         """The record of `act` as stored, or None (no `cache_key`, missing, or not of today's schema);
         nothing is computed."""
         if act.cache_key is None:
@@ -137,21 +136,7 @@ class DiskTable:
         return None
 
 
-PROPERTIES = DiskTable("properties")
-
-
-def properties(act: Activation, compute: Callable[[Activation], Properties]) -> Properties:
-    """Cached properties of `act`; computed (and stored) when missing."""
-    from gradvet.activations.properties import Properties
-
-    return PROPERTIES.get(act, compute, Properties.to_cache, Properties.from_cache)
-
-
-def stored_properties(act: Activation) -> Properties | None:
-    """The properties of `act` stored in the cache, or None; nothing is computed."""
-    from gradvet.activations.properties import Properties
-
-    return PROPERTIES.stored(act, Properties.to_cache, Properties.from_cache)
+PROPERTIES = DiskTable("properties")  # read and written by `properties.properties_of`
 
 
 def clear_memory() -> None:
