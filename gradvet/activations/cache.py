@@ -111,8 +111,21 @@ class DiskTable:
         Activations without a `cache_key` (formulas, parameterised copies) are always computed."""
         if act.cache_key is None:
             return compute(act)
+        record = self.stored(act, encode, decode)
+        if record is not None:
+            return record
+        record = compute(act)
         table = self._load()
-        raw = table.get(act.cache_key)
+        table[act.cache_key] = encode(record)
+        self._save(table)
+        return record
+
+    def stored(self, act: ActivationLike, encode: Callable[[R], dict], decode: Callable[[dict], R]) -> R | None:
+        """The record of `act` as stored, or None (no `cache_key`, missing, or not of today's schema);
+        nothing is computed."""
+        if act.cache_key is None:
+            return None
+        raw = self._load().get(act.cache_key)
         if isinstance(raw, dict):
             try:
                 record = decode(raw)
@@ -120,10 +133,7 @@ class DiskTable:
                     return record
             except (TypeError, KeyError, ValueError, AttributeError, RecursionError):
                 pass
-        record = compute(act)
-        table[act.cache_key] = encode(record)
-        self._save(table)
-        return record
+        return None
 
 
 PROPERTIES = DiskTable("properties")  # read and written by `properties.properties_of`

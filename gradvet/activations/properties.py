@@ -553,20 +553,46 @@ def compute(act: ActivationLike) -> Properties:
         return _compute(act)
 
 
-def _compute(act: ActivationLike) -> Properties:
+@dataclass(frozen=True)
+class _Setting:
+    """Where an activation's properties are evaluated: f restricted to its domain, the window, the
+    grid, the tail points, the jumps of f to f''' and the special points (0, breakpoints, domain ends)."""
+
+    act: ActivationLike
+    window: float
+    undefined: tuple[tuple[float, float], ...]
+    x: torch.Tensor
+    tail_x: torch.Tensor
+    smooth: str
+    kinks: list[float]
+    breakpoints: list[float]
+    special: list[float]
+
+
+def _setting(act: ActivationLike) -> _Setting | float:
+    """The evaluation setting of `act`, or only the window when f is nowhere defined."""
     window = _window(act)
     undefined, domain_ends = _undefined_regions(act.fn, window)
     if undefined == ((-math.inf, math.inf),):
-        return _nowhere_defined(window)
+        return window
     if undefined:
         act = _restricted(act, undefined)
     if domain_ends:  # take in the ends of the domain (sqrt(x - 100)), up to the first tail point
         window = max(window, min(TAIL[0], 2 * max(abs(p) for p in domain_ends) + 2))
     x = _grid(window)
-    n = len(TAIL)
     tail_x = _t([-t for t in TAIL] + list(TAIL))
     smooth, kinks, breakpoints = _smoothness(act, x)
     special = sorted({0.0, *breakpoints, *domain_ends})
+    return _Setting(act, window, undefined, x, tail_x, smooth, kinks, breakpoints, special)
+
+
+def _compute(act: ActivationLike) -> Properties:
+    setting = _setting(act)
+    if not isinstance(setting, _Setting):
+        return _nowhere_defined(setting)
+    act, window, undefined, x, tail_x = setting.act, setting.window, setting.undefined, setting.x, setting.tail_x
+    smooth, kinks, breakpoints, special = setting.smooth, setting.kinks, setting.breakpoints, setting.special
+    n = len(TAIL)
     fx, gx = _call(act.fn, x), _call(act.grad, x)
     tail_f, tail_grad = _call(act.fn, tail_x), _call(act.grad, tail_x).abs()
     monotonic, increasing = _monotone(torch.cat([tail_f[:n].flip(0), fx, tail_f[n:]]))
@@ -609,3 +635,21 @@ def properties_of(act: ActivationLike) -> Properties:
     """Properties of `act`, from the on-disk cache when it has them (see `cache`); computed and
     stored there when missing."""
     return cache.PROPERTIES.get(act, compute_with_cost, Properties.to_cache, Properties.from_cache)
+
+
+def max_grad_of(act: ActivationLike) -> float:
+    """max |f'| over the real line, the value `properties.max_grad` holds, without the other properties:
+    read from the properties when they are at hand (computed already, or stored in the cache), else found
+    by `compute`'s own steps for it (undefined regions, the jumps that give the special points, the grid
+    maximum refined by Brent's method, the tail limits) and nothing more: no Gaussian moments, no range,
+    no timing of the cost. NaN when f is nowhere defined."""
+    known = getattr(act, "__dict__", {}).get("properties") or cache.PROPERTIES.stored(
+        act, Properties.to_cache, Properties.from_cache)
+    if known is not None:
+        return known.max_grad
+    with torch.enable_grad():  # the higher derivatives behind the breakpoints come from autograd
+        setting = _setting(act)
+        if not isinstance(setting, _Setting):
+            return math.nan
+        gx = _call(setting.act.grad, setting.x)
+        return _max_grad(setting.act, setting.x, gx, setting.tail_x, setting.special)[0]

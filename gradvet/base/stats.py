@@ -30,6 +30,12 @@ def finite_mean(values: Iterable[float | None]) -> float:
     return mean_sd(values)[0]
 
 
+def product(values: Iterable[float | None]) -> float | None:
+    """Product of the finite values (None when there are none): chain-rule factors multiplied across layers."""
+    good = finite(values)
+    return math.prod(good) if good else None
+
+
 def geometric_mean(values: Iterable[float | None], default: float | None = None) -> float | None:
     """exp(mean(log v)) over the positive finite values (`default` when there are none): the mean
     factor per layer of a product of per-layer factors."""

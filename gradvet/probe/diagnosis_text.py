@@ -2,15 +2,20 @@
 
 The terminal's table with bars, the HTML report and the notebook's HTML are views of the
 report layer (`gradvet.report.diagnosis_view`); this is the one rendering a core object
-carries itself, with no dependency: verdict, the backward signal per hidden layer with its
-two chain-rule factors, cause, notes, theory and the remedies, most promising first.
+carries itself, with no dependency: verdict, the backward signal per hidden layer with the
+diagnosis columns of the probe's metrics (`probe.metrics.Column`: the chain-rule factors,
+forward std, inactive, dead and saturated fractions, and any metric one registers), cause,
+notes, theory and the remedies, most promising first.
 """
 
 from __future__ import annotations
 
-from gradvet.base.formatting import number
+from collections.abc import Iterable
 
-COLUMNS = ("layer", "||dL/dz||", "ratio to last", "activation factor", "weight factor", "flags")
+from gradvet.base.formatting import number
+from gradvet.probe.metrics import Column, Metric, drawn_columns
+
+COLUMNS = ("layer", "||dL/dz||", "ratio to last")
 
 
 def _table(rows: list[list[str]]) -> list[str]:
@@ -24,14 +29,21 @@ def _table(rows: list[list[str]]) -> list[str]:
     return lines
 
 
-def plain_text(d) -> str:
-    """The diagnosis `d` (a `probe.diagnosis.Diagnosis`) in lines of plain text."""
+def metric_columns(d, units: Iterable[type[Metric]] | None = None) -> list[Column]:
+    """The metric columns a table of diagnosis `d` draws (an optional one only where some layer has a value)."""
+    return drawn_columns([lay.values for lay in d.layers], units)
+
+
+def plain_text(d, units: Iterable[type[Metric]] | None = None) -> str:
+    """The diagnosis `d` (a `probe.diagnosis.Diagnosis`) in lines of plain text; `units`: the metrics
+    whose columns to show (the registered ones by default)."""
     lines = [f"verdict: {d.verdict} at step {d.step} (delta_1/delta_L = {number(d.ratio, 3)}; vanishing below "
              f"{d.thresholds['vanishing']:g}, exploding above {d.thresholds['exploding']:g})"]
     if d.layers:
-        rows = [list(COLUMNS)] + [[lay.name, number(lay.delta, 3), number(lay.ratio_to_last, 3),
-                                   number(lay.activation_gain, 3), number(lay.weight_gain, 3), ", ".join(lay.flags)]
-                                  for lay in d.layers]
+        shown = metric_columns(d, units)
+        rows = [[*COLUMNS, *(c.label for c in shown), "flags"]]
+        rows += [[lay.name, number(lay.delta, 3), number(lay.ratio_to_last, 3),
+                  *(number(lay.values.get(c.key), c.digits) for c in shown), ", ".join(lay.flags)] for lay in d.layers]
         lines += [f"backward signal per hidden layer at step {d.step}:", *("  " + line for line in _table(rows))]
     lines.append(f"cause: {d.cause}")
     lines += [f"note: {note}" for note in d.notes]

@@ -1,12 +1,17 @@
 """Views of a Diagnosis (`gradvet.probe.diagnosis`): for the terminal the article's picture (the
 backward signal falling layer by layer) as a table with log-scale bars, then verdict, cause,
 remedies (`render`); for notebooks an HTML table (`render_html`, shown by the display formatter
-`gradvet/__init__.py` registers). Plain text for `print` is the probe's own (`probe.diagnosis_text`)."""
+`gradvet/__init__.py` registers). Plain text for `print` is the probe's own (`probe.diagnosis_text`).
+
+Beside each layer's delta, ratio to the last and theory's prediction, both tables have a column
+for each diagnosis column of the probe's metrics (`probe.metrics.Column`, the registered metrics
+by default): a metric one registers shows here without a change to this file."""
 
 from __future__ import annotations
 
 import html
 import math
+from collections.abc import Iterable
 
 from rich.console import Group
 from rich.panel import Panel
@@ -15,11 +20,11 @@ from rich.text import Text
 
 from gradvet.base.formatting import number
 from gradvet.probe.diagnosis import Diagnosis
+from gradvet.probe.diagnosis_text import metric_columns
+from gradvet.probe.metrics import Metric
 
 COLOURS = {"vanishing": "dark_orange", "exploding": "red", "healthy": "green"}
 HTML_COLOURS = {"vanishing": "#b35900", "exploding": "#b00020", "healthy": "#2e7d32"}
-HTML_COLUMNS = ("layer", "||dL/dz||", "ratio to last", "activation factor", "weight factor", "forward std",
-                "inactive (batch)", "dead", "saturated")
 
 
 def _cells(ratio: float | None, width: int) -> int | None:
@@ -41,26 +46,22 @@ def _bar(ratio: float | None, width: int = 24, predicted: float | None = None) -
     return text
 
 
-def render(d: Diagnosis) -> Group:
-    """A rich renderable: the per-layer table with bars, the verdict, cause, notes, theory and remedies."""
+def render(d: Diagnosis, units: Iterable[type[Metric]] | None = None) -> Group:
+    """A rich renderable: the per-layer table with bars, the verdict, cause, notes, theory and remedies;
+    `units`: the metrics whose columns to draw (the registered ones by default)."""
     table = Table(title=f"backward signal per hidden layer at step {d.step}", header_style="bold")
     predicted = any(lay.predicted_ratio is not None for lay in d.layers)
-    dead = any(lay.persistent_dead_fraction is not None for lay in d.layers)  # watched long enough to tell
+    shown = metric_columns(d, units)
     columns = [("layer", "left"), ("||dL/dz||", "right"), ("ratio to last", "right")]
     columns += [("predicted", "right")] if predicted else []
-    columns += [("(log scale)", "left"), ("activation factor", "right"), ("weight factor", "right"),
-                ("forward std", "right"), ("inactive", "right")]
-    columns += [("dead", "right")] if dead else []
-    columns += [("saturated", "right"), ("flags", "left")]
+    columns += [("(log scale)", "left")] + [(c.label, "right") for c in shown] + [("flags", "left")]
     for col, justify in columns:
         table.add_column(Text(col), justify=justify)
     for lay in d.layers:
         cells = [Text(lay.name), number(lay.delta, 3), number(lay.ratio_to_last, 3)]
         cells += [number(lay.predicted_ratio, 3)] if predicted else []
-        cells += [_bar(lay.ratio_to_last, predicted=lay.predicted_ratio), number(lay.activation_gain, 3),
-                  number(lay.weight_gain, 3), number(lay.forward_std, 3), number(lay.dead_fraction, 2)]
-        cells += [number(lay.persistent_dead_fraction, 2)] if dead else []
-        cells += [number(lay.saturated_fraction, 2), Text(", ".join(lay.flags))]
+        cells += [_bar(lay.ratio_to_last, predicted=lay.predicted_ratio)]
+        cells += [number(lay.values.get(c.key), c.digits) for c in shown] + [Text(", ".join(lay.flags))]
         table.add_row(*cells)
     verdict = Text.assemble(("verdict: ", "bold"), (d.verdict.upper(), f"bold {COLOURS[d.verdict]}"),
                             f"   (delta_1/delta_L = {number(d.ratio, 3)}; vanishing below {d.thresholds['vanishing']:g}, "
@@ -79,17 +80,21 @@ def render(d: Diagnosis) -> Group:
     return Group(*parts)
 
 
-def render_html(d: Diagnosis) -> str:
-    """An HTML table of the hidden layers with the verdict, cause and remedies (for notebooks); every text
-    escaped."""
+def render_html(d: Diagnosis, units: Iterable[type[Metric]] | None = None) -> str:
+    """An HTML table of the hidden layers (the terminal's columns) with the verdict, cause and remedies (for
+    notebooks); every text escaped."""
     e = html.escape
+    shown = metric_columns(d, units)
+    predicted = any(lay.predicted_ratio is not None for lay in d.layers)
+    head = ["layer", "||dL/dz||", "ratio to last"] + (["predicted"] if predicted else [])
+    head += [c.label for c in shown] + ["flags"]
     rows = "".join(
-        "<tr>" + f"<td>{e(lay.name)}</td>" + "".join(f"<td>{e(number(v, 3))}</td>" for v in (
-            lay.delta, lay.ratio_to_last, lay.activation_gain, lay.weight_gain, lay.forward_std, lay.dead_fraction,
-            lay.persistent_dead_fraction, lay.saturated_fraction)) + "</tr>"
+        "<tr>" + "".join(f"<td>{e(cell)}</td>" for cell in (
+            lay.name, number(lay.delta, 3), number(lay.ratio_to_last, 3),
+            *([number(lay.predicted_ratio, 3)] if predicted else []),
+            *(number(lay.values.get(c.key), c.digits) for c in shown), ", ".join(lay.flags))) + "</tr>"
         for lay in d.layers)
     remedies = "".join(f"<li><b>{e(r.action)}</b>: {e(r.why)}</li>" for r in d.remedies)
-    head = "".join(f"<th>{e(h)}</th>" for h in HTML_COLUMNS)
     return (f"<div><p><b style='color:{HTML_COLOURS[d.verdict]}'>{d.verdict}</b> at step {d.step}: "
-            f"{e(d.cause)}</p><table><tr>{head}</tr>{rows}</table>"
+            f"{e(d.cause)}</p><table><tr>{''.join(f'<th>{e(h)}</th>' for h in head)}</tr>{rows}</table>"
             f"<ol>{remedies}</ol></div>")
