@@ -170,3 +170,13 @@ def test_geometric_mean_of_known_numbers():
     assert stats.geometric_mean([1e-6, 1e-2, 1.0]) == pytest.approx(1e-8 ** (1 / 3) * 1.0, rel=1e-12)
     assert stats.geometric_mean([4.0, 1.0, None, NAN, 0.0]) == pytest.approx(2.0)
     assert stats.geometric_mean([], default=NAN) != stats.geometric_mean([], default=NAN)  # nan
+
+
+@given(st.lists(st.one_of(st.none(), st.just(NAN), st.just(INF), st.floats(min_value=-10, max_value=10)), max_size=12))
+def test_product_is_that_of_the_finite_values(values):
+    good = [v for v in values if v is not None and math.isfinite(v)]
+    result = stats.product(values)
+    if not good:
+        assert result is None
+    else:
+        assert result == pytest.approx(float(np.prod(good)), rel=1e-12, abs=1e-300)
