@@ -20,8 +20,9 @@ SPIKE = "spike"  # one step's gradient norm far above its recent level
 NONFINITE = "nonfinite"  # NaN or Inf in the loss or a gradient
 LOSS_RISING = "loss_rising"  # the loss drifting upward (CUSUM)
 STALL = "stall"  # the loss flat at its starting level: nothing is learnt
+UNSTABLE = "unstable"  # large updates while the loss does not fall: a learning rate too large
 
-KINDS = (EXPLODING, VANISHING, SPIKE, NONFINITE, LOSS_RISING, STALL)
+KINDS = (EXPLODING, VANISHING, SPIKE, NONFINITE, LOSS_RISING, STALL, UNSTABLE)
 # Kinds whose episodes are counted per layer; the others are whole-model events (one alert per
 # episode, whichever layer each step names first).
 PER_LAYER_KINDS = (VANISHING,)

@@ -11,7 +11,8 @@
 Per optimiser step it reads (see `StepSignals`): the total and per-layer
 gradient norms from one fused norm at the end of each backward pass (so before
 clipping, and over the accumulated gradient of several micro-batches), update
-ratios ||dW|| / ||W|| per layer on every `update_every`-th step, the
+ratios ||dW|| / ||W|| per layer on every `update_every`-th step (and when the
+learning rate jumps; see `gradvet.monitor.updates`), the
 learning rate, and the loss when given. A step ends at `optimizer.step()` (or
 at `monitor.step()` when no optimiser is given; call it after the update). The
 step's numbers reach the host in one copy and go to the detectors (`Alarms`);
@@ -154,7 +155,7 @@ class Monitor:
 
     # -- hooks ----------------------------------------------------------------------------------
     def _before_optimizer_step(self, optimizer, args, kwargs) -> None:
-        if self._updates.sampled(self.step_index):
+        if self._updates.sampled(self.step_index, self._learning_rate()):
             self._updates.before()
 
     def _after_optimizer_step(self, optimizer, args, kwargs) -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import statistics
 from collections.abc import Sequence
 
-from gradvet.monitor.alert import EXPLODING, LOSS_RISING, NONFINITE, SPIKE, STALL, VANISHING, Finding
+from gradvet.monitor.alert import EXPLODING, LOSS_RISING, NONFINITE, SPIKE, STALL, UNSTABLE, VANISHING, Finding
 
 CLIP_PERCENTILE = 90
 MIN_HEALTHY = 10  # healthy steps needed before a clip value is quoted
@@ -34,6 +34,8 @@ def remedy(finding: Finding, step: int, lr: float | None, healthy_norms: Sequenc
     clip_text = (f"clip the gradient norm at {clip:.3g} (the {CLIP_PERCENTILE}th percentile of {len(healthy_norms)} "
                  f"healthy steps' norms)" if clip is not None else None)
     lower = f"lower the learning rate from {lr:.3g} to {lr / 10:.3g}" if lr is not None else "lower the learning rate 10x"
+    if finding.kind == UNSTABLE:
+        return f"{lower[0].upper()}{lower[1:]} (or warm it up from there), and clip the gradient norm as a safety net."
     if finding.kind in (EXPLODING, SPIKE, LOSS_RISING):
         if step < EARLY_STEPS and clip_text is None:
             return (f"At step {step} this comes from the starting point: use a scaled initialisation (He for ReLU, "

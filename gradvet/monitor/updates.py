@@ -4,14 +4,20 @@ The ratio says how much of a layer one optimiser step rewrites; about 1e-3 is
 the rule of thumb for healthy training (Karpathy, CS231n notes, "Neural
 Networks Part 3": ratio of update magnitudes to value magnitudes), and a ratio
 near or above 1 means a step rewrites the layer entirely. Reading it needs a
-copy of the parameters before the step, so only every `every`-th step is
-sampled (and the steps before the first `every`): the copy goes into buffers
-allocated once, and the norms stay on the device until the step's one host copy.
+copy of the parameters before the step, so only some steps are sampled: the
+first `every` steps, every `every`-th step after, and any step whose learning
+rate is more than LR_JUMP times the rate of the last sampled step (a jump or a
+steep schedule shows at once; a decaying rate never triggers it). The copy goes
+into buffers allocated once, and the norms stay on the device until the step's
+one host copy.
 """
 
 from __future__ import annotations
 
 import torch
+
+
+LR_JUMP = 1.5
 
 
 class UpdateNorms:
@@ -21,9 +27,15 @@ class UpdateNorms:
         self.params, self.every = params, every
         self._buffers: list[torch.Tensor] = []
         self._size: torch.Tensor | None = None  # ||W_p|| before the step, one entry per parameter
+        self._sampled_lr: float | None = None  # the learning rate of the last sampled step
 
-    def sampled(self, step: int) -> bool:
-        return step < self.every or step % self.every == 0
+    def sampled(self, step: int, lr: float | None = None) -> bool:
+        """Whether to read the update ratio of `step` (taken at learning rate `lr`, when known)."""
+        jump = lr is not None and self._sampled_lr is not None and lr > LR_JUMP * self._sampled_lr
+        if step < self.every or step % self.every == 0 or jump:
+            self._sampled_lr = lr
+            return True
+        return False
 
     def before(self) -> None:
         """Copy the parameters (call just before the optimiser step of a sampled step)."""

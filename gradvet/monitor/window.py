@@ -4,11 +4,15 @@
   standard deviation of Gaussian data (Hampel 1974, "The influence curve and
   its role in robust estimation"), and one outlier cannot move either;
 - the Theil-Sen slope, the median of the slopes of all pairs of points
-  (Theil 1950; Sen 1968): a straight-line trend that ignores up to 29% outliers.
+  (Theil 1950; Sen 1968): a straight-line trend that ignores up to 29% outliers;
+- the Mann-Kendall trend statistic S = sum over pairs i < j of sign(x_j - x_i),
+  and its z-score S / sqrt(n (n - 1) (2n + 5) / 18) (no ties; Mann 1945,
+  Kendall 1975): how consistently a series rises, whatever its noise level.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 MAD_TO_SIGMA = 1.4826  # 1 / Phi^-1(3/4): sigma = 1.4826 * MAD for Gaussian data
@@ -24,6 +28,20 @@ def median(values: Sequence[float]) -> float:
 def mad(values: Sequence[float], center: float) -> float:
     """Median absolute deviation of `values` from `center`."""
     return median([abs(v - center) for v in values])
+
+
+def trend(steps: Sequence[float], values: Sequence[float]) -> tuple[float, float]:
+    """(Theil-Sen slope, Mann-Kendall z) of `values` at increasing `steps`, from one pass over the pairs."""
+    n = len(values)
+    slopes: list[float] = []
+    s = 0
+    for i in range(n):
+        for j in range(i + 1, n):
+            d = values[j] - values[i]
+            slopes.append(d / (steps[j] - steps[i]))
+            s += (d > 0) - (d < 0)
+    variance = n * (n - 1) * (2 * n + 5) / 18
+    return median(slopes), (s / math.sqrt(variance) if variance > 0 else 0.0)
 
 
 def theil_sen_slope(steps: Sequence[float], values: Sequence[float]) -> float:

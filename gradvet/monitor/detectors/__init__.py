@@ -23,6 +23,7 @@ class Detector(Protocol):
 from gradvet.monitor.detectors.growth import GradientGrowth  # noqa: E402
 from gradvet.monitor.detectors.loss_cusum import LossCusum  # noqa: E402
 from gradvet.monitor.detectors.nonfinite import NonFiniteValues  # noqa: E402
+from gradvet.monitor.detectors.overshoot import Overshoot  # noqa: E402
 from gradvet.monitor.detectors.spike import GradientSpike  # noqa: E402
 from gradvet.monitor.detectors.stall import LossStall  # noqa: E402
 from gradvet.monitor.detectors.update_ratio import UpdateRatioCeiling  # noqa: E402
@@ -31,9 +32,9 @@ from gradvet.monitor.detectors.vanishing import LayerCollapse  # noqa: E402
 
 def default_detectors() -> list[Detector]:
     """A fresh set of every detector with its measured default thresholds."""
-    return [NonFiniteValues(), UpdateRatioCeiling(), GradientGrowth(), GradientSpike(), LossCusum(),
+    return [NonFiniteValues(), UpdateRatioCeiling(), GradientGrowth(), GradientSpike(), Overshoot(), LossCusum(),
             LayerCollapse(), LossStall()]
 
 
 __all__ = ["Detector", "GradientGrowth", "GradientSpike", "LayerCollapse", "LossCusum", "LossStall",
-           "NonFiniteValues", "UpdateRatioCeiling", "default_detectors"]
+           "NonFiniteValues", "Overshoot", "UpdateRatioCeiling", "default_detectors"]
