@@ -41,7 +41,7 @@ from gradvet.monitor.gradients import GradientNorms
 from gradvet.monitor.signals import StepSignals
 from gradvet.monitor.updates import UpdateNorms
 
-UPDATE_EVERY = 10  # update ratios on steps 0..9 and every 10th step after (the copy is the costly part)
+UPDATE_EVERY = 20  # update ratios on the first steps and every 20th step after (the copy is the costly part)
 
 
 class Monitor:
@@ -137,7 +137,7 @@ class Monitor:
             if loss.numel() != 1:
                 raise GradvetError(f"monitor.observe() takes the loss as one number; got a tensor of shape "
                                    f"{tuple(loss.shape)}.")
-            self._losses.append(loss.detach().reshape(1))
+            self._losses.append(loss.detach())
         elif isinstance(loss, (int, float)) and not isinstance(loss, bool):
             self._losses.append(float(loss))
         else:
@@ -166,12 +166,14 @@ class Monitor:
         present, norms, passes = self._grads.take()
         update_norms = self._updates.after() if updates else None
         losses, self._losses = self._losses, []
-        loss_tensors = [t for t in losses if torch.is_tensor(t)]
+        loss_tensors = [t.reshape(1) for t in losses if torch.is_tensor(t)]
         pieces = [t for t in (norms, update_norms) if t is not None] + loss_tensors
         flat: list[float] = []
         if pieces:
             device = pieces[0].device
-            flat = torch.cat([p.to(device=device, dtype=torch.float64) for p in pieces]).tolist()  # the one host copy
+            if any(p.device != device for p in pieces):
+                pieces = [p.to(device) for p in pieces]
+            flat = torch.cat(pieces).tolist()  # the one host copy (cat promotes to the widest dtype)
         signals = StepSignals(step=self.step_index, backward_passes=passes, lr=self._learning_rate())
         pos = 0
         if norms is not None:

@@ -5,7 +5,8 @@ the rule of thumb for healthy training (Karpathy, CS231n notes, "Neural
 Networks Part 3": ratio of update magnitudes to value magnitudes), and a ratio
 near or above 1 means a step rewrites the layer entirely. Reading it needs a
 copy of the parameters before the step, so only some steps are sampled: the
-first `every` steps, every `every`-th step after, and any step whose learning
+first FIRST_STEPS steps (an explosion from the start shows at once), every
+`every`-th step after, and any step whose learning
 rate is more than LR_JUMP times the rate of the last sampled step (a jump or a
 steep schedule shows at once; a decaying rate never triggers it). The copy goes
 into buffers allocated once, and the norms stay on the device until the step's
@@ -18,6 +19,7 @@ import torch
 
 
 LR_JUMP = 1.5
+FIRST_STEPS = 10
 
 
 class UpdateNorms:
@@ -32,7 +34,7 @@ class UpdateNorms:
     def sampled(self, step: int, lr: float | None = None) -> bool:
         """Whether to read the update ratio of `step` (taken at learning rate `lr`, when known)."""
         jump = lr is not None and self._sampled_lr is not None and lr > LR_JUMP * self._sampled_lr
-        if step < self.every or step % self.every == 0 or jump:
+        if step < FIRST_STEPS or step % self.every == 0 or jump:
             self._sampled_lr = lr
             return True
         return False

@@ -40,8 +40,13 @@ def trend(steps: Sequence[float], values: Sequence[float]) -> tuple[float, float
             d = values[j] - values[i]
             slopes.append(d / (steps[j] - steps[i]))
             s += (d > 0) - (d < 0)
-    variance = n * (n - 1) * (2 * n + 5) / 18
-    return median(slopes), (s / math.sqrt(variance) if variance > 0 else 0.0)
+    sd = mann_kendall_sd(n)
+    return median(slopes), (s / sd if sd > 0 else 0.0)
+
+
+def mann_kendall_sd(n: int) -> float:
+    """The standard deviation of the Mann-Kendall S of n values without a trend (no ties)."""
+    return math.sqrt(n * (n - 1) * (2 * n + 5) / 18)
 
 
 def theil_sen_slope(steps: Sequence[float], values: Sequence[float]) -> float:

@@ -22,7 +22,7 @@ from collections import deque
 
 from gradvet.monitor.alert import EXPLODING, Finding
 from gradvet.monitor.signals import StepSignals
-from gradvet.monitor.window import theil_sen_slope, trend
+from gradvet.monitor.window import mann_kendall_sd, theil_sen_slope, trend
 
 # Chosen on the tuning corpus of benchmarks/early_warning.py (seeds 0-7; 49 healthy runs): at
 # x2 over 16 steps with z >= 3.5, no healthy run fires after the first two windows, while the
@@ -41,15 +41,23 @@ class GradientGrowth:
         self._steps: deque[int] = deque(maxlen=window)
         self._log: deque[float] = deque(maxlen=window)
         self._layers: deque[dict[str, float]] = deque(maxlen=window)
+        self._concordance = 0  # the Mann-Kendall S of the window, kept up to date in O(window) per step
 
     def update(self, signals: StepSignals) -> list[Finding]:
         norm = signals.grad_norm
         if not (signals.has_gradient and math.isfinite(norm) and norm > 0):
             return []
+        x = math.log(norm)
+        staying = list(self._log)
+        if len(staying) == self.window:  # the oldest value leaves: its pairs with the others go
+            oldest = staying.pop(0)
+            self._concordance -= sum((v > oldest) - (v < oldest) for v in staying)
+        self._concordance += sum((x > v) - (x < v) for v in staying)
         self._steps.append(signals.step)
-        self._log.append(math.log(norm))
+        self._log.append(x)
         self._layers.append(signals.layer_grad_norms)
-        if len(self._log) < self.window or signals.step < self.settle:
+        n = len(self._log)
+        if n < self.window or signals.step < self.settle or self._concordance < self.z * mann_kendall_sd(n):
             return []
         steps = list(self._steps)
         span = steps[-1] - steps[0]
