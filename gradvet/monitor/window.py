@@ -39,7 +39,7 @@ def trend(steps: Sequence[float], values: Sequence[float]) -> tuple[float, float
         for j in range(i + 1, n):
             d = values[j] - values[i]
             slopes.append(d / (steps[j] - steps[i]))
-            s += (d > 0) - (d < 0)
+            s += int(d > 0) - int(d < 0)
     sd = mann_kendall_sd(n)
     return median(slopes), (s / sd if sd > 0 else 0.0)
 
