@@ -209,11 +209,11 @@ def test_cusum_fires_within_a_few_steps_of_a_rise():
         loss = loss_series("decaying", seed)
         loss[change:] *= np.exp(0.05 * np.arange(STEPS - change))  # the loss rising 5% per step
         steps = fired(LossCusum(), gradient_signals(noise("gaussian", seed), loss=loss))
-        assert steps and change < steps[0] <= change + 15, (seed, steps[:1])
+        assert steps and change < steps[0] <= change + 20, (seed, steps[:1])  # by then x2-x3
         jump = loss_series("decaying", seed)
         jump[change:] *= 2.0  # a level shift to twice the loss
         steps = fired(LossCusum(), gradient_signals(noise("gaussian", seed), loss=jump))
-        assert steps and change <= steps[0] <= change + 5, (seed, steps[:1])
+        assert steps and change <= steps[0] <= change + 8, (seed, steps[:1])
 
 
 # -- vanishing ------------------------------------------------------------------------------------------
