@@ -57,7 +57,7 @@ def test_norms_are_those_of_the_accumulated_gradient_before_clipping():
             losses = []
             for x, y in micro:
                 loss = loss_fn(twin(x), y)
-                losses.append(float(loss))
+                losses.append(loss.item())
                 for acc, g in zip(total, torch.autograd.grad(loss, list(twin.parameters()))):
                     acc += g
             expected.append((layer_norms(dict(zip(names, total))), sum(losses) / 3))

@@ -68,8 +68,11 @@ class GradientNorms:
         present = [i for i, p in enumerate(self.params) if p.grad is not None]
         if not present:
             return
+        grads = [self.params[i].grad for i in present]
+        if any(g.requires_grad for g in grads):  # backward(create_graph=True): read the values only
+            grads = [g.detach() for g in grads]
         with torch.no_grad():
-            self._pending = (present, fused_norms([self.params[i].grad.detach() for i in present]))
+            self._pending = (present, fused_norms(grads))
         self.passes += 1
 
     def take(self) -> tuple[list[int], torch.Tensor | None, int]:
