@@ -54,6 +54,7 @@ import torch
 from torch import nn
 
 from gradvet.monitor import Alarms, Monitor, StepSignals
+from probe_overhead import mlp_784  # the reference model of the overhead goals (issue 4)
 
 EDGE = "edge"  # runs at the edge of stability that survived: counted neither as diverged nor as healthy
 FIRST_SEED, SEEDS = 100, 4  # the reported corpus: seeds never used to choose the detectors' thresholds
@@ -160,19 +161,15 @@ def mlp_digits(seed: int, data) -> nn.Module:
     return mlp(data.n_features, data.n_classes, depth=6, width=64, activation="relu", init="he")
 
 
-def scheduled_run(name: str, cause: str | None, seed: int, data, lr_at: Callable[[int], float], steps: int,
-                  batch: int = 64) -> Recording:
-    """SGD on digits with the learning rate lr_at(step); stops at the first non-finite loss."""
-    model = mlp_digits(seed, data)
-    opt = torch.optim.SGD(model.parameters(), lr=lr_at(0))
-    gen = torch.Generator().manual_seed(seed)
-    loss_fn = nn.CrossEntropyLoss()
+def plain_loop(name: str, cause: str | None, model: nn.Module, opt: torch.optim.Optimizer, steps: int,
+               lr_at: Callable[[int], float], batch_loss: Callable[[], torch.Tensor]) -> Recording:
+    """The loop of the plain runs: learning rate lr_at(step), one batch's loss, backward, step; stops at
+    the first non-finite loss. Recorded by a Monitor with no detectors."""
     with Monitor(model, opt, detectors=[], keep_signals=True) as monitor:
         for step in range(steps):
             for group in opt.param_groups:
                 group["lr"] = lr_at(step)
-            idx = torch.randint(0, data.x_train.shape[0], (batch,), generator=gen)
-            loss = loss_fn(model(data.x_train[idx]), data.y_train[idx])
+            loss = batch_loss()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             monitor.observe(loss)
@@ -180,6 +177,19 @@ def scheduled_run(name: str, cause: str | None, seed: int, data, lr_at: Callable
                 break
             opt.step()
     return recording(monitor, name, cause)
+
+
+def scheduled_run(name: str, cause: str | None, seed: int, data, lr_at: Callable[[int], float], steps: int,
+                  batch: int = 64) -> Recording:
+    """SGD on digits with the learning rate lr_at(step)."""
+    model = mlp_digits(seed, data)
+    gen = torch.Generator().manual_seed(seed)
+
+    def batch_loss() -> torch.Tensor:
+        idx = torch.randint(0, data.x_train.shape[0], (batch,), generator=gen)
+        return nn.functional.cross_entropy(model(data.x_train[idx]), data.y_train[idx])
+
+    return plain_loop(name, cause, model, torch.optim.SGD(model.parameters(), lr=lr_at(0)), steps, lr_at, batch_loss)
 
 
 class TinyTransformer(nn.Module):
@@ -201,7 +211,7 @@ class TinyTransformer(nn.Module):
 def transformer_run(name: str, cause: str | None, seed: int, optimizer: str, lr: float, lr_after: float,
                     jump_at: int = 40, steps: int = 120, vocab: int = 16, length: int = 12) -> Recording:
     """A synthetic task (output the input sequence reversed), batch 32; SGD with momentum 0.9 or Adam;
-    the learning rate becomes `lr_after` at step `jump_at`; stops at the first non-finite loss."""
+    the learning rate becomes `lr_after` at step `jump_at`."""
     torch.manual_seed(seed)
     model = TinyTransformer(vocab, length)
     if optimizer == "adam":
@@ -209,21 +219,12 @@ def transformer_run(name: str, cause: str | None, seed: int, optimizer: str, lr:
     else:
         opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
     gen = torch.Generator().manual_seed(seed)
-    loss_fn = nn.CrossEntropyLoss()
-    with Monitor(model, opt, detectors=[], keep_signals=True) as monitor:
-        for step in range(steps):
-            if step == jump_at:
-                for group in opt.param_groups:
-                    group["lr"] = lr_after
-            x = torch.randint(0, vocab, (32, length), generator=gen)
-            loss = loss_fn(model(x).reshape(-1, vocab), x.flip(1).reshape(-1))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            monitor.observe(loss)
-            if not math.isfinite(loss.item()):
-                break
-            opt.step()
-    return recording(monitor, name, cause)
+
+    def batch_loss() -> torch.Tensor:
+        x = torch.randint(0, vocab, (32, length), generator=gen)
+        return nn.functional.cross_entropy(model(x).reshape(-1, vocab), x.flip(1).reshape(-1))
+
+    return plain_loop(name, cause, model, opt, steps, lambda t: lr if t < jump_at else lr_after, batch_loss)
 
 
 # -- the corpus ---------------------------------------------------------------------------------------
@@ -291,7 +292,7 @@ def corpus(refresh: bool = False, first_seed: int = FIRST_SEED, seeds: int = SEE
     from gradvet.monitor import gradients, monitor, updates
 
     source = "".join(inspect.getsource(f) for f in (corpus_runs, load_data, engine_run, scheduled_run, mlp_digits,
-                                                    transformer_run, TinyTransformer, recording, _write,
+                                                    plain_loop, transformer_run, TinyTransformer, recording, _write,
                                                     gradients, monitor, updates))
     key = hashlib.sha256(f"{source}{torch.__version__}{first_seed},{seeds}".encode()).hexdigest()[:12]
     path = Path(tempfile.gettempdir()) / f"gradvet-early-warning-{key}.npz"
@@ -435,14 +436,6 @@ def print_runs(recs: list[Recording]) -> None:
 
 
 # -- overhead -----------------------------------------------------------------------------------------
-
-def mlp_784() -> nn.Module:
-    layers: list[nn.Module] = [nn.Linear(784, 256), nn.ReLU()]
-    for _ in range(7):
-        layers += [nn.Linear(256, 256), nn.ReLU()]
-    layers.append(nn.Linear(256, 10))
-    return nn.Sequential(*layers)
-
 
 def timed(model: nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int,
           monitor: Monitor | None) -> tuple[float, float]:

@@ -39,7 +39,8 @@ def remedy(finding: Finding, step: int, lr: float | None, healthy_norms: Sequenc
     if finding.kind in (EXPLODING, SPIKE, LOSS_RISING):
         if step < EARLY_STEPS and clip_text is None:
             return (f"At step {step} this comes from the starting point: use a scaled initialisation (He for ReLU, "
-                    f"Xavier for tanh), {lower}, or warm the learning rate up over the first few hundred steps.")
+                    f"Xavier for tanh, orthogonal for recurrent weights), {lower}, or warm the learning rate up over "
+                    "the first few hundred steps.")
         return f"{(clip_text or 'Clip the gradient norm').capitalize()} or {lower}."
     if finding.kind == NONFINITE:
         return ("The weights or the loss are lost from this step: restart from an earlier checkpoint and "
