@@ -474,7 +474,7 @@ def overhead(steps: int, rounds: int) -> None:
         ratios = [m[k] / p[k] for p, m in pairs]
         print(f"  {clock:4s}  plain {1e3 * plain:7.2f} ms/step   monitor {1e3 * watched:7.2f} ms/step   ratio "
               f"{statistics.median(ratios):5.3f} (range {min(ratios):.3f}-{max(ratios):.3f})")
-    print("  goal: monitor on every step <= 1.05x (update ratios on every 20th step, as by default)")
+    print("  goal: monitor on every step <= 1.05x (update ratios on every 10th step, as by default)")
 
 
 def main() -> None:

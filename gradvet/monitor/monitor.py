@@ -41,7 +41,7 @@ from gradvet.monitor.gradients import GradientNorms
 from gradvet.monitor.signals import StepSignals
 from gradvet.monitor.updates import UpdateNorms
 
-UPDATE_EVERY = 20  # update ratios on the first steps and every 20th step after (the copy is the costly part)
+UPDATE_EVERY = 10  # update ratios on the first steps and every 10th step after (the copy is the costly part)
 
 
 class Monitor:
