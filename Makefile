@@ -1,7 +1,7 @@
 # Two commands on a fresh clone:  `make demo`  and  `make test`.
 # Both create (once) and reuse a virtual environment in .venv.
 #
-# torch: the CPU build is installed first, so that the `torch>=2.2`
+# torch: the CPU build is installed first, so that the `torch>=2.4`
 # requirement of the package is already met and pip never fetches a
 # multi-GB CUDA build. On a machine whose pip does not find the local
 # `+cpu` wheel, the PyTorch CPU index is tried instead.

@@ -29,6 +29,9 @@ def wall(cmd: list[str], env: dict[str, str], repeats: int = 5) -> float:
 def main() -> None:
     cache = tempfile.mkdtemp(prefix="gradvet-bench-")
     os.environ["GRADVET_CACHE_DIR"] = cache
+    import torch
+
+    torch.set_num_threads(1)  # as `gradvet` sets it (GRADVET_THREADS, default 1): the library leaves it alone
     import gradvet
     from gradvet.activations import cache as disk
     from gradvet.activations.cost import relative_cost

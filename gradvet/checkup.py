@@ -3,6 +3,7 @@ SGD steps) and diagnose its gradient flow. Used by `gradvet diagnose`."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
 import inspect
@@ -23,12 +24,29 @@ from gradvet.probe.predicted import predict_for
 from gradvet.base.validation import first_line, not_allowed
 
 
+@contextlib.contextmanager
+def _working_directory_importable():
+    """The current directory first on `sys.path` inside the block (as `python -m` has it), and
+    taken out again after it, so loading a user's factory leaves `sys.path` as it was."""
+    here = str(Path.cwd())
+    if here in sys.path:
+        yield
+        return
+    sys.path.insert(0, here)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(ValueError):
+            sys.path.remove(here)
+
+
 FACTORY = "a Python function or class that takes no arguments and returns a torch.nn.Module"
 
 
 def load_factory(target: str) -> nn.Module:
     """Call `package.module:factory` and return the nn.Module it builds (the current
-    directory is importable, as for `python -m`).
+    directory is importable while it is imported and called, as for `python -m`; `sys.path`
+    is as it was afterwards).
 
     The factory is called only when it is a Python function or class that can be called
     without arguments: a built-in (os.system, os.abort) or anything needing arguments is
@@ -36,21 +54,20 @@ def load_factory(target: str) -> nn.Module:
     module_name, sep, attr = target.partition(":")
     if not sep or not module_name or not attr:
         raise GradvetError(f"--model {target!r} must look like package.module:factory (a callable returning the model).")
-    if str(Path.cwd()) not in sys.path:
-        sys.path.insert(0, str(Path.cwd()))
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as err:
-        raise GradvetError(f"--model {target!r}: cannot import module {module_name!r} ({err}).") from None
-    factory = getattr(module, attr, None)
-    if factory is None or not callable(factory):
-        raise GradvetError(f"--model {target!r}: module {module_name!r} has no callable {attr!r}.")
-    _check_factory(target, factory)
-    try:
-        model = factory()
-    except (Exception, SystemExit) as err:  # noqa: BLE001 - the user's code failed: say so in one sentence
-        why = f"{attr}() raised {type(err).__name__}: {first_line(err)}"
-        raise not_allowed("--model", target, FACTORY, why=why) from None
+    with _working_directory_importable():  # the factory may import more of its package when called
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as err:
+            raise GradvetError(f"--model {target!r}: cannot import module {module_name!r} ({err}).") from None
+        factory = getattr(module, attr, None)
+        if factory is None or not callable(factory):
+            raise GradvetError(f"--model {target!r}: module {module_name!r} has no callable {attr!r}.")
+        _check_factory(target, factory)
+        try:
+            model = factory()
+        except (Exception, SystemExit) as err:  # noqa: BLE001 - the user's code failed: say so in one sentence
+            why = f"{attr}() raised {type(err).__name__}: {first_line(err)}"
+            raise not_allowed("--model", target, FACTORY, why=why) from None
     if not isinstance(model, nn.Module):
         raise GradvetError(f"--model {target!r}: {attr}() returned {type(model).__name__}, not a torch.nn.Module.")
     if not any(p.requires_grad for p in model.parameters()):

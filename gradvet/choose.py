@@ -209,7 +209,8 @@ class Rule:
 
 @dataclass
 class Choice:
-    """The ranking of activations for one architecture, the advice, and the article's rules checked."""
+    """The ranking of activations for one architecture, the advice, and the article's rules checked.
+    Plain data: its views (a rich table, notebook HTML) are `gradvet.report.choice_view`."""
 
     depth: int
     width: int
@@ -263,16 +264,6 @@ class Choice:
 
     def to_json(self, indent: int | None = 1) -> str:
         return json.dumps(self.to_dict(), indent=indent, allow_nan=False)
-
-    def __rich__(self):
-        from gradvet.report.choice_view import render
-
-        return render(self)
-
-    def _repr_html_(self) -> str:
-        from gradvet.report.choice_view import render_html
-
-        return render_html(self)
 
 
 # ---------------------------------------------------------------- small helpers

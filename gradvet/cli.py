@@ -201,11 +201,15 @@ def demo_command(
     import time
 
     from gradvet.demo import run_demo
+    from gradvet.report import write_report
+    from gradvet.report.experiment_view import ExperimentView
     from gradvet.report.tables import console
 
     con = console()
     start = time.perf_counter()
-    ctx = run_demo(out, console=con)
+    ctx = run_demo(out, view=ExperimentView(con))
+    ctx.result["report"] = str(write_report(ctx.out / "index.html", sources=[ctx.json_path], records=ctx.records,
+                                            title="gradvet demo"))
     con.print(f"\n[bold]Done in {time.perf_counter() - start:.0f} s.[/bold] Open {ctx.result['report']} in a browser "
               f"(the whole report, with the activation explorer); or look at {ctx.out}/summary.md and the figures "
               f"there ({', '.join(p.name for p in ctx.figures if p.suffix == '.png')}); runs: {ctx.trained} trained, "
@@ -341,10 +345,9 @@ def diagnose_command(
     report: Annotated[Path | None, typer.Option("--report", help="also write an HTML report to this .html file")] = None,
 ) -> None:
     """Probe a model's gradient flow and say whether it vanishes or explodes, why, and what to do."""
-    import torch
-
     _check_report(report)
 
+    from gradvet.base.rng import seeded
     from gradvet.checkup import check_settings, checkup, load_factory
     from gradvet.data import load
     from gradvet.models.build import build
@@ -355,28 +358,31 @@ def diagnose_command(
         data=data, depth=depth, width=width, activation=activation, init=init,
         norm=None if norm in (None, "none") else norm, residual=residual, seed=seed, batch_size=batch_size)
     dataset = load(data)
-    if model is not None:
-        torch.manual_seed(seed)
-        net = load_factory(model)
-        what = model
-    else:
-        n_out = 1 if dataset.task == "regression" else dataset.n_classes
-        sample = dataset.x_train[:512]
-        net = build(spec, dataset.n_features, n_out, dataset.sequence, sample=sample)
-        what = f"MLP depth {depth} width {width} {activation} init {init}" + (f" {norm}norm" if norm else "") + \
-            (" residual" if residual else "")
-    diagnosis, _ = checkup(net, dataset, steps=steps, lr=lr, batch_size=batch_size, seed=seed)
+    # A user's factory and its model's draws (dropout) take torch's global stream: it starts
+    # from --seed in this command and is given back as it was after it (gradvet.base.rng).
+    with seeded(seed):
+        if model is not None:
+            net = load_factory(model)
+            what = model
+        else:
+            n_out = 1 if dataset.task == "regression" else dataset.n_classes
+            sample = dataset.x_train[:512]
+            net = build(spec, dataset.n_features, n_out, dataset.sequence, sample=sample)
+            what = f"MLP depth {depth} width {width} {activation} init {init}" + (f" {norm}norm" if norm else "") + \
+                (" residual" if residual else "")
+        diagnosis, _ = checkup(net, dataset, steps=steps, lr=lr, batch_size=batch_size, seed=seed)
     record = {**diagnosis.to_dict(), "model": what, "data": data, "steps": steps}
     _write_report(report, record)
     if as_json:
         typer.echo(json.dumps(record, indent=1))
         return
+    from gradvet.report.diagnosis_view import render
     from gradvet.report.tables import console
 
     con = console()
     when = "at initialisation" if steps == 0 else f"after {steps} SGD steps (lr {lr:g})"
     con.print(f"[bold]{what}[/bold] on {dataset.describe()}, {when}")
-    con.print(diagnosis)
+    con.print(render(diagnosis))
 
 
 @app.command("experiment")
@@ -393,13 +399,15 @@ def experiment_command(
 ) -> None:
     """Run one of the article's experiments on real training."""
     from gradvet.experiments import run_experiment
+    from gradvet.report.experiment_view import ExperimentView
     from gradvet.report.tables import console
 
     _check_report(report)
 
     con = console()
     options = {"mnist_dir": str(mnist_dir)} if mnist_dir else {}
-    ctx = run_experiment(name, data=data, out=out, seeds=seeds, quick=quick, store=store, console=con, **options)
+    ctx = run_experiment(name, data=data, out=out, seeds=seeds, quick=quick, store=store, view=ExperimentView(con),
+                         **options)
     con.print(f"\n{len(ctx.figures)} figures and {name}.json written to {ctx.out}/; runs: {ctx.trained} trained, "
               f"{ctx.reused} reused from {ctx.store_path}")
     if report is not None:
@@ -549,7 +557,9 @@ def choose_command(
     if as_json:
         typer.echo(result.to_json())
         return
-    con.print(result)
+    from gradvet.report.choice_view import render
+
+    con.print(render(result))
 
 
 def main() -> None:

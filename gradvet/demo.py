@@ -7,9 +7,12 @@
 4. A short training of each: the first layer's learning speed and the test accuracy.
 5. Exploding gradients (N(0, 1) weights) and gradient clipping.
 6. The recommendation, in the article's words, with the numbers above.
-Figures, a summary and an HTML report (index.html: every table and figure, the runs,
-the activation explorer) go to ./gradvet-report/; runs are kept in its runs.db, so a
-second demo reuses them.
+Figures, a summary and demo.json go to ./gradvet-report/; runs are kept in its runs.db, so
+a second demo reuses them. The story is plain data (tables, figure data, sentences): the
+caller's view (`experiments.view`; on the command line the report layer's
+`ExperimentView`) prints it and draws the figures, and `gradvet demo` adds the HTML report
+(index.html: every table and figure, the runs, the activation explorer) from demo.json and
+`Context.records`.
 """
 
 from __future__ import annotations
@@ -17,12 +20,12 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import torch
 from torch import nn
 
 from gradvet.checkup import full_diagnosis
 from gradvet.data import load
 from gradvet.experiments.base import Context
+from gradvet.experiments.view import View
 from gradvet.models import mlp
 from gradvet.probe import Probe, Trace
 from gradvet.probe.diagnosis import geometric_mean, short_number
@@ -34,9 +37,8 @@ CONTENDERS = (("sigmoid", "xavier"), ("tanh", "xavier"), ("relu", "he"), ("leaky
 
 
 def _at_init(activation: str, init: str, data):
-    """Probe one backward pass of a fresh net on 256 training examples; its diagnosis."""
-    torch.manual_seed(0)
-    model = mlp(data.n_features, data.n_classes, DEPTH, WIDTH, activation, init)
+    """Probe one backward pass of a fresh net (seed 0) on 256 training examples; its diagnosis."""
+    model = mlp(data.n_features, data.n_classes, DEPTH, WIDTH, activation, init, seed=0)
     batch = data.x_train[:256]
     with Probe(model) as probe:
         nn.functional.cross_entropy(model(batch), data.y_train[:256]).backward()
@@ -49,9 +51,10 @@ def _first_layer_speed(run) -> tuple[list[int], list[float]]:
     return trace.series("hidden.0.linear", "bias_grad_norm")
 
 
-def run_demo(out: str | Path = "gradvet-report", console=None) -> Context:
-    """Tell the story; returns the Context holding tables, figures and numbers."""
-    ctx = Context(name="demo", out=output_folder("out", out), console=console)
+def run_demo(out: str | Path = "gradvet-report", view: View | None = None) -> Context:
+    """Tell the story to `view` (None: silently); returns the Context holding tables, figures, numbers, and
+    in `records` the sigmoid net's diagnosis for the report."""
+    ctx = Context(name="demo", out=output_folder("out", out), view=view)
     data = load("digits")
     say = ctx.say
 
@@ -120,12 +123,9 @@ def run_demo(out: str | Path = "gradvet-report", console=None) -> Context:
         say(f"  - {line}")
     ctx.result["recommendation"] = lines
     _summary(ctx, lines)
-    json_path = ctx.write_json()
-    from gradvet.report import write_report
-
-    record = {**sig.to_dict(), "model": f"sigmoid MLP, {DEPTH} hidden layers of {WIDTH}, Xavier init", "data": "digits"}
-    ctx.result["report"] = str(write_report(ctx.out / "index.html", sources=[json_path], records=[record],
-                                            title="gradvet demo"))
+    ctx.write_json()
+    ctx.records.append({**sig.to_dict(), "model": f"sigmoid MLP, {DEPTH} hidden layers of {WIDTH}, Xavier init",
+                        "data": "digits"})
     return ctx
 
 
@@ -152,38 +152,21 @@ def _explode_words(run) -> str:
 
 
 def _speed_figure(ctx: Context, runs) -> None:
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(10, 4))
-    ax1, ax2 = fig.subplots(1, 2)
+    """The first layer's speed during training, and the test accuracy, per activation."""
+    curves = {}
     for name, run in runs.items():
         steps, speed = _first_layer_speed(run)
-        ax1.plot(steps, speed, label=name)
-    ax1.set_yscale("log")
-    ax1.set_xlabel("step")
-    ax1.set_ylabel("||dL/db|| of the first hidden layer")
-    ax1.set_title("first layer's speed of learning")
-    ax1.legend(fontsize=8)
-    names = list(runs)
-    ax2.bar(names, [runs[n].metrics["test_accuracy"] for n in names], color="#1f5fa8")
-    ax2.set_ylim(0, 1)
-    ax2.set_title(f"test accuracy after {STEPS} steps")
-    ctx.figure(fig, "activations")
+        curves[name] = {"step": list(steps), "speed": list(speed)}
+    ctx.figure("activations", "demo.activations",
+               {"steps": STEPS, "curves": curves,
+                "test_accuracy": {name: run.metrics["test_accuracy"] for name, run in runs.items()}})
 
 
 def _explode_figure(ctx: Context, wild, clipped) -> None:
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(6, 4))
-    ax = fig.add_subplot()
-    for name, run in (("N(0,1) init", wild), ("clip 1.0", clipped)):
-        norms = [v if math.isfinite(v) else math.nan for v in run.history["grad_norm"]]
-        ax.plot(run.history["step"], norms, label=name)
-    ax.set_yscale("log")
-    ax.set_xlabel("step")
-    ax.set_ylabel("total gradient norm (before clipping)")
-    ax.legend()
-    ctx.figure(fig, "exploding")
+    """The total gradient norm per step of the N(0, 1) net, unclipped and clipped."""
+    ctx.figure("exploding", "demo.exploding",
+               {"runs": {name: {"step": list(run.history["step"]), "grad_norm": list(run.history["grad_norm"])}
+                         for name, run in (("N(0,1) init", wild), ("clip 1.0", clipped))}})
 
 
 def _summary(ctx: Context, lines: list[str]) -> None:

@@ -19,6 +19,7 @@ from gradvet.cli import app
 from gradvet.base.errors import GradvetError
 from gradvet.data import load as load_data
 from gradvet.models import mlp
+from gradvet.report import choice_view
 from cli_helpers import assert_user_error
 
 choose_module = sys.modules["gradvet.choose"]  # the attribute gradvet.choose is the function
@@ -109,10 +110,10 @@ def test_outputs_json_rich_and_html(deep):
     assert data["weights"]["gradient_per_decade"] == 0.02
     assert {r["mark"] for r in data["rules"]} <= {CONFIRMED, NOT_HERE, NOT_MEASURED}
     con = Console(record=True, width=200)
-    con.print(deep)
+    con.print(choice_view.render(deep))
     text = con.export_text()
     assert "sigmoid" in text and "rules" in text and deep.budget_note[:20] in text
-    page = deep._repr_html_()
+    page = choice_view.render_html(deep)
     assert page.startswith("<div>") and "<table>" in page and "sigmoid" in page
     assert "loss flat" in deep.row("sigmoid").reason and "-&gt;" in page and "->" not in page  # escaped
 
@@ -245,7 +246,7 @@ def test_batch_norm_is_kept_and_theory_flagged():
     assert c.norm == "batch" and c.norm_advice.startswith("keep batch normalisation")
     assert not c.row("sigmoid").theory.applies and "plain chain" in c.row("sigmoid").theory.text
     con = Console(record=True, width=200)
-    con.print(c)
+    con.print(choice_view.render(c))
     assert "* theory for the same chain without normalisation" in con.export_text()
 
 

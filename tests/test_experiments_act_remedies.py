@@ -15,6 +15,7 @@ from gradvet.data import load
 from gradvet.experiments import activations as act_exp
 from gradvet.experiments import run_experiment
 from gradvet.models.mlp import mlp
+from gradvet.report.experiment_view import ExperimentView
 from gradvet.spec import RunSpec
 from gradvet.train.result import Run
 
@@ -28,12 +29,13 @@ def digits():
 
 @pytest.fixture(scope="module")
 def remedies(tmp_path_factory):
-    return run_experiment("remedies", out=tmp_path_factory.mktemp("remedies"), quick=True)
+    return run_experiment("remedies", out=tmp_path_factory.mktemp("remedies"), quick=True, view=ExperimentView())
 
 
 @pytest.fixture(scope="module")
 def activations(tmp_path_factory):
-    return run_experiment("activations", out=tmp_path_factory.mktemp("activations"), quick=True)
+    return run_experiment("activations", out=tmp_path_factory.mktemp("activations"), quick=True,
+                          view=ExperimentView())
 
 
 def first_batch(data, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

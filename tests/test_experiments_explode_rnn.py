@@ -14,6 +14,7 @@ from gradvet.data import load
 from gradvet.experiments import run_experiment
 from gradvet.experiments import exploding as ex
 from gradvet.models.build import build
+from gradvet.report.experiment_view import ExperimentView
 from gradvet.spec import RunSpec
 from gradvet.train.loop import BatchSampler
 
@@ -24,12 +25,12 @@ TOL = 1e-5  # float32 slack on "at or below the threshold"
 
 @pytest.fixture(scope="module")
 def exploding(tmp_path_factory):
-    return run_experiment("exploding", quick=True, out=tmp_path_factory.mktemp("exploding"))
+    return run_experiment("exploding", quick=True, out=tmp_path_factory.mktemp("exploding"), view=ExperimentView())
 
 
 @pytest.fixture(scope="module")
 def recurrent(tmp_path_factory):
-    return run_experiment("rnn", quick=True, out=tmp_path_factory.mktemp("rnn"))
+    return run_experiment("rnn", quick=True, out=tmp_path_factory.mktemp("rnn"), view=ExperimentView())
 
 
 def grad_norm(params) -> float:

@@ -14,6 +14,7 @@ from gradvet.base.errors import GradvetError
 from gradvet.experiments import cause, run_experiment
 from gradvet.experiments import speed_of_learning as sol
 from gradvet.models.build import build
+from gradvet.report.experiment_view import ExperimentView
 from gradvet.spec import RunSpec
 from gradvet.train.optim import make_loss
 from test_data import mnist_dir  # noqa: F401  (the small-IDX-files fixture)
@@ -23,7 +24,7 @@ from test_data import mnist_dir  # noqa: F401  (the small-IDX-files fixture)
 @pytest.fixture(scope="module")
 def speed(tmp_path_factory):
     out = tmp_path_factory.mktemp("speed")
-    return run_experiment("speed-of-learning", out=out, quick=True)
+    return run_experiment("speed-of-learning", out=out, quick=True, view=ExperimentView())
 
 
 def numpy_speeds(model, x: np.ndarray, y: np.ndarray) -> list[float]:
@@ -177,7 +178,7 @@ def test_quarter_to_the_depth_bound():
 
 @pytest.fixture(scope="module")
 def why(tmp_path_factory):
-    return run_experiment("cause", out=tmp_path_factory.mktemp("cause"), quick=True)
+    return run_experiment("cause", out=tmp_path_factory.mktemp("cause"), quick=True, view=ExperimentView())
 
 
 def test_cause_measures_where_the_scalar_chain_misleads(why):

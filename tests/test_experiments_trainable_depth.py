@@ -15,6 +15,7 @@ import pytest
 from gradvet import theory
 from gradvet.experiments import run_experiment
 from gradvet.experiments import trainable_depth as td
+from gradvet.report.experiment_view import ExperimentView
 from gradvet.sweep.runner import run_sweep
 
 # sw2 = 0.5 is deep in the ordered phase (xi_c ~ 1.2: inputs become indistinguishable within a few
@@ -36,7 +37,7 @@ def runs(tmp_path_factory):
         mp.setattr(td, "QUICK_DEPTHS", (SHALLOW,))
         part = run_experiment("trainable-depth", out=out, quick=True, workers=1)
         mp.setattr(td, "QUICK_DEPTHS", TINY["QUICK_DEPTHS"])
-        first = run_experiment("trainable-depth", out=out, quick=True, workers=2)
+        first = run_experiment("trainable-depth", out=out, quick=True, workers=2, view=ExperimentView())
         again = run_experiment("trainable-depth", out=out, quick=True, workers=2)
     return SimpleNamespace(part=part, first=first, again=again, out=out)
 

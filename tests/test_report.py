@@ -314,12 +314,10 @@ def test_figures_come_only_from_svg_files_beside_the_json_and_as_images(tmp_path
 
 def test_producer_writes_figure_names_the_report_embeds(tmp_path):
     from gradvet.experiments.base import Context
-    from matplotlib.figure import Figure
+    from gradvet.report.experiment_view import ExperimentView
 
-    ctx = Context(name="mini", data="digits", out=tmp_path / "made", seeds=1, quick=True)
-    fig = Figure()
-    fig.add_subplot().plot([0, 1], [1, 0])
-    ctx.figure(fig, "line")
+    ctx = Context(name="mini", data="digits", out=tmp_path / "made", seeds=1, quick=True, view=ExperimentView())
+    ctx.figure("line", "demo.exploding", {"runs": {"a run": {"step": [0, 1], "grad_norm": [1.0, 0.5]}}})
     record = json.loads(ctx.write_json().read_text())
     assert record["figures"] == ["mini-line.png", "mini-line.svg"]  # names: the files lie beside the JSON
     html = build_page([tmp_path / "made" / "mini.json"]).render()

@@ -30,8 +30,7 @@ import torch
 from gradvet.base.paths import cache_dir
 
 if TYPE_CHECKING:
-    from gradvet.activations.core import Activation
-    from gradvet.activations.properties import Properties
+    from gradvet.activations.protocol import ActivationLike
 
 R = TypeVar("R")
 CATALOG_SOURCES = tuple(sorted(Path(__file__).parent.glob("*.py")))
@@ -106,14 +105,27 @@ class DiskTable:
         except OSError:
             pass
 
-    def get(self, act: Activation, compute: Callable[[Activation], R],
+    def get(self, act: ActivationLike, compute: Callable[[ActivationLike], R],
             encode: Callable[[R], dict], decode: Callable[[dict], R]) -> R:
         """The record of `act`: read back, or computed and stored when missing or unreadable.
         Activations without a `cache_key` (formulas, parameterised copies) are always computed."""
         if act.cache_key is None:
             return compute(act)
+        record = self.stored(act, encode, decode)
+        if record is not None:
+            return record
+        record = compute(act)
         table = self._load()
-        raw = table.get(act.cache_key)
+        table[act.cache_key] = encode(record)
+        self._save(table)
+        return record
+
+    def stored(self, act: ActivationLike, encode: Callable[[R], dict], decode: Callable[[dict], R]) -> R | None:
+        """The record of `act` as stored, or None (no `cache_key`, missing, or not of today's schema);
+        nothing is computed."""
+        if act.cache_key is None:
+            return None
+        raw = self._load().get(act.cache_key)
         if isinstance(raw, dict):
             try:
                 record = decode(raw)
@@ -121,20 +133,10 @@ class DiskTable:
                     return record
             except (TypeError, KeyError, ValueError, AttributeError, RecursionError):
                 pass
-        record = compute(act)
-        table[act.cache_key] = encode(record)
-        self._save(table)
-        return record
+        return None
 
 
-PROPERTIES = DiskTable("properties")
-
-
-def properties(act: Activation, compute: Callable[[Activation], Properties]) -> Properties:
-    """Cached properties of `act`; computed (and stored) when missing."""
-    from gradvet.activations.properties import Properties
-
-    return PROPERTIES.get(act, compute, Properties.to_cache, Properties.from_cache)
+PROPERTIES = DiskTable("properties")  # read and written by `properties.properties_of`
 
 
 def clear_memory() -> None:

@@ -120,6 +120,14 @@ class Activation:
         return properties_of(self)
 
     @functools.cached_property
+    def max_grad(self) -> float:
+        """max |f'| over the real line (`properties.max_grad`), computed alone when the properties
+        are not at hand (see `properties.max_grad_of`)."""
+        from gradvet.activations.properties import max_grad_of
+
+        return max_grad_of(self)
+
+    @functools.cached_property
     def latex(self) -> str:
         """LaTeX of the formula, produced by SymPy from the plain-text formula."""
         from gradvet.activations import symbolic

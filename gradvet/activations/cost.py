@@ -1,10 +1,12 @@
 """Relative cost of an activation: forward + backward time per element against ReLU.
 
 Measured on the module that training uses (`Activation.module()`), float32,
-2**16 elements, one thread, ReLU timed in the same loop, interleaved, median
-of rounds: a ratio, because absolute times on a shared machine mislead. A
-small activation on small tensors is dominated by per-op overhead, so a
-formula of many torch ops costs many times ReLU even when each op is cheap.
+2**16 elements, on the threads the process has (the command line sets
+GRADVET_THREADS, default 1; a library call leaves the caller's setting alone),
+ReLU timed in the same loop, interleaved, median of rounds: a ratio, because
+absolute times on a shared machine mislead. A small activation on small
+tensors is dominated by per-op overhead, so a formula of many torch ops costs
+many times ReLU even when each op is cheap.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import TYPE_CHECKING
 import torch
 
 if TYPE_CHECKING:
-    from gradvet.activations.core import Activation
+    from gradvet.activations.protocol import ActivationLike
 
 SIZE = 1 << 16
 ROUNDS = 7
@@ -33,17 +35,8 @@ def _time(module: torch.nn.Module, x: torch.Tensor, ones: torch.Tensor) -> float
     return time.perf_counter() - start
 
 
-def relative_cost(act: Activation, seed: int = 0) -> float:
+def relative_cost(act: ActivationLike, seed: int = 0) -> float:
     """Median over rounds of time(act) / time(relu) for forward + backward."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # a second thread on a busy 2-core machine makes timings erratic
-    try:
-        return _relative_cost(act, seed)
-    finally:
-        torch.set_num_threads(threads)
-
-
-def _relative_cost(act: Activation, seed: int) -> float:
     generator = torch.Generator().manual_seed(seed)
     x = torch.randn(SIZE, generator=generator)
     ones = torch.ones(SIZE)

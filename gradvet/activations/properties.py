@@ -39,8 +39,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from gradvet.activations import cache
+from gradvet.activations.cost import relative_cost
+
 if TYPE_CHECKING:
-    from gradvet.activations.core import Activation
+    from gradvet.activations.protocol import ActivationLike
 
 Fn = Callable[[torch.Tensor], torch.Tensor]
 DTYPE = torch.float64
@@ -193,7 +196,7 @@ def _d(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return torch.zeros_like(x) if d is None else d
 
 
-def derivatives(act: Activation) -> Callable[[torch.Tensor], torch.Tensor]:
+def derivatives(act: ActivationLike) -> Callable[[torch.Tensor], torch.Tensor]:
     """x -> stack [f(x), f'(x), f''(x), f'''(x)]: f' closed form, f'' and f''' by autograd of f'.
 
     One autograd graph serves both higher orders. Rows autograd cannot give
@@ -313,7 +316,7 @@ def _undefined_regions(f: Fn, window: float) -> tuple[tuple[tuple[float, float],
     return tuple(zip(ends[::2], ends[1::2])), points
 
 
-def _restricted(act: Activation, undefined: tuple[tuple[float, float], ...]) -> Activation:
+def _restricted(act: ActivationLike, undefined: tuple[tuple[float, float], ...]) -> ActivationLike:
     """`act` with f and f' NaN on the undefined regions, so that every property sees one domain:
     f' of log(x) is 1/x for x < 0 as a formula, but f is not defined there; x**x is defined at
     the negative integers, which the regions do not resolve."""
@@ -349,13 +352,13 @@ def _nowhere_defined(window: float) -> Properties:
     )
 
 
-def _window(act: Activation) -> float:
+def _window(act: ActivationLike) -> float:
     """16, or wider (up to 24, where exp(-x^2) still does not underflow) for large parameters."""
     largest = max((abs(v) for v in act.params.values()), default=0.0)
     return float(min(24.0, max(16.0, 2 * largest + 2)))
 
 
-def _smoothness(act: Activation, x: torch.Tensor) -> tuple[str, list[float], list[float]]:
+def _smoothness(act: ActivationLike, x: torch.Tensor) -> tuple[str, list[float], list[float]]:
     """(class, kinks where f or f' jumps, breakpoints where any of f..f''' jumps)."""
     classes = ["discontinuous", "C0", "C1", "C2"]
     found = _jump_points(derivatives(act), x)
@@ -444,14 +447,14 @@ def _extremum(f: Fn, x: torch.Tensor, fx: torch.Tensor, tail_x: torch.Tensor, si
     return best, attained, where
 
 
-def _output_range(act: Activation, x, fx, tail_x, special: list[float]) -> Range:
+def _output_range(act: ActivationLike, x, fx, tail_x, special: list[float]) -> Range:
     hi, hi_closed, _ = _extremum(act.fn, x, fx, tail_x, 1.0, special, act.grad)
     lo, lo_closed, _ = _extremum(act.fn, x, fx, tail_x, -1.0, special, act.grad)
     # +-inf is a limit, never a value reached (log(0) = -inf is the limit at 0+)
     return Range(_clean(-lo), _clean(hi), lo_closed and math.isfinite(lo), hi_closed and math.isfinite(hi))
 
 
-def _max_grad(act: Activation, x, gx, tail_x, special: list[float]) -> tuple[float, float]:
+def _max_grad(act: ActivationLike, x, gx, tail_x, special: list[float]) -> tuple[float, float]:
     """max |f'| and a point where it is reached (on a plateau: the point nearest 0,
     snapped to a breakpoint; +-inf for a limit at the tails)."""
     value, _, where = _extremum(lambda t: act.grad(t).abs(), x, gx.abs(), tail_x, 1.0, special, None)
@@ -543,37 +546,58 @@ def _nearest(v: float, points: list[float], h: float, default: float | str = "va
     return None if default is None else v
 
 
-def compute(act: Activation) -> Properties:
+def compute(act: ActivationLike) -> Properties:
     """Compute every property of `act` (no cache; see `properties_of`).
 
-    Runs on one thread: the tensors are small, and a second thread only adds
-    hand-over latency (ten times the work on a busy two-core machine). Autograd is
-    switched on (the higher derivatives come from it), so a caller inside
-    `torch.no_grad()` gets the same answer.
+    Runs on the threads the process has: the tensors are small, so one thread is
+    fastest, and the command line sets that (GRADVET_THREADS, default 1); a library
+    call leaves the caller's setting alone. Autograd is switched on (the higher
+    derivatives come from it), so a caller inside `torch.no_grad()` gets the same answer.
     """
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with torch.enable_grad():
-            return _compute(act)
-    finally:
-        torch.set_num_threads(threads)
+    with torch.enable_grad():
+        return _compute(act)
 
 
-def _compute(act: Activation) -> Properties:
+@dataclass(frozen=True)
+class _Setting:
+    """Where an activation's properties are evaluated: f restricted to its domain, the window, the
+    grid, the tail points, the jumps of f to f''' and the special points (0, breakpoints, domain ends)."""
+
+    act: ActivationLike
+    window: float
+    undefined: tuple[tuple[float, float], ...]
+    x: torch.Tensor
+    tail_x: torch.Tensor
+    smooth: str
+    kinks: list[float]
+    breakpoints: list[float]
+    special: list[float]
+
+
+def _setting(act: ActivationLike) -> _Setting | float:
+    """The evaluation setting of `act`, or only the window when f is nowhere defined."""
     window = _window(act)
     undefined, domain_ends = _undefined_regions(act.fn, window)
     if undefined == ((-math.inf, math.inf),):
-        return _nowhere_defined(window)
+        return window
     if undefined:
         act = _restricted(act, undefined)
     if domain_ends:  # take in the ends of the domain (sqrt(x - 100)), up to the first tail point
         window = max(window, min(TAIL[0], 2 * max(abs(p) for p in domain_ends) + 2))
     x = _grid(window)
-    n = len(TAIL)
     tail_x = _t([-t for t in TAIL] + list(TAIL))
     smooth, kinks, breakpoints = _smoothness(act, x)
     special = sorted({0.0, *breakpoints, *domain_ends})
+    return _Setting(act, window, undefined, x, tail_x, smooth, kinks, breakpoints, special)
+
+
+def _compute(act: ActivationLike) -> Properties:
+    setting = _setting(act)
+    if not isinstance(setting, _Setting):
+        return _nowhere_defined(setting)
+    act, window, undefined, x, tail_x = setting.act, setting.window, setting.undefined, setting.x, setting.tail_x
+    smooth, kinks, breakpoints, special = setting.smooth, setting.kinks, setting.breakpoints, setting.special
+    n = len(TAIL)
     fx, gx = _call(act.fn, x), _call(act.grad, x)
     tail_f, tail_grad = _call(act.fn, tail_x), _call(act.grad, tail_x).abs()
     monotonic, increasing = _monotone(torch.cat([tail_f[:n].flip(0), fx, tail_f[n:]]))
@@ -605,17 +629,32 @@ def _compute(act: Activation) -> Properties:
     )
 
 
-def compute_with_cost(act: Activation) -> Properties:
+def compute_with_cost(act: ActivationLike) -> Properties:
     """`compute` plus the measured relative cost (see `activations.cost`; it times a backward pass,
     so autograd is switched on here too)."""
-    from gradvet.activations.cost import relative_cost
-
     with torch.enable_grad():
         return replace(compute(act), cost=relative_cost(act))
 
 
-def properties_of(act: Activation) -> Properties:
-    """Properties of `act`, from the on-disk cache when it has them (see `cache`)."""
-    from gradvet.activations import cache
+def properties_of(act: ActivationLike) -> Properties:
+    """Properties of `act`, from the on-disk cache when it has them (see `cache`); computed and
+    stored there when missing."""
+    return cache.PROPERTIES.get(act, compute_with_cost, Properties.to_cache, Properties.from_cache)
 
-    return cache.properties(act, compute_with_cost)
+
+def max_grad_of(act: ActivationLike) -> float:
+    """max |f'| over the real line, the value `properties.max_grad` holds, without the other properties:
+    read from the properties when they are at hand (computed already, or stored in the cache), else found
+    by `compute`'s own steps for it (undefined regions, the jumps that give the special points, the grid
+    maximum refined by Brent's method, the tail limits) and nothing more: no Gaussian moments, no range,
+    no timing of the cost. NaN when f is nowhere defined."""
+    known = getattr(act, "__dict__", {}).get("properties") or cache.PROPERTIES.stored(
+        act, Properties.to_cache, Properties.from_cache)
+    if known is not None:
+        return known.max_grad
+    with torch.enable_grad():  # the higher derivatives behind the breakpoints come from autograd
+        setting = _setting(act)
+        if not isinstance(setting, _Setting):
+            return math.nan
+        gx = _call(setting.act.grad, setting.x)
+        return _max_grad(setting.act, setting.x, gx, setting.tail_x, setting.special)[0]

@@ -9,10 +9,13 @@ callables have no formula; their LaTeX is empty and their derivative is
 from __future__ import annotations
 
 import functools
+from typing import TYPE_CHECKING
 
 from gradvet.activations import formula as F
-from gradvet.activations.core import Activation
 from gradvet.base.errors import GradvetError
+
+if TYPE_CHECKING:
+    from gradvet.activations.protocol import ActivationLike
 
 
 @functools.lru_cache(maxsize=256)
@@ -20,7 +23,7 @@ def _expr(text: str, params: tuple[str, ...]):
     return F.parse(text, params)
 
 
-def _parsed(act: Activation):
+def _parsed(act: ActivationLike):
     if act.source == "registered":
         return None
     try:
@@ -29,13 +32,13 @@ def _parsed(act: Activation):
         return None
 
 
-def latex_of(act: Activation) -> str:
+def latex_of(act: ActivationLike) -> str:
     """LaTeX of f(x) with its parameters as symbols; '' when there is no formula."""
     expr = _parsed(act)
     return "" if expr is None else F.to_latex(expr)
 
 
-def derivative_text_of(act: Activation) -> str:
+def derivative_text_of(act: ActivationLike) -> str:
     """f'(x) as simplified plain text; 'autograd' for a callable without a formula."""
     expr = _parsed(act)
     if expr is None:

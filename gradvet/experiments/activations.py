@@ -194,9 +194,14 @@ def activations_experiment(ctx: Context) -> None:
     ctx.result["depths"] = list(depths)
     ctx.result["steps"] = steps
     ctx.result["target_accuracy"] = TARGET_ACCURACY
-    ctx.figure(ratio_figure(summary, depths), "ratio-vs-depth")
-    ctx.figure(accuracy_figure(summary, depths), "accuracy-vs-depth")
-    ctx.figure(profile_figure(summary, deepest), "profile")
+    ctx.figure("ratio-vs-depth", "activations.ratio-vs-depth",
+               {"depths": list(depths), "at_init": _by_depth(summary, depths, "ratio_at_init"),
+                "trained": _by_depth(summary, depths, "ratio_trained")})
+    ctx.figure("accuracy-vs-depth", "activations.accuracy-vs-depth",
+               {"depths": list(depths), "test_accuracy": _by_depth(summary, depths, "test_accuracy")})
+    ctx.figure("profile", "activations.profile",
+               {"depth": deepest, "at_init": {name: s[deepest]["profile_at_init"] for name, s in summary.items()},
+                "trained": {name: s[deepest]["profile_trained"] for name, s in summary.items()}})
     ctx.say(headline(summary, deepest))
 
 
@@ -223,62 +228,6 @@ def _sci(value: float) -> str:
     return f"{value:.2g}" if 1e-3 <= abs(value) < 1e4 else f"{value:.1e}"
 
 
-def _lines(ax, summary, depths, key: str) -> None:
-    for name, by_depth in summary.items():
-        ys = [by_depth[d][key] for d in depths]
-        ax.plot(depths, [y if y is not None and math.isfinite(y) and y > 0 else math.nan for y in ys],
-                marker="o", label=name)
-
-
-def ratio_figure(summary: dict[str, dict[int, dict[str, Any]]], depths) -> Any:
-    """delta_1/delta_L against depth, one line per activation, log y; init and trained panels."""
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(11, 4.2))
-    axes = fig.subplots(1, 2, sharey=True)
-    for ax, key, title in zip(axes, ("ratio_at_init", "ratio_trained"), ("at initialisation", "after training")):
-        _lines(ax, summary, depths, key)
-        ax.set_yscale("log")
-        ax.axhline(1.0, color="grey", lw=0.8, ls="--")
-        ax.set_xscale("log", base=2)
-        ax.set_xticks(list(depths), [str(d) for d in depths])
-        ax.set_xlabel("depth (hidden layers)")
-        ax.set_title(f"first/last gradient ratio {title}")
-    axes[0].set_ylabel("delta_1 / delta_L")
-    axes[1].legend(fontsize=8, ncols=2)
-    return fig
-
-
-def accuracy_figure(summary: dict[str, dict[int, dict[str, Any]]], depths) -> Any:
-    """Final test accuracy against depth, one line per activation."""
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(6, 4.2))
-    ax = fig.subplots()
-    _lines(ax, summary, depths, "test_accuracy")
-    ax.set_xscale("log", base=2)
-    ax.set_xticks(list(depths), [str(d) for d in depths])
-    ax.set_ylim(0, 1.02)
-    ax.set_xlabel("depth (hidden layers)")
-    ax.set_ylabel("test accuracy")
-    ax.set_title("accuracy against depth")
-    ax.legend(fontsize=8, ncols=2)
-    return fig
-
-
-def profile_figure(summary: dict[str, dict[int, dict[str, Any]]], depth: int) -> Any:
-    """delta_l / delta_L against layer l at one depth, init and trained panels, log y."""
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(11, 4.2))
-    axes = fig.subplots(1, 2, sharey=True)
-    for ax, key, title in zip(axes, ("profile_at_init", "profile_trained"), ("at initialisation", "after training")):
-        for name, by_depth in summary.items():
-            ys = [y if math.isfinite(y) and y > 0 else math.nan for y in by_depth[depth][key]]
-            ax.plot(range(1, len(ys) + 1), ys, marker=".", label=name)
-        ax.set_yscale("log")
-        ax.set_xlabel("hidden layer l (1 = next to the input)")
-        ax.set_title(f"depth {depth}, {title}")
-    axes[0].set_ylabel("delta_l / delta_L")
-    axes[1].legend(fontsize=8, ncols=2)
-    return fig
+def _by_depth(summary: dict[str, dict[int, dict[str, Any]]], depths, key: str) -> dict[str, list[float]]:
+    """Per activation, summary[key] at each depth (a figure's lines)."""
+    return {name: [by_depth[d][key] for d in depths] for name, by_depth in summary.items()}

@@ -1,11 +1,12 @@
 """What every named experiment shares: a registry, a context that trains through
 the results store (so reruns are instant and an interrupted experiment resumes),
-averaging over seeds, tables, figures (PNG and SVG) and a JSON result.
+averaging over seeds, tables, figures and a JSON result.
 
 An experiment is a function `fn(ctx: Context) -> None` registered with
 `@experiment("name", "title")`; it calls `ctx.run(spec)` for training runs,
-`ctx.table(...)` for its tables, `ctx.figure(...)` for figures, and
-`ctx.result[...] = ...` for machine-readable numbers.
+`ctx.table(...)` for its tables, `ctx.figure(stem, kind, data)` for figures (plain data,
+drawn by the caller's view: `experiments.view`), and `ctx.result[...] = ...` for
+machine-readable numbers.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any
 from gradvet.base import validation
 from gradvet.base.errors import GradvetError, did_you_mean
 from gradvet.base.jsonable import jsonable
+from gradvet.experiments.view import FigureData, Table, View
 from gradvet.spec import RunSpec
 from gradvet.train.result import Run
 
@@ -39,21 +41,9 @@ def experiment(name: str, title: str):
 
 
 @dataclass
-class Table:
-    """A printed table: title, column names, rows of values, and an optional note under it."""
-
-    title: str
-    columns: list[str]
-    rows: list[list[Any]]
-    note: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"title": self.title, "columns": self.columns, "rows": self.rows, "note": self.note}
-
-
-@dataclass
 class Context:
-    """Where an experiment runs: data, output folder, seeds, quick mode, store."""
+    """Where an experiment runs: data, output folder, seeds, quick mode, store, and the view that
+    shows it (None: nothing printed, no figure file written)."""
 
     name: str
     data: str = "digits"
@@ -62,10 +52,12 @@ class Context:
     quick: bool = False
     store_path: Path | None = None
     options: dict[str, Any] = field(default_factory=dict)
-    console: Any = None
+    view: View | None = None
     tables: list[Table] = field(default_factory=list)
-    figures: list[Path] = field(default_factory=list)
+    figures: list[Path] = field(default_factory=list)  # the files written (by the view), listed in the JSON
+    figure_data: list[FigureData] = field(default_factory=list)
     result: dict[str, Any] = field(default_factory=dict)
+    records: list[dict[str, Any]] = field(default_factory=list)  # results (`to_dict()`) for a report beside the JSON
     reused: int = 0
     trained: int = 0
 
@@ -109,31 +101,34 @@ class Context:
     def table(self, title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]], note: str = "") -> Table:
         table = Table(title, list(columns), [list(r) for r in rows], note)
         self.tables.append(table)
-        if self.console is not None:
-            from gradvet.report.tables import experiment_table
-
-            self.console.print(experiment_table(table))
+        if self.view is not None:
+            self.view.table(table)
         return table
 
-    def figure(self, fig, stem: str) -> list[Path]:
-        """Save a matplotlib Figure as OUT/NAME-STEM.png and .svg."""
+    def figure(self, stem: str, kind: str, data: dict[str, Any]) -> list[Path]:
+        """Keep a figure as plain data (`kind` and `data`: see `experiments.view.FigureData`); the view, when
+        there is one, draws it into OUT/NAME-STEM.png and .svg. Returns the files written."""
+        figure = FigureData(stem, kind, data)
+        self.figure_data.append(figure)
+        if self.view is None:
+            return []
         self.out.mkdir(parents=True, exist_ok=True)
-        paths = []
-        for suffix in (".png", ".svg"):
-            path = self.out / f"{self.name}-{stem}{suffix}"
-            fig.savefig(path, dpi=130, bbox_inches="tight")
-            paths.append(path)
+        paths = self.view.figure(figure, self.out / f"{self.name}-{stem}")
         self.figures += paths
         return paths
 
     def say(self, text: str) -> None:
-        if self.console is not None:
-            self.console.print(text)
+        if self.view is not None:
+            self.view.say(text)
+
+    @property
+    def json_path(self) -> Path:
+        return self.out / f"{self.name}.json"
 
     def write_json(self) -> Path:
         """OUT/NAME.json: tables, figures (their file names: they lie beside it) and the experiment's own numbers
         (non-finite as strings)."""
-        path = self.out / f"{self.name}.json"
+        path = self.json_path
         payload = {
             "experiment": self.name, "data": self.data, "seeds": self.seeds, "quick": self.quick,
             "tables": [t.to_dict() for t in self.tables], "figures": [p.name for p in self.figures],
@@ -169,19 +164,21 @@ def fmt_mean_sd(values: Iterable[float | None], digits: int = 3) -> str:
 
 
 def run_experiment(name: str, data: str = "digits", out: str | Path = "gradvet-report", seeds: int = 1,
-                   quick: bool = False, store: str | Path | None = None, console=None, **options) -> Context:
-    """Run the experiment `name`; returns its Context (tables, figures, result, JSON written)."""
+                   quick: bool = False, store: str | Path | None = None, view: View | None = None,
+                   **options) -> Context:
+    """Run the experiment `name`; returns its Context (tables, figure data, result, JSON written). `view`
+    (see `experiments.view`) shows it as it runs and draws its figures; without one nothing is printed."""
     if name not in EXPERIMENTS:
         raise GradvetError(
             f"unknown experiment {name!r}{did_you_mean(name, EXPERIMENTS)}; experiments: {', '.join(EXPERIMENTS)}."
         )
     title, fn = EXPERIMENTS[name]
     ctx = Context(name=name, data=data, out=Path(out), seeds=seeds, quick=quick,
-                  store_path=Path(store) if store else None, options=options, console=console)
+                  store_path=Path(store) if store else None, options=options, view=view)
     validation.output_folder("out", ctx.out)
     start = time.perf_counter()
-    if console is not None:
-        console.rule(f"[bold]{name}[/bold]: {title}")
+    if view is not None:
+        view.rule(f"[bold]{name}[/bold]: {title}")
     fn(ctx)
     ctx.result["wall_time"] = time.perf_counter() - start
     ctx.write_json()

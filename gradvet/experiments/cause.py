@@ -236,20 +236,11 @@ def _window(ctx: Context) -> None:
               ["|w|", "width (formula)", "width (counted, step 1e-5)"], rows,
               f"(2/|w|) ln(|w|(1 + sqrt(1 - 4/|w|))/2 - 1): zero below |w| = 4, widest ({best:.3f}) at "
               f"|w| = {best_w:.2f}, then shrinking like 2 ln|w| / |w|.")
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(5.5, 3.8))
-    ax = fig.add_subplot()
     grid = np.geomspace(4.0, 1000.0, 600)
-    ax.semilogx(grid, window_width(grid), label="(2/|w|) ln(|w|(1+sqrt(1-4/|w|))/2 - 1)")
-    ax.semilogx([r[0] for r in rows], [r[2] for r in rows], "o", label="counted on a grid")
-    ax.plot([best_w], [best], "k*", markersize=10, label=f"widest: {best:.3f} at |w| = {best_w:.2f}")
-    ax.set_xlabel("|w|")
-    ax.set_ylabel("width of the window of inputs a")
-    ax.set_title("|w sigma'(wa+b)| >= 1 only in a narrow window")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
-    ctx.figure(fig, "window")
+    ctx.figure("window", "cause.window",
+               {"formula_w": grid.tolist(), "formula_width": window_width(grid).tolist(),
+                "counted_w": [r[0] for r in rows], "counted_width": [r[2] for r in rows],
+                "widest_w": best_w, "widest": best})
     ctx.result["window"] = {"w": list(WINDOW_W), "width": [r[1] for r in rows], "counted": [r[2] for r in rows],
                             "widest_w": best_w, "widest": best}
 
@@ -340,20 +331,10 @@ def _statement(nets: list[dict], widths: tuple[int, ...], depth: int, chain_medi
 
 
 def _profile_figure(ctx: Context, nets: list[dict], depth: int) -> None:
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(6.5, 4.2))
-    ax = fig.add_subplot()
-    layers = np.arange(1, depth + 1)
-    styles = {"normal": "-", "nielsen": "--", "xavier": ":"}
+    """||dL/dz_j|| / ||dL/dz_D|| per net (seed means), beside the chain's bound (1/4)^(D-j)."""
+    profiles = []
     for net in nets:
         dz = _mean_layers(net["seeds"])["dz_norm"]
-        ax.semilogy(layers, [v / dz[-1] for v in dz], styles[net["init"]], marker="o", markersize=3,
-                    label=f"{net['init']}, n = {net['width']}")
-    ax.semilogy(layers, 0.25 ** (depth - layers), "k-", linewidth=2, alpha=0.4, label="chain bound (1/4)^(D-j)")
-    ax.set_xlabel("hidden layer j")
-    ax.set_ylabel("||dL/dz_j|| / ||dL/dz_D||")
-    ax.set_title(f"Sigmoid nets of {depth} hidden layers at initialisation")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7, ncol=2)
-    ctx.figure(fig, "real-nets")
+        profiles.append({"init": net["init"], "width": net["width"], "profile": [v / dz[-1] for v in dz]})
+    ctx.figure("real-nets", "cause.real-nets",
+               {"depth": depth, "nets": profiles, "chain_bound": [0.25 ** (depth - j) for j in range(1, depth + 1)]})

@@ -41,7 +41,6 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
-from matplotlib.figure import Figure
 from torch import nn
 
 from gradvet.data import load
@@ -257,7 +256,7 @@ def exploding_experiment(ctx: Context) -> None:
         mlp[key] = collect([summary(r.history, r.layer_records, r.diverged_at, r.metrics.get("test_accuracy"))
                             for r in runs])
         mlp[key].update(label=label, spec=spec.to_dict())
-        mlp_curves[label] = runs[0].history
+        mlp_curves[label] = _curve(runs[0].history)
     data = load("adding", length=SEQ_LENGTH)
     recurrent: dict[str, dict[str, Any]] = {}
     rnn_curves: dict[str, dict[str, list]] = {}
@@ -266,7 +265,7 @@ def exploding_experiment(ctx: Context) -> None:
         recurrent[key] = collect([summary(t.history, t.rows, t.diverged_at, t.test_loss) for t in trained])
         ratios = [t.profile[0] / t.profile[-1] if t.profile[-1] else math.nan for t in trained]
         recurrent[key].update(label=case.label, case=asdict(case), profile_ratio_init=ratios)
-        rnn_curves[case.label] = trained[0].history
+        rnn_curves[case.label] = _curve(trained[0].history)
     radius = radius_sweep(data)
     ctx.result["exploding"] = {
         "mlp": mlp, "rnn": recurrent, "spectral_radius": radius,
@@ -281,9 +280,10 @@ def exploding_experiment(ctx: Context) -> None:
         ctx.say(f"{net}, no remedy: diverged at step {_diverged(none['diverged_at'])}, gradient norm from "
                 f"{_fmt(none['first_grad_norm'])} to {_fmt(none['max_grad_norm'])}; clipped to {CLIP:g}: applied norm "
                 f"at most {_fmt(clip['max_applied_norm'])}, {'holds' if clip['holds'] else 'does not hold'}.")
-    ctx.figure(curves_figure({"MLP (ReLU, init N(0,1), SGD lr 0.1)": mlp_curves,
-                              f"RNN (tanh, W_hh radius {RHO:g}, adding T={SEQ_LENGTH}, SGD lr {RNN_LR:g})": rnn_curves}),
-               "curves")
+    ctx.figure("curves", "exploding.curves",
+               {"clip": CLIP, "nets": {"MLP (ReLU, init N(0,1), SGD lr 0.1)": mlp_curves,
+                                       f"RNN (tanh, W_hh radius {RHO:g}, adding T={SEQ_LENGTH}, SGD lr {RNN_LR:g})":
+                                           rnn_curves}})
 
 
 def radius_sweep(data, seed: int = 0) -> dict[float, dict[str, float]]:
@@ -346,37 +346,7 @@ def _tables(ctx: Context, base: RunSpec, mlp, recurrent, radius, rnn_steps: int)
     )
 
 
-def _finite(values: Sequence[float]) -> list[float]:
-    return [v if math.isfinite(v) and v > 0 else math.nan for v in values]
+def _curve(history: dict[str, list]) -> dict[str, list]:
+    """What the curves figure draws of a run's history: step, loss and gradient norm before clipping."""
+    return {key: list(history[key]) for key in ("step", "loss", "grad_norm")}
 
-
-def curves_figure(nets: dict[str, dict[str, dict[str, list]]]) -> Figure:
-    """Loss (top) and total gradient norm before clipping (bottom) per step, log scale, one
-    column per net, the first case (no remedy) as a thick grey line; x marks the last finite
-    point of a run that diverged."""
-    fig = Figure(figsize=(13, 8), layout="constrained")
-    axes = fig.subplots(2, len(nets), squeeze=False)
-    for col, (title, cases) in enumerate(nets.items()):
-        top, bottom = axes[0][col], axes[1][col]
-        for i, (label, history) in enumerate(cases.items()):
-            steps, loss, norm = history["step"], history["loss"], history["grad_norm"]
-            style = {"color": "black", "lw": 3.0, "alpha": 0.6} if i == 0 else {"color": f"C{i}", "lw": 1.2}
-            (line,) = top.plot(steps, _finite(loss), label=label, **style)
-            bottom.plot(steps, _finite(norm), **style)
-            if steps and not (math.isfinite(loss[-1]) and math.isfinite(norm[-1])):
-                for ax, values in ((top, loss), (bottom, norm)):
-                    finite = [(s, v) for s, v in zip(steps, values) if math.isfinite(v) and v > 0]
-                    if finite:
-                        ax.plot(*finite[-1], "x", color=line.get_color(), ms=9, mew=2)
-        bottom.axhline(CLIP, color="gray", ls="--", lw=1, label=f"clip threshold {CLIP:g}")
-        top.set_title(title, fontsize=10)
-        for ax in (top, bottom):
-            ax.set_yscale("log")
-            ax.grid(True, alpha=0.3)
-        top.set_ylabel("training loss")
-        bottom.set_ylabel("total gradient norm (before clipping)")
-        bottom.set_xlabel("step")
-        top.legend(fontsize=7)
-        bottom.legend(fontsize=7, loc="upper right")
-    fig.suptitle("Exploding gradients: the loss blows up without a remedy (x = NaN/Inf next step)")
-    return fig

@@ -153,8 +153,13 @@ def remedies_experiment(ctx: Context) -> None:
     ctx.result["steps"] = base.steps
     ctx.result["pretrain_steps_per_layer"] = specs["pretrain"].pretrain
     ctx.result["pretrain_reconstruction"] = reconstruction
-    ctx.figure(ratio_figure(summary, labels), "ratio")
-    ctx.figure(speed_figure(curves, labels), "first-layer-speed")
+    ctx.figure("ratio", "remedies.ratio",
+               {"labels": [labels[key] for key in summary],
+                "at_init": [summary[key]["ratio_at_init"] for key in summary],
+                "trained": [summary[key]["ratio_trained"] for key in summary]})
+    ctx.figure("first-layer-speed", "remedies.first-layer-speed",
+               {"curves": {labels[key]: {"step": list(steps), "speed": list(values)}
+                           for key, (steps, values) in curves.items()}})
     ctx.say(headline(summary, labels))
 
 
@@ -191,41 +196,3 @@ def headline(summary: dict[str, dict[str, Any]], labels: dict[str, str]) -> str:
     flat = [k for k in summary if k != "sigmoid" and k not in lifted]
     return (f"The failing sigmoid net starts at delta_1/delta_L = {base:.1e}. Raised more than 10x at "
             f"initialisation by: {', '.join(lifted) or 'none'}; not by: {', '.join(flat) or 'none'}.")
-
-
-def ratio_figure(summary: dict[str, dict[str, Any]], labels: dict[str, str]) -> Any:
-    """delta_1/delta_L per remedy, at initialisation and after training, log scale."""
-    from matplotlib.figure import Figure
-
-    keys = list(summary)
-    fig = Figure(figsize=(8, 0.45 * len(keys) + 1.5))
-    ax = fig.subplots()
-    ys = range(len(keys))
-    for offset, field, name in ((-0.2, "ratio_at_init", "at initialisation"), (0.2, "ratio_trained", "after training")):
-        values = [summary[k][field] if math.isfinite(summary[k][field]) and summary[k][field] > 0 else math.nan
-                  for k in keys]
-        ax.barh([y + offset for y in ys], values, height=0.4, label=name)
-    ax.set_xscale("log")
-    ax.axvline(1.0, color="grey", lw=0.8, ls="--")
-    ax.set_yticks(list(ys), [labels[k] for k in keys], fontsize=8)
-    ax.invert_yaxis()
-    ax.set_xlabel("delta_1 / delta_L (first over last hidden layer)")
-    ax.set_title("first/last gradient ratio, failing net and remedies")
-    ax.legend(fontsize=8)
-    return fig
-
-
-def speed_figure(curves: dict[str, tuple[list[int], list[float]]], labels: dict[str, str]) -> Any:
-    """The first layer's learning speed ||dL/db_1|| during training (seed 0), log y."""
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(8, 4.5))
-    ax = fig.subplots()
-    for key, (steps, values) in curves.items():
-        ax.plot(steps, [v if v > 0 else math.nan for v in values], label=labels[key])
-    ax.set_yscale("log")
-    ax.set_xlabel("step")
-    ax.set_ylabel("||dL/db_1||, first hidden layer")
-    ax.set_title("learning speed of the first hidden layer (seed 0)")
-    ax.legend(fontsize=7, ncols=2)
-    return fig

@@ -37,9 +37,6 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from matplotlib.figure import Figure
-from matplotlib.ticker import NullFormatter
-
 from gradvet.data.sequences import ADDING_BASELINE_MSE
 from gradvet.experiments.base import Context, experiment, fmt_mean_sd, mean_sd
 from gradvet.spec import RunSpec
@@ -47,7 +44,6 @@ from gradvet.train.result import Run
 
 KINDS = ("rnn", "lstm", "gru")
 LABELS = {"rnn": "vanilla RNN (tanh)", "lstm": "LSTM", "gru": "GRU"}
-COLORS = {"rnn": "tab:red", "lstm": "tab:blue", "gru": "tab:green"}
 LENGTHS = (10, 25, 50, 100, 200)
 QUICK_LENGTHS = (10, 50)
 STEPS = 1500
@@ -145,8 +141,15 @@ def rnn_experiment(ctx: Context) -> None:
                               "baseline_mse": ADDING_BASELINE_MSE}
     ctx.result["lstm_over_rnn_h0_init"] = {L: factor(c["lstm"]["h0_init"], c["rnn"]["h0_init"]) for L, c in cells.items()}
     _tables(ctx, cells, steps)
-    ctx.figure(profile_figure(cells), "profiles")
-    ctx.figure(mse_figure(cells), "test-mse")
+    ctx.figure("profiles", "rnn.profiles",
+               {"panels": [{"length": length, "models": [
+                   {"kind": kind, "label": LABELS[kind], "init": c["profile_init"], "trained": c["profile_trained"]}
+                   for kind, c in by_kind.items()]} for length, by_kind in cells.items()]})
+    ctx.figure("test-mse", "rnn.test-mse",
+               {"lengths": list(cells), "baseline_mse": ADDING_BASELINE_MSE, "solved_mse": SOLVED_MSE,
+                "models": [{"kind": kind, "label": LABELS[kind],
+                            "mean_mse": [mean_sd(cells[length][kind]["test_mse"])[0] for length in cells]}
+                           for kind in KINDS]})
 
 
 def _tables(ctx: Context, cells: dict[int, dict[str, dict[str, Any]]], steps: int) -> None:
@@ -188,57 +191,3 @@ def _fmt_factor(value: float) -> str:
     if math.isnan(value):
         return "0 / 0"
     return "inf" if math.isinf(value) else f"{value:.1e}"
-
-
-def _log_values(values: Sequence[float]) -> list[float]:
-    """Values for a log axis: zeros and non-finite values become nan (not drawn)."""
-    return [v if v is not None and math.isfinite(v) and v > 0 else math.nan for v in values]
-
-
-def profile_figure(cells: dict[int, dict[str, dict[str, Any]]]) -> Figure:
-    """||dL/dh_t|| against t on a log scale, one panel per length (three to a row); solid at
-    initialisation, dashed after training."""
-    lengths = list(cells)
-    ncols = min(3, len(lengths))
-    nrows = math.ceil(len(lengths) / ncols)
-    fig = Figure(figsize=(4.4 * ncols, 3.4 * nrows + 0.6), layout="constrained")
-    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
-    for ax, length in zip(axes, lengths):
-        for kind, c in cells[length].items():
-            t = list(range(len(c["profile_init"])))
-            ax.plot(t, _log_values(c["profile_init"]), color=COLORS[kind], label=f"{LABELS[kind]}, init")
-            if c["profile_trained"]:
-                ax.plot(t, _log_values(c["profile_trained"]), color=COLORS[kind], ls="--",
-                        label=f"{LABELS[kind]}, trained")
-        ax.set_yscale("log")
-        ax.set_title(f"T = {length}")
-        ax.set_xlabel("time step t")
-        ax.set_ylabel("||dL/dh_t||")
-        ax.grid(True, which="major", alpha=0.3)
-    for ax in axes[len(lengths):]:
-        ax.set_visible(False)
-    handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside lower center", ncol=3, fontsize=8)
-    fig.suptitle("Gradient through time on the adding problem (missing points: underflow to 0)")
-    return fig
-
-
-def mse_figure(cells: dict[int, dict[str, dict[str, Any]]]) -> Figure:
-    """Test MSE against sequence length per model, with the 1/6 baseline and the 'solved' line."""
-    fig = Figure(figsize=(6, 4), layout="constrained")
-    ax = fig.subplots()
-    lengths = list(cells)
-    for kind in KINDS:
-        means = [mean_sd(cells[L][kind]["test_mse"])[0] for L in lengths]
-        ax.plot(lengths, means, "o-", color=COLORS[kind], label=LABELS[kind])
-    ax.axhline(ADDING_BASELINE_MSE, color="gray", ls="--", label="predict 1 (1/6)")
-    ax.axhline(SOLVED_MSE, color="black", ls=":", label=f"solved (< {SOLVED_MSE})")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xticks(lengths, [str(L) for L in lengths])
-    ax.xaxis.set_minor_formatter(NullFormatter())
-    ax.set_xlabel("sequence length T")
-    ax.set_ylabel("test MSE")
-    ax.legend(fontsize=8)
-    ax.set_title("Adding problem: who solves it")
-    return fig

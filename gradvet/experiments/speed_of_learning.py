@@ -203,44 +203,20 @@ def _training_table(ctx: Context, labels: dict[int, str], curves: dict, finals: 
 
 
 def _init_figure(ctx: Context, labels: dict[int, str], init: dict, is_mnist: bool) -> None:
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(5.5, 4))
-    ax = fig.add_subplot()
-    for depth, label in labels.items():
-        means = [mean_sd(col)[0] for col in zip(*init[label])]
-        line, = ax.semilogy(range(1, depth + 1), means, "o-", label=label)
-        if is_mnist:
-            ax.semilogy(range(1, depth + 1), BOOK_INIT_SPEED[depth], "x--", color=line.get_color(),
-                        label=f"{label} (Nielsen)")
-    ax.set_xticks(range(1, max(DEPTHS) + 1))
-    ax.set_xlabel("hidden layer")
-    ax.set_ylabel("speed of learning ||dC/db|| at initialisation")
-    ax.set_title("Each hidden layer learns slower than the next")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
-    ctx.figure(fig, "init")
+    """The speed of each hidden layer at initialisation (seed means), with the book's beside it on MNIST."""
+    ctx.figure("init", "speed-of-learning.init",
+               {"layers": max(DEPTHS),
+                "networks": [{"label": label, "speed": [mean_sd(col)[0] for col in zip(*init[label])],
+                              "book": list(BOOK_INIT_SPEED[depth]) if is_mnist else None}
+                             for depth, label in labels.items()]})
 
 
 def _training_figure(ctx: Context, labels: dict[int, str], training: dict, band: bool, epochs: int) -> None:
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(4.2 * len(labels), 3.8))
-    axes = fig.subplots(1, len(labels), sharey=True, squeeze=False)[0]
-    for ax, (depth, label) in zip(axes, labels.items()):
-        mean = training[label]
-        for i in range(depth):
-            line, = ax.semilogy(mean["epoch"], mean["mean"][i], label=f"hidden layer {i + 1}")
-            if band:
-                ax.fill_between(mean["epoch"], mean["min"][i], mean["max"][i], color=line.get_color(), alpha=0.2)
-        ax.set_title(label)
-        ax.set_xlabel("epoch")
-        ax.set_xlim(0, epochs)
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=8)
-    axes[0].set_ylabel("speed of learning ||dC/db||")
-    fig.suptitle(f"Speed of learning during full-batch training (eta {ETA:g}, lambda {LAMBDA:g})")
-    ctx.figure(fig, "training")
+    """Each hidden layer's speed during training, one panel per network (with the seeds' range when
+    there are several)."""
+    ctx.figure("training", "speed-of-learning.training",
+               {"eta": ETA, "lambda": LAMBDA, "epochs": epochs, "band": band,
+                "networks": [{"label": label, "layers": depth, **training[label]} for depth, label in labels.items()]})
 
 
 __all__ = ["BOOK_INIT_SPEED", "DEPTHS", "init_speeds", "network_label", "network_spec", "speed_curves",

@@ -163,7 +163,7 @@ def trainable_depth(ctx: Context) -> None:
     order = sorted(specs.values(), key=lambda spec: -spec.depth)
     reused = ctx.reused
     summary = run_sweep(order, ctx.store_path, workers=workers, run_fn=train_run,
-                        progress=ctx.console is not None)
+                        progress=ctx.view is not None and ctx.view.shows_progress)
     ctx.say(f"sweep: {summary.line()}")
     runs = {key: ctx.run(spec, dataset=dataset) for key, spec in specs.items()}
     by_sweep = min(summary.done + summary.diverged, ctx.reused - reused)  # ctx.run read these back from the store
@@ -184,8 +184,7 @@ def trainable_depth(ctx: Context) -> None:
 
     _accuracy_table(ctx, sw2s, depths, per_seed, diverged, chance, g)
     _theory_table(ctx, sw2s, depths, theory, deepest, threshold, edge)
-    ctx.figure(heatmap_figure(sw2s, depths, acc, theory["six_xi_c"], edge, chance, g, ctx.data), "heatmap")
-    ctx.figure(collapse_figure(sw2s, depths, acc, theory["six_xi_c"], chance, threshold), "collapse")
+    _figures(ctx, g, acc, theory["six_xi_c"], edge, chance, threshold)
 
     ctx.result.update({
         "setup": {"activation": ACTIVATION, "sb2": SB2, "width": g["width"], "optimizer": "sgd", "lr": g["lr"],
@@ -266,62 +265,21 @@ def _edges(values: list[float], floor: float = -math.inf) -> np.ndarray:
     return edges
 
 
-def heatmap_figure(sw2s, depths, acc, six_xi_c, edge, chance, g, data):
-    """Test accuracy over sw2 (x) and depth (y), with 6 xi_c(sw2) and the edge of chaos."""
-    from matplotlib.figure import Figure
-
-    from gradvet.theory import depth_scales
-
+def _figures(ctx: Context, g: dict[str, Any], acc: np.ndarray, six_xi_c: list[float], edge: float | None,
+             chance: float, threshold: float) -> None:
+    """The heatmap (accuracy over sw2 and depth, with 6 xi_c(sw2) on a fine grid and the edge of chaos) and
+    the collapse (accuracy against depth / 6 xi_c)."""
+    sw2s, depths = g["sw2"], g["depths"]
     x_edges, y_edges = _edges(sw2s, floor=0.0), _edges(depths, floor=0.0)
-    fig = Figure(figsize=(7.5, 5.2), layout="constrained")
-    ax = fig.add_subplot()
-    mesh = ax.pcolormesh(x_edges, y_edges, acc, cmap="viridis", vmin=0.0, vmax=1.0, shading="flat")
-    fig.colorbar(mesh, ax=ax, label="test accuracy (diverged = chance)")
-    for i, d in enumerate(depths):
-        for j, s in enumerate(sw2s):
-            ax.text(s, d, f"{acc[i, j]:.2f}", ha="center", va="center", fontsize=7,
-                    color="black" if acc[i, j] > 0.6 else "white")
     fine = np.linspace(max(x_edges[0], 0.01), x_edges[-1], 241)  # theory needs sw2 > 0
-    top = y_edges[-1]
-    curve = np.array([PUBLISHED_FACTOR * depth_scales(ACTIVATION, float(s), SB2).xi_c for s in fine])
-    curve = np.clip(curve, 0.0, 2 * top)  # beyond the plot anyway (6 xi_c -> inf at the edge of chaos)
-    ax.plot(fine, curve, color="red", lw=2, label=r"$6\,\xi_c$ (mean-field theory)")
-    ax.plot(sw2s, np.clip(six_xi_c, 0.0, 2 * top), "o", color="red", ms=3)
-    if edge is not None and x_edges[0] <= edge <= x_edges[-1]:
-        ax.axvline(edge, color="tab:orange", ls="--", lw=1.5, label=f"edge of chaos, sw2 = {edge:.3f}")
-    ax.set_xlim(x_edges[0], x_edges[-1])
-    ax.set_ylim(y_edges[0], top)
-    ax.set_xlabel(r"weight variance $\sigma_w^2$ (W ~ N(0, $\sigma_w^2$/n))")
-    ax.set_ylabel("hidden layers (depth)")
-    ax.set_title(f"Trainable depth of tanh nets, $\\sigma_b^2$ = {SB2:g}, width {g['width']}, {data}\n"
-                 f"SGD lr {g['lr']:g}, {g['steps']} steps; chance = {chance:.2f}", fontsize=10)
-    fig.legend(loc="outside lower center", ncols=2, fontsize=8, frameon=False)
-    return fig
-
-
-def collapse_figure(sw2s, depths, acc, six_xi_c, chance, threshold):
-    """Accuracy against depth / (6 xi_c), one line per sw2: if the theory holds they drop near 1."""
-    from matplotlib import colormaps
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(6.5, 4.2), layout="constrained")
-    ax = fig.add_subplot()
-    colors = colormaps["coolwarm"](np.linspace(0, 1, len(sw2s)))
-    for j, s in enumerate(sw2s):
-        six = six_xi_c[j]
-        if not (math.isfinite(six) and six > 0):
-            continue
-        ax.plot(np.asarray(depths) / six, acc[:, j], "o-", color=colors[j], ms=3, lw=1, label=f"sw2 {s:g}")
-    ax.axvline(1.0, color="grey", ls="--", lw=1, label=r"depth = $6\,\xi_c$")
-    ax.axhline(chance, color="black", ls=":", lw=1, label="chance")
-    ax.axhline(threshold, color="grey", ls=":", lw=1, label="trainable threshold")
-    ax.set_xscale("log")
-    ax.set_xlabel(r"depth / $6\,\xi_c$")
-    ax.set_ylabel("test accuracy")
-    ax.set_ylim(0, 1)
-    ax.set_title("Accuracy against depth in units of the depth scale")
-    ax.legend(fontsize=7, ncols=2)
-    return fig
+    ctx.figure("heatmap", "trainable-depth.heatmap",
+               {"sw2": sw2s, "depths": depths, "accuracy": acc.tolist(), "six_xi_c": six_xi_c, "edge": edge,
+                "chance": chance, "x_edges": x_edges.tolist(), "y_edges": y_edges.tolist(),
+                "theory_sw2": fine.tolist(), "theory_six_xi_c": theory_numbers(fine.tolist())["six_xi_c"],
+                "sb2": SB2, "width": g["width"], "lr": g["lr"], "steps": g["steps"], "data": ctx.data})
+    ctx.figure("collapse", "trainable-depth.collapse",
+               {"sw2": sw2s, "depths": depths, "accuracy": acc.tolist(), "six_xi_c": six_xi_c, "chance": chance,
+                "threshold": threshold})
 
 
 __all__ = ["DEPTHS", "PUBLISHED", "SB2", "SW2", "WIDTH", "accuracy", "agreement", "chance_accuracy", "net_spec",

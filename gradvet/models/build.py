@@ -13,19 +13,19 @@ def build(spec: RunSpec, n_features: int, n_outputs: int, sequence: bool,
           sample: torch.Tensor | None = None) -> nn.Module:
     """The initialised model for `spec`: an MLP for flat data, an rnn/lstm/gru for sequences.
 
-    Seeds torch with spec.seed first, so the same spec gives the same weights.
-    `sample` is the data batch LSUV initialisation needs.
+    The weights come from torch's global generator seeded with spec.seed, so the same spec
+    gives the same weights; the caller's random stream is left as it was (the builders'
+    `seed`, see `gradvet.base.rng.seeded`). `sample` is the data batch LSUV initialisation needs.
     """
     from gradvet.models.mlp import mlp
     from gradvet.models.rnn import rnn
 
-    torch.manual_seed(spec.seed)
     params = dict(spec.activation_params)
     if spec.model == "mlp":
         if sequence:
             raise GradvetError(f"data {spec.data!r} is a sequence task; use model = rnn, lstm or gru.")
         return mlp(n_features, n_outputs, spec.depth, spec.width, spec.activation, spec.init, spec.norm,
-                   spec.residual, data=sample, **params)
+                   spec.residual, data=sample, seed=spec.seed, **params)
     if not sequence:
         raise GradvetError(f"model {spec.model!r} needs a sequence task (adding, memory); data {spec.data!r} is not one.")
-    return rnn(spec.model, n_features, n_outputs, spec.width, spec.activation, spec.init, **params)
+    return rnn(spec.model, n_features, n_outputs, spec.width, spec.activation, spec.init, seed=spec.seed, **params)

@@ -11,6 +11,7 @@ from torch import nn
 
 from gradvet.activations import Activation, activation as get_activation
 from gradvet.base.errors import GradvetError
+from gradvet.base.rng import seeded
 
 NORMS = (None, "batch", "layer")
 
@@ -70,7 +71,9 @@ def mlp(in_features: int, out_features: int, depth: int, width: int, activation:
         init: str = "he", norm: str | None = None, residual: bool = False, data: torch.Tensor | None = None,
         seed: int | None = None, **activation_params) -> MLP:
     """An initialised MLP. `activation` is anything `gradvet.activation` accepts; `init` one of
-    `gradvet.models.init.SCHEMES` (`lsuv` needs a `data` batch)."""
+    `gradvet.models.init.SCHEMES` (`lsuv` needs a `data` batch). With a `seed` the weights come
+    from torch's global generator seeded with it, which is then put back as it was
+    (`gradvet.base.rng.seeded`); without one they are drawn from the caller's stream."""
     from gradvet.models.init import initialise
 
     if norm not in NORMS:
@@ -80,8 +83,7 @@ def mlp(in_features: int, out_features: int, depth: int, width: int, activation:
         if not isinstance(value, int) or value < 1:
             raise GradvetError(f"{name}={value!r} must be a whole number >= 1.")
     act = get_activation(activation, **activation_params)
-    if seed is not None:
-        torch.manual_seed(seed)
-    model = MLP(in_features, out_features, depth, width, act, norm, residual)
-    initialise(model, init, data=data, activation=act)
+    with seeded(seed):
+        model = MLP(in_features, out_features, depth, width, act, norm, residual)
+        initialise(model, init, data=data, activation=act)
     return model

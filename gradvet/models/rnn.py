@@ -16,6 +16,7 @@ from torch import nn
 
 from gradvet.activations import Activation, activation as get_activation
 from gradvet.base.errors import GradvetError
+from gradvet.base.rng import seeded
 
 KINDS = ("rnn", "lstm", "gru")
 
@@ -98,14 +99,15 @@ class SequenceModel(nn.Module):
 def rnn(kind: str, input_size: int, out_features: int, hidden_size: int = 64,
         activation: str | Activation = "tanh", init: str = "default", seed: int | None = None,
         **activation_params) -> SequenceModel:
-    """An initialised sequence model (`kind` rnn, lstm or gru)."""
+    """An initialised sequence model (`kind` rnn, lstm or gru). With a `seed` the weights come from
+    torch's global generator seeded with it, which is then put back as it was
+    (`gradvet.base.rng.seeded`); without one they are drawn from the caller's stream."""
     from gradvet.models.init import initialise
 
-    if seed is not None:
-        torch.manual_seed(seed)
     act = get_activation(activation, **activation_params) if kind == "rnn" else None
-    model = SequenceModel(kind, input_size, hidden_size, out_features, act)
-    if init == "lsuv":
-        raise GradvetError("init='lsuv' is for MLPs; for recurrent models use orthogonal, xavier, he, lecun or default.")
-    initialise(model, init, activation=act or get_activation("tanh"))
+    with seeded(seed):
+        model = SequenceModel(kind, input_size, hidden_size, out_features, act)
+        if init == "lsuv":
+            raise GradvetError("init='lsuv' is for MLPs; for recurrent models use orthogonal, xavier, he, lecun or default.")
+        initialise(model, init, activation=act or get_activation("tanh"))
     return model

@@ -24,50 +24,67 @@ steps are called dead (`probe.dead_units`).
 
 from __future__ import annotations
 
-import html
 import json
 import math
 import statistics
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from gradvet.base.errors import GradvetError
 from gradvet.base.jsonable import jsonable
 from gradvet.probe.dead_units import DEAD_RECORDS, DEAD_SPAN
+from gradvet.probe.diagnosis_text import plain_text
+from gradvet.probe.metrics import registry
+from gradvet.probe.metrics.calls import Calls
+from gradvet.probe.metrics.output_grad_norm import OutputGradNorm
+from gradvet.probe.metrics.unit import ABOVE, ACTIVATION, LAYER, OWN, Metric
 from gradvet.probe.nonfinite import NonFinite, from_trace
+from gradvet.probe.numbers import geometric_mean, product, short_number
+from gradvet.probe.probe import Probe
+from gradvet.probe.remedies import Remedy, suggest
+from gradvet.probe.thresholds import DEAD, EXPLODING, MEAN_DEAD, SATURATED, VANISHING
 from gradvet.probe.trace import INPUT, Trace
 
-VANISHING = 1e-2
-EXPLODING = 1e2
-DEAD = 0.5  # a layer is flagged with at least this fraction of its units dead (or inactive)
-MEAN_DEAD = 0.25  # the mean fraction over the hidden layers that earns a note or a remedy
-SATURATED = 0.6  # ReLU has f' = 0 on about half its units by design: not flagged
+__all__ = ["EXPLODING", "VANISHING", "Diagnosis", "LayerReport", "Remedy", "diagnose", "geometric_mean",
+           "short_number"]
 
 
 @dataclass
 class LayerReport:
-    """One hidden weight layer and the activation after it."""
+    """One hidden weight layer and the activation after it: delta = ||dL/dz_l||, its ratio to the
+    last hidden layer's, mean-field theory's predicted ratio (`Diagnosis.attach_prediction`), and
+    in `values` the diagnosis columns of the probe's metrics (`probe.metrics.Column`), read as
+    attributes too: activation_gain, weight_gain, forward_std, dead_fraction (inactive on the
+    diagnosed step's batch), persistent_dead_fraction (dead: inactive on every recorded step of
+    at least DEAD_SPAN steps), saturated_fraction, weight_grad_norm, bias_grad_norm, and the
+    columns of any metric one registers."""
 
     name: str
     activation: str | None
     delta: float
     ratio_to_last: float
-    weight_grad_norm: float | None
-    bias_grad_norm: float | None
-    activation_gain: float | None
-    weight_gain: float | None
-    forward_std: float | None
-    dead_fraction: float | None  # inactive on the diagnosed step's batch: f'(z) = 0 for every sample
-    saturated_fraction: float | None
+    values: dict[str, float | None] = field(default_factory=dict)
     flags: list[str] = field(default_factory=list)
-    predicted_ratio: float | None = None  # mean-field theory's delta_l / delta_L (`attach_prediction`)
-    persistent_dead_fraction: float | None = None  # dead: inactive on every recorded step of >= DEAD_SPAN steps
+    predicted_ratio: float | None = None
 
+    def __getattr__(self, key: str) -> float | None:
+        values = self.__dict__.get("values")
+        if values is None or key not in values:
+            raise AttributeError(f"LayerReport has no attribute or column {key!r}")
+        return values[key]
 
-@dataclass
-class Remedy:
-    action: str
-    why: str
+    def get(self, key: str) -> float | None:
+        """A column's value (or delta, ratio_to_last, predicted_ratio); None where there is none."""
+        if key in ("delta", "ratio_to_last", "predicted_ratio"):
+            return getattr(self, key)
+        return self.values.get(key)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data, the columns beside the layer's name (as the diagnosis' JSON has them)."""
+        return {"name": self.name, "activation": self.activation, "delta": self.delta,
+                "ratio_to_last": self.ratio_to_last, **self.values, "flags": list(self.flags),
+                "predicted_ratio": self.predicted_ratio}
 
 
 @dataclass
@@ -109,56 +126,21 @@ class Diagnosis:
         return self
 
     def layer_mean(self, field_name: str) -> float | None:
-        """Mean of a LayerReport field over the hidden layers that have it (None when none has)."""
-        values = [getattr(lay, field_name) for lay in self.layers if getattr(lay, field_name) is not None]
+        """Mean of a LayerReport column over the hidden layers that have it (None when none has)."""
+        values = [lay.get(field_name) for lay in self.layers if lay.get(field_name) is not None]
         return statistics.fmean(values) if values else None
 
     def to_dict(self) -> dict[str, Any]:
-        return jsonable({"kind": "diagnosis", **asdict(self)})
+        record = asdict(self)
+        record["layers"] = [lay.to_dict() for lay in self.layers]
+        return jsonable({"kind": "diagnosis", **record})
 
     def to_json(self, indent: int | None = 1) -> str:
         return json.dumps(self.to_dict(), indent=indent)
 
-    def __rich__(self):
-        from gradvet.report.diagnosis_view import render
-
-        return render(self)
-
-    def _repr_html_(self) -> str:
-        rows = "".join(
-            "<tr>" + "".join(f"<td>{html.escape(_fmt(v))}</td>" for v in (
-                lay.name, lay.delta, lay.ratio_to_last, lay.activation_gain, lay.weight_gain,
-                lay.forward_std, lay.dead_fraction, lay.persistent_dead_fraction, lay.saturated_fraction)) + "</tr>"
-            for lay in self.layers)
-        remedies = "".join(f"<li><b>{html.escape(r.action)}</b>: {html.escape(r.why)}</li>" for r in self.remedies)
-        head = "".join(f"<th>{h}</th>" for h in ("layer", "||dL/dz||", "ratio to last", "activation factor",
-                                                  "weight factor", "forward std", "inactive (batch)", "dead",
-                                                  "saturated"))
-        colour = {"vanishing": "#b35900", "exploding": "#b00020", "healthy": "#2e7d32"}[self.verdict]
-        return (f"<div><p><b style='color:{colour}'>{self.verdict}</b> at step {self.step}: "
-                f"{html.escape(self.cause)}</p><table><tr>{head}</tr>{rows}</table>"
-                f"<ol>{remedies}</ol></div>")
-
-
-def _fmt(v: Any) -> str:
-    if v is None:
-        return "-"
-    if isinstance(v, float):
-        return f"{v:.3g}"
-    return str(v)
-
-
-def geometric_mean(values: list[float]) -> float | None:
-    """Geometric mean of the positive finite values (None when there are none): the mean factor per layer."""
-    good = [v for v in values if v is not None and v > 0 and math.isfinite(v)]
-    if not good:
-        return None
-    return math.exp(sum(math.log(v) for v in good) / len(good))
-
-
-def _product(values: list[float | None]) -> float | None:
-    good = [v for v in values if v is not None and math.isfinite(v)]
-    return math.prod(good) if good else None
+    def __str__(self) -> str:
+        """Plain text (`probe.diagnosis_text`); the rich, HTML and notebook views are in `gradvet.report`."""
+        return plain_text(self)
 
 
 def _pick_step(trace: Trace, step: int | str) -> int:
@@ -178,8 +160,6 @@ def diagnose(source, step: int | str = "last", vanishing: float = VANISHING, exp
              activation_names: dict[str, str] | None = None) -> Diagnosis:
     """Diagnose the gradient flow recorded by a Probe (or a Trace) at one step
     ('last' by default, 'first', or a step number)."""
-    from gradvet.probe.probe import Probe
-
     probe = source if isinstance(source, Probe) else None
     trace = source.trace if probe is not None else source
     if not isinstance(trace, Trace):
@@ -196,33 +176,31 @@ def diagnose(source, step: int | str = "last", vanishing: float = VANISHING, exp
     if probe is not None:
         names.update({w.name: w.activation.name for w in probe._watched if w.activation is not None})
     nonfinite = _nonfinite(trace, probe)
-    input_std = table.get(INPUT, {}).get("std")
     hidden, out_layer = weights[:-1], (weights[-1] if weights else None)
     notes: list[str] = []
     if not hidden:
         notes.append("the model has a single weight layer: no depth for gradients to vanish through.")
-    deltas = [table[n].get("output_grad_norm", math.nan) for n in hidden]
+    deltas = [table[n].get(OutputGradNorm.name, math.nan) for n in hidden]
     last = deltas[-1] if deltas else math.nan
+    units = [type(m) for m in probe.metrics] if probe is not None else registry.metrics()
     layers: list[LayerReport] = []
     for i, name in enumerate(hidden):
         act = acts_of.get(name)
-        act_row = table.get(act, {}) if act else {}
         upper = hidden[i + 1] if i + 1 < len(hidden) else out_layer
-        std = act_row.get("std")
+        rows = {OWN: table[name], ACTIVATION: table.get(act, {}) if act else {},
+                ABOVE: table.get(upper, {}) if upper else {}}
         report = LayerReport(
             name=name, activation=act, delta=deltas[i],
             ratio_to_last=deltas[i] / last if last and math.isfinite(last) and last > 0 else math.nan,
-            weight_grad_norm=table[name].get("weight_grad_norm"), bias_grad_norm=table[name].get("bias_grad_norm"),
-            activation_gain=act_row.get("gain"), weight_gain=table.get(upper, {}).get("gain") if upper else None,
-            forward_std=(std / input_std) if (std is not None and input_std) else std,
-            dead_fraction=act_row.get("dead_fraction"), saturated_fraction=act_row.get("saturated_fraction"),
-            persistent_dead_fraction=act_row.get("persistent_dead_fraction"),
+            values=_column_values(units, rows, table.get(INPUT, {})),
         )
-        if report.persistent_dead_fraction is not None and report.persistent_dead_fraction >= DEAD:
+        persistent, inactive, saturated = (report.get(k) for k in ("persistent_dead_fraction", "dead_fraction",
+                                                                    "saturated_fraction"))
+        if persistent is not None and persistent >= DEAD:
             report.flags.append("dead")
-        elif report.dead_fraction is not None and report.dead_fraction >= DEAD:
+        elif inactive is not None and inactive >= DEAD:
             report.flags.append("inactive")
-        if report.saturated_fraction is not None and report.saturated_fraction >= SATURATED:
+        if saturated is not None and saturated >= SATURATED:
             report.flags.append("saturated")
         layers.append(report)
     ratio = deltas[0] / last if len(deltas) >= 2 and last > 0 else (1.0 if len(deltas) < 2 else math.nan)
@@ -239,23 +217,38 @@ def diagnose(source, step: int | str = "last", vanishing: float = VANISHING, exp
             lay.flags.append("vanishing")
         if verdict == "exploding" and lay.ratio_to_last > exploding:
             lay.flags.append("exploding")
-    act_factors = [lay.activation_gain for lay in layers[:-1]] if len(layers) > 1 else []
-    weight_factors = [lay.weight_gain for lay in layers[:-1]] if len(layers) > 1 else []
-    forward = [lay.forward_std for lay in layers if lay.forward_std is not None]
+    act_factors = [lay.get("activation_gain") for lay in layers[:-1]] if len(layers) > 1 else []
+    weight_factors = [lay.get("weight_gain") for lay in layers[:-1]] if len(layers) > 1 else []
+    forward = [lay.get("forward_std") for lay in layers if lay.get("forward_std") is not None]
     forward_ratio = forward[-1] / forward[0] if len(forward) >= 2 and forward[0] > 0 else None
     diagnosis = Diagnosis(
         verdict=verdict, step=at, ratio=ratio, thresholds={"vanishing": vanishing, "exploding": exploding},
         layers=layers, cause="", remedies=[], notes=notes,
-        activation_factor=_product(act_factors), weight_factor=_product(weight_factors),
+        activation_factor=product(act_factors), weight_factor=product(weight_factors),
         forward_ratio=forward_ratio, nonfinite=nonfinite, output_layer=out_layer,
     )
     main_act = _main_activation(layers, names)
     diagnosis.cause = _cause(diagnosis, act_factors, weight_factors, main_act)
     diagnosis.notes += _notes(diagnosis, trace, probe)
-    from gradvet.probe.remedies import suggest
-
     diagnosis.remedies = suggest(diagnosis, trace, main_act, recurrent=_recurrent(trace, probe))
     return diagnosis
+
+
+def _column_values(units: Iterable[type[Metric]], rows: dict[str, dict[str, float]], input_row: dict[str, float]) -> dict[str, float | None]:
+    """{column key: value} of one hidden layer: each metric's columns (`probe.metrics.Column`), read from
+    the layer itself, the activation after it or the weight layer above it; relative_to_input divides by
+    the model input's value of the same metric (forward std = activation std / input std)."""
+    values: dict[str, float | None] = {}
+    for unit in units:
+        if unit.scope != LAYER:
+            continue
+        for column in unit.columns:
+            value = rows[column.source].get(unit.name)
+            reference = input_row.get(unit.name)
+            if value is not None and column.relative_to_input and reference:
+                value = value / reference
+            values[column.key] = value
+    return values
 
 
 def _activation_after(order: list[str], kinds: dict[str, str]) -> dict[str, str]:
@@ -284,7 +277,7 @@ def _recurrent(trace: Trace, probe) -> bool:
         recurrent = (nn.RNNBase, nn.RNNCellBase)
         if any(isinstance(m, recurrent) for m in probe.model.modules()):
             return True
-    return any(metric == "calls" and value > 1 for _, layer, metric, value in trace.rows
+    return any(metric == Calls.name and value > 1 for _, layer, metric, value in trace.rows
                if trace.kinds.get(layer) == "weight")
 
 
@@ -292,15 +285,6 @@ def _main_activation(layers: list[LayerReport], names: dict[str, str]) -> str | 
     found = [names.get(lay.activation) for lay in layers if lay.activation]
     found = [f for f in found if f]
     return statistics.mode(found) if found else None
-
-
-def short_number(v: float | None) -> str:
-    """2 significant digits, scientific outside [1e-3, 1e4); '?' for None."""
-    if v is None:
-        return "?"
-    if not math.isfinite(v):
-        return str(v)
-    return f"{v:.2g}" if 1e-3 <= abs(v) < 1e4 else f"{v:.1e}"
 
 
 def _nonfinite_cause(nf: NonFinite) -> str:
@@ -336,7 +320,7 @@ def _cause(d: Diagnosis, act_factors: list, weight_factors: list, main_act: str 
         from gradvet.activations import activation
 
         try:
-            top = activation(main_act).properties.max_grad
+            top = activation(main_act).max_grad
             bound = f", {main_act}' <= {top:.3g}" if math.isfinite(top) else ""
         except ValueError:
             bound = ""
@@ -370,7 +354,7 @@ def _inactive_note(d: Diagnosis) -> str | None:
 
 def _notes(d: Diagnosis, trace: Trace, probe) -> list[str]:
     notes = []
-    wg = [lay.weight_grad_norm for lay in d.layers if lay.weight_grad_norm]
+    wg = [lay.get("weight_grad_norm") for lay in d.layers if lay.get("weight_grad_norm")]
     if d.verdict == "vanishing" and len(wg) >= 2 and max(wg) / min(wg) < 1 / d.thresholds["vanishing"]:
         spread = max(wg) / min(wg)
         fwd = f"; the forward signal shrinks too (last/first activation std {short_number(d.forward_ratio)})" if d.forward_ratio else ""
@@ -388,7 +372,7 @@ def _notes(d: Diagnosis, trace: Trace, probe) -> list[str]:
         shared = dict(probe.shared)
     else:
         for _, layer, metric, value in trace.rows:
-            if metric == "calls":
+            if metric == Calls.name:
                 shared[layer] = max(shared.get(layer, 0), int(value))
     if shared:
         listed = ", ".join(f"{k} ({v} calls)" for k, v in list(shared.items())[:5])

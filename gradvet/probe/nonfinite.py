@@ -15,10 +15,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from gradvet.probe.metrics.nonfinite import Nonfinite
+from gradvet.probe.metrics.nonfinite_input import NonfiniteInput
+from gradvet.probe.metrics.nonfinite_output import NonfiniteOutput
 from gradvet.probe.trace import INPUT
 
-NONFINITE_INPUT = "nonfinite_input"
-NONFINITE_OUTPUT = "nonfinite_output"
+NONFINITE_INPUT = NonfiniteInput.name
+NONFINITE_OUTPUT = NonfiniteOutput.name
 
 
 @dataclass(frozen=True)
@@ -58,7 +61,7 @@ def from_trace(trace) -> NonFinite | None:
     flagged: dict[int, list[str]] = {}
     forward: dict[int, tuple[str, bool]] = {}
     for step, layer, metric, _ in trace.rows:
-        if metric == "nonfinite":
+        if metric == Nonfinite.name:
             flagged.setdefault(step, []).append(layer)
         elif metric in (NONFINITE_INPUT, NONFINITE_OUTPUT) and step not in forward:
             forward[step] = (layer, metric == NONFINITE_INPUT)

@@ -5,23 +5,15 @@
             loss = loss_fn(model(x), y); loss.backward(); optimizer.step(); optimizer.zero_grad()
     diagnosis = gradvet.diagnose(probe)
 
-Per step and watched layer (see `probe.layers`) it records:
-- weight_grad_norm, bias_grad_norm: ||dL/dW||, ||dL/db|| (the bias gradient is
-  Nielsen's "speed of learning" of a layer);
-- output_grad_norm: ||dL/d output||, the backward signal at that depth;
-  input_grad_norm and gain = ||dL/d input|| / ||dL/d output||, the factor the
-  module multiplies the backward signal by (activation factor f'(z), or weight
-  factor W^T): the article's chain-rule product, measured;
-- for activations: mean, std of the output, saturated_fraction (|f'(z)| below
-  5% of max |f'|), dead_fraction (units inactive on this step's batch: f'(z) = 0
-  for every sample) and persistent_dead_fraction (units inactive on every recorded
-  step for at least the last DEAD_SPAN steps: see `probe.dead_units`), once the
-  module has been watched that long;
-- update_ratio ||dW|| / ||W|| over the optimiser step;
-- calls (when a module runs more than once per step: weight sharing,
-  recurrence; norms then combine all calls), nonfinite (1 where a norm is NaN/Inf);
-  nonfinite_input / nonfinite_output on the first watched module in forward order
-  whose input / output held a NaN or Inf (see `probe.nonfinite`).
+Per step and watched layer (see `probe.layers`) it records the metrics of `probe.metrics`,
+one file each with its formula: weight_grad_norm, bias_grad_norm (||dL/dW||, ||dL/db||),
+output_grad_norm (the backward signal ||dL/d output||), input_grad_norm and gain (the factor
+the module multiplies the backward signal by: the article's chain-rule product, measured);
+for activations mean, std, dead_fraction (inactive on this batch), persistent_dead_fraction
+(dead) and saturated_fraction; update_ratio over the optimiser step; calls (weight sharing,
+recurrence); nonfinite flags; the model input's std. `Probe(..., metrics=...)` picks the
+metrics, `probe.metrics.register` adds one of one's own; the probe gathers only the hook
+data the metrics read, and its `_collect` and `_rows` are loops over them.
 
 A step ends on the optimiser's step (so k backward calls of gradient
 accumulation make one step) or on `probe.step()` when there is no optimiser.
@@ -34,65 +26,67 @@ Forward passes under torch.no_grad() record nothing.
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field
+from collections.abc import Iterable
 
 import torch
 from torch import nn
 
 from gradvet.base.errors import GradvetError
-from gradvet.probe.dead_units import DeadUnitTracker, inactive_units
 from gradvet.probe.layers import Watched, watched_modules
-from gradvet.probe.nonfinite import NONFINITE_INPUT, NONFINITE_OUTPUT, NonFinite, first_in_forward
-from gradvet.probe.trace import INPUT, Row, Trace
-
-SATURATION_LEVEL = 0.05
-
-
-@dataclass
-class _LayerStep:
-    """What one watched module saw during the current step."""
-
-    calls: int = 0
-    inputs: list[torch.Tensor] = field(default_factory=list)
-    outputs: list[torch.Tensor] = field(default_factory=list)
-    grad_out: list[torch.Tensor] = field(default_factory=list)
-    grad_in: list[torch.Tensor] = field(default_factory=list)
-    grad_out_call: list[int] = field(default_factory=list)  # forward call each grad_out belongs to
-    samples: int = 0
+from gradvet.probe.metrics import registry
+from gradvet.probe.metrics.layer_step import LayerStep
+from gradvet.probe.metrics.nonfinite import Nonfinite
+from gradvet.probe.metrics.unit import (FINITE, INPUT, INPUT_GRAD, LAYER, MODEL, OUTPUT, OUTPUT_GRAD, PARAMS, UPDATE,
+                                        NOTHING, Metric, Parts, Values, check)
+from gradvet.probe.nonfinite import NonFinite, first_in_forward
+from gradvet.probe.trace import INPUT as INPUT_LAYER
+from gradvet.probe.trace import Row as TraceRow
+from gradvet.probe.trace import Trace
 
 
 class Probe:
-    """Context manager recording per-layer gradient flow of `model` into `self.trace`."""
+    """Context manager recording per-layer gradient flow of `model` into `self.trace`.
+
+    metrics: the metric classes to record (`probe.metrics`; the registered ones by default);
+    update_ratio=False leaves out those that need the optimiser's before/after snapshot."""
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer | None = None, every: int = 1,
-                 update_ratio: bool = True):
+                 update_ratio: bool = True, metrics: Iterable[type[Metric]] | None = None):
         if not isinstance(model, nn.Module):
             raise GradvetError(f"Probe needs a torch.nn.Module; got {type(model).__name__}.")
         if isinstance(every, bool) or not isinstance(every, int) or every < 1:
             raise GradvetError(f"every={every!r} must be a whole number >= 1.")
+        units = registry.metrics() if metrics is None else tuple(metrics)
+        for unit in units:
+            check(unit)
+        if not update_ratio:
+            units = tuple(u for u in units if UPDATE not in u.reads)
         self.model, self.optimizer, self.every = model, optimizer, every
-        self.record_updates = update_ratio and optimizer is not None
+        self.metrics: list[Metric] = [unit() for unit in units]  # this probe's own instances (their state)
+        self._layer_units = [m for m in self.metrics if m.scope == LAYER]
+        self._model_units = [m for m in self.metrics if m.scope == MODEL]
+        self.record_updates = optimizer is not None and any(UPDATE in m.reads for m in self._layer_units)
         self.trace = Trace()
         self.step_index = 0  # index of the step in progress
         self.first_nonfinite: NonFinite | None = None
         self.shared: dict[str, int] = {}  # modules seen called more than once in a step: max calls
         self._watched: list[Watched] = []
+        self._units_of: dict[str, list[Metric]] = {}  # kind -> the layer metrics measured on it
+        self._needs: dict[str, frozenset[str]] = {}  # kind -> the hook data they read
         self._module_hooks: list = []
-        self._params: list[tuple[str, str, torch.Tensor]] = []
         self._params_of: dict[str, list[tuple[str, torch.Tensor]]] = {}
+        self._updated: list[tuple[str, torch.Tensor]] = []  # (layer, parameter) whose update is recorded
         self._optimizer_hooks: list = []
-        self._state: dict[str, _LayerStep] = {}
+        self._state: dict[str, LayerStep] = {}
+        self._model_step = LayerStep(INPUT_LAYER, "model")
         self._order: list[str] = []
         self._backward_order: list[str] = []
-        self._input_std: torch.Tensor | None = None
         self._before: list[torch.Tensor] | None = None  # parameters before the optimiser step
         self._buffers: list[torch.Tensor] = []  # reused across steps: no allocation (or page faults) per step
-        self._size: torch.Tensor | None = None  # ||W|| before the step, per parameter
+        self._sizes: list[torch.Tensor] = []  # ||W|| before the step, per parameter (0-d)
         self._finite_checks: list[tuple[str, str]] = []  # (layer, 'input' | 'output') in forward order
         self._finite_flags: list[torch.Tensor] = []  # torch.isfinite(...).all() of each check, 0-d
         self._last_output: tuple[torch.Tensor, int] | None = None  # output checked last, its version
-        self._dead_units = DeadUnitTracker()  # kept across steps
         self._active = False
         self._depth = 0  # `with` blocks entered and not yet exited
 
@@ -106,17 +100,17 @@ class Probe:
             raise GradvetError(
                 f"model {type(self.model).__name__} has no parameters to watch; a probe needs layers with weights."
             )
+        kinds = {w.kind for w in self._watched}
+        self._units_of = {kind: [m for m in self._layer_units if kind in m.kinds] for kind in kinds}
+        self._needs = {kind: frozenset().union(*(m.needs(kind) for m in units)) for kind, units in self._units_of.items()}
         for w in self._watched:
-            if w.activation is not None:
-                w.activation.properties  # noqa: B018  (load max |f'| now, not inside a timed step)
+            for unit in self._units_of[w.kind]:
+                unit.prepare(w)  # e.g. max |f'| looked up now, not inside a timed step
         self.trace.kinds = {w.name: w.kind for w in self._watched}
-        # (layer, metric, parameter) of every watched layer's own parameters, looked up once
-        self._params = [(w.name, "bias_grad_norm" if pname.startswith("bias") else "weight_grad_norm", p)
-                        for w in self._watched if w.kind != "activation"
-                        for pname, p in w.module.named_parameters(recurse=False)]
-        self._params_of: dict[str, list[tuple[str, torch.Tensor]]] = {}
-        for layer, metric, p in self._params:
-            self._params_of.setdefault(layer, []).append((metric, p))
+        self._params_of = {w.name: list(w.module.named_parameters(recurse=False))
+                           for w in self._watched if w.kind != "activation"}
+        self._updated = [(w.name, p) for w in self._watched if UPDATE in self._needs[w.kind]
+                         for _, p in self._params_of.get(w.name, ())]
         if self.optimizer is not None:
             self._optimizer_hooks = [self.optimizer.register_step_pre_hook(self._before_optimizer_step),
                                      self.optimizer.register_step_post_hook(self._after_optimizer_step)]
@@ -153,8 +147,8 @@ class Probe:
             raise GradvetError(f"probe.skip_to({step_index}) would go back from step {self.step_index}.")
         if step_index == self.step_index:
             return
-        self._reset_state()
         self.step_index = step_index
+        self._reset_state()
         if self._sampled(step_index):
             self._attach()
         else:
@@ -172,7 +166,8 @@ class Probe:
         if self._module_hooks:
             return
         self._reset_state()
-        self._module_hooks.append(self.model.register_forward_pre_hook(self._on_model_input))
+        if self._model_units:
+            self._module_hooks.append(self.model.register_forward_pre_hook(self._on_model_input))
         for w in self._watched:
             self._module_hooks.append(w.module.register_forward_pre_hook(self._input_hook(w)))
             self._module_hooks.append(w.module.register_forward_hook(self._forward_hook(w)))
@@ -183,25 +178,27 @@ class Probe:
         self._module_hooks = []
 
     def _reset_state(self) -> None:
-        self._state = {w.name: _LayerStep() for w in self._watched}
+        self._state = {w.name: LayerStep(w.name, w.kind, self.step_index, w.activation, self._params_of.get(w.name, []))
+                       for w in self._watched}
+        self._model_step = LayerStep(INPUT_LAYER, "model", self.step_index)
         self._order, self._backward_order = [], []
-        self._input_std = None
         self._finite_checks, self._finite_flags, self._last_output = [], [], None
 
     def _has_data(self) -> bool:
         return bool(self._module_hooks) and any(s.calls for s in self._state.values())
 
     def _on_model_input(self, module, args) -> None:
-        if self._input_std is None and torch.is_grad_enabled() and args and torch.is_tensor(args[0]):
-            x = args[0].detach()
-            if x.is_floating_point():
-                self._input_std = x.std() if x.numel() > 1 else x.new_zeros(())
+        """The model's input on the step's first forward pass (for the model-scope metrics)."""
+        if not self._model_step.inputs and torch.is_grad_enabled() and args and torch.is_tensor(args[0]):
+            self._model_step.inputs.append(args[0].detach())
 
     def _input_hook(self, w: Watched):
-        """Give the module a private copy of its input and hook that copy: its gradient is the
-        part of dL/d input that flows through this module only (a skip path adds its own part
-        to the original tensor, not to the copy). Tensor hooks, unlike full backward hooks,
-        survive in-place operations on the module's output (ReLU(inplace=True), out += x)."""
+        """Keep the module's input where a metric reads it, and check that it is finite. Where a metric
+        reads dL/d input, give the module a private copy of its input and hook that copy: its gradient
+        is the part of dL/d input that flows through this module only (a skip path adds its own part
+        to the original tensor, not to the copy). Tensor hooks, unlike full backward hooks, survive
+        in-place operations on the module's output (ReLU(inplace=True), out += x)."""
+        needs = self._needs[w.kind]
 
         def hook(module, args):
             if not torch.is_grad_enabled() or not args or not torch.is_tensor(args[0]):
@@ -210,12 +207,12 @@ class Probe:
             if st is None:
                 return None
             x = args[0]
-            if self._last_output is None or x is not self._last_output[0] or x._version != self._last_output[1]:
+            if FINITE in needs and (self._last_output is None or x is not self._last_output[0]
+                                    or x._version != self._last_output[1]):
                 self._check_finite(w.name, "input", x)  # else checked as the module before's output, unchanged since
-            if w.kind == "activation":
+            if INPUT in needs:
                 st.inputs.append(x.detach().clone() if getattr(module, "inplace", False) else x.detach())
-                return None  # its input gradient is g_out * f'(z), computed at the step's end: no copy needed
-            if not x.requires_grad:
+            if INPUT_GRAD not in needs or not x.requires_grad:
                 return None
             private = x.clone()
             private.register_hook(lambda g: st.grad_in.append(g.detach()))
@@ -224,6 +221,8 @@ class Probe:
         return hook
 
     def _forward_hook(self, w: Watched):
+        needs = self._needs[w.kind]
+
         def hook(module, inputs, output):
             if not torch.is_grad_enabled():
                 return
@@ -236,12 +235,13 @@ class Probe:
             out = _first_tensor(output)
             if out is None:
                 return
-            self._check_finite(w.name, "output", out)
-            self._last_output = (out, out._version)
-            if w.kind == "activation":
+            if FINITE in needs:
+                self._check_finite(w.name, "output", out)
+                self._last_output = (out, out._version)
+            if OUTPUT in needs:
                 st.outputs.append(out.detach())
-            if out.requires_grad:
-                out.register_hook(self._output_grad_hook(w.name, st, st.calls - 1))
+            if OUTPUT_GRAD in needs and out.requires_grad:
+                out.register_hook(self._output_grad_hook(st, st.calls - 1))
 
         return hook
 
@@ -250,25 +250,22 @@ class Probe:
         self._finite_checks.append((name, where))
         self._finite_flags.append(torch.isfinite(tensor.detach()).all())
 
-    def _output_grad_hook(self, name: str, st: _LayerStep, call: int):
+    def _output_grad_hook(self, st: LayerStep, call: int):
         def hook(g: torch.Tensor) -> None:
             st.grad_out.append(g.detach())
             st.grad_out_call.append(call)
-            self._backward_order.append(name)
+            self._backward_order.append(st.name)
 
         return hook
 
-    def _weight_params(self) -> list[torch.Tensor]:
-        return [p for _, _, p in self._params]
-
     def _before_optimizer_step(self, optimizer, args, kwargs) -> None:
-        if self._module_hooks and self.record_updates:
-            params = [p.detach() for p in self._weight_params()]
+        if self._module_hooks and self.record_updates and self._updated:
+            params = [p.detach() for _, p in self._updated]
             if len(self._buffers) != len(params) or any(b.shape != p.shape or b.dtype != p.dtype
                                                         for b, p in zip(self._buffers, params)):
                 self._buffers = [torch.empty_like(p) for p in params]
             torch._foreach_copy_(self._buffers, params)
-            self._size = torch.stack(torch._foreach_norm(params))
+            self._sizes = list(torch._foreach_norm(params))
             self._before = self._buffers
 
     def _after_optimizer_step(self, optimizer, args, kwargs) -> None:
@@ -278,147 +275,83 @@ class Probe:
     def _finish_step(self) -> None:
         if not self._active:
             raise GradvetError("probe.step() called outside the `with Probe(...)` block.")
-        if self._module_hooks:
+        collect = bool(self._module_hooks)
+        if collect:
             self.trace.extend(self._collect())
-            self._reset_state()  # let go of this step's tensors now
         self._before = None
         self.step_index += 1
+        if collect:
+            self._reset_state()  # let go of this step's tensors now
         if self._sampled(self.step_index):
             self._attach()
         else:
             self._detach()
 
-    def _collect(self) -> list[Row]:
-        """Every number of the step, computed as tensors, stacked and copied to the host once."""
-        step = self.step_index
-        scalars: list[torch.Tensor] = []
-        slots: list[tuple[str, str]] = []  # (layer, metric) per entry of `scalars`
+    def _take_updates(self) -> None:
+        """W_before - W_after per parameter into the reused buffers, handed to each layer's step with ||W_before||."""
+        if self._before is None:
+            return
+        torch._foreach_sub_(self._before, [p.detach() for _, p in self._updated])
+        for (layer, _), delta, size in zip(self._updated, self._before, self._sizes):
+            self._state[layer].update.append(delta)
+            self._state[layer].sizes.append(size)
 
-        def put(layer: str, metric: str, tensor: torch.Tensor) -> None:
-            scalars.append(tensor.detach())
-            slots.append((layer, metric))
-
-        norms_of: list[torch.Tensor] = []
-        norm_slots: list[tuple[str, str]] = []
-
-        def norm_all(layer: str, metric: str, tensors: list[torch.Tensor]) -> None:
-            norms_of.extend(tensors)
-            norm_slots.extend((layer, metric) for _ in tensors)
-
+    def _collect(self) -> list[TraceRow]:
+        """Every number of the step: each metric reduces its hook data to norms and 0-d tensors,
+        all are stacked and copied to the host once, then each metric makes its value."""
+        self._take_updates()
         order = self._order + [w.name for w in self._watched if w.name not in self._order]
-        by_name = {w.name: w for w in self._watched}
-        for name in order:
-            w, st = by_name[name], self._state[name]
-            if st.calls == 0 and not st.grad_out:
-                continue
-            norm_all(name, "output_grad_norm", st.grad_out)
-            norm_all(name, "input_grad_norm", st.grad_in)
-            if w.kind != "activation":
-                for metric, p in self._params_of.get(name, ()):
-                    if p.grad is not None:
-                        norm_all(name, metric, [p.grad])
-            elif st.outputs:
-                out = _rows_of(st.outputs)
-                st.samples = out.numel()
-                put(name, "mean", out.mean())
-                put(name, "mean_sq", (out * out).mean())  # std from E[a^2] - E[a]^2: two fast reductions
-                if st.inputs and w.activation is not None:
-                    d = w.activation.grad(_rows_of(st.inputs)).abs()
-                    if st.grad_out and len(st.grad_out) == len(st.inputs):
-                        # dL/dz = dL/da * f'(z) elementwise: the activation's input gradient, without a copy
-                        by_call = [st.grad_out[st.grad_out_call.index(k)] for k in range(len(st.inputs))]
-                        norm_all(name, "input_grad_norm", [_rows_of(by_call) * d])
-                    top = w.activation.properties.max_grad
-                    if math.isfinite(top) and top > 0:
-                        put(name, "saturated_fraction", (d < SATURATION_LEVEL * top).mean(dtype=out.dtype))
-                    inactive = inactive_units(d)
-                    put(name, "dead_fraction", inactive.mean(dtype=out.dtype))
-                    dead = self._dead_units.update(name, step, inactive)
-                    if dead is not None:
-                        put(name, "persistent_dead_fraction", dead)
-        if self._input_std is not None:
-            put(INPUT, "std", self._input_std)
+        steps = [self._state[name] for name in order if self._state[name].calls or self._state[name].grad_out]
+        layers = [(self._model_step, self._model_units)] if self._model_step.inputs else []
+        layers += [(st, self._units_of[st.kind]) for st in steps]
+        measured: list[tuple[LayerStep, list[tuple[Metric, Parts]]]] = []
+        scalars: list[torch.Tensor] = []
+        norms: list[torch.Tensor] = []
+        for st, units in layers:
+            parts = [(unit, unit.measure(st)) for unit in units]
+            for _, part in parts:
+                if part is not NOTHING:
+                    scalars += part.scalars
+                    norms += part.norms
+            measured.append((st, parts))
         pieces = [torch.stack(scalars)] if scalars else []
-        n_updates = 0
-        if self._before is not None:
-            params = [p.detach() for p in self._weight_params()]
-            torch._foreach_sub_(self._before, params)  # the buffers now hold W_before - W_after
-            pieces += [torch.stack(torch._foreach_norm(self._before)), self._size]
-            n_updates = len(params)
-        if norms_of:
-            pieces.append(torch.stack(torch._foreach_norm(norms_of)))
-        n_checks = len(self._finite_flags)
-        if n_checks:
+        if norms:
+            pieces.append(torch.stack(torch._foreach_norm(norms)))
+        if self._finite_flags:
             pieces.append(torch.stack(self._finite_flags).float())
         flat = torch.cat(pieces).tolist() if pieces else []  # the one host copy (cat promotes dtypes)
-        finite = flat[len(flat) - n_checks:]
-        flat = flat[: len(flat) - n_checks]
-        owners = [layer for layer, _, _ in self._params] if n_updates else []
-        forward = first_in_forward(self._finite_checks, finite)
-        return self._rows(step, flat, slots, norm_slots, owners, order, forward)
+        forward = first_in_forward(self._finite_checks, flat[len(scalars) + len(norms):])
+        return self._rows(measured, flat[: len(scalars)], flat[len(scalars): len(scalars) + len(norms)], forward)
 
-    def _rows(self, step: int, flat: list[float], slots, norm_slots, owners: list[str], order: list[str],
-              forward: tuple[str, bool, str | None] | None) -> list[Row]:
-        plain: dict[str, dict[str, float]] = {}
-        for (layer, metric), value in zip(slots, flat):
-            plain.setdefault(layer, {})[metric] = value
-        for layer, stats in plain.items():
-            if "mean_sq" in stats:
-                n = max(self._state[layer].samples, 2)
-                var = max(stats.pop("mean_sq") - stats["mean"] ** 2, 0.0) if math.isfinite(stats["mean"]) else math.nan
-                stats["std"] = math.sqrt(var * n / (n - 1))  # unbiased, as torch.std
-        pos = len(slots)
-        update: dict[str, float] = {}
-        size: dict[str, float] = {}
-        for target in (update, size):
-            for layer, value in zip(owners, flat[pos : pos + len(owners)]):
-                target[layer] = target.get(layer, 0.0) + value * value
-            pos += len(owners)
-        sums: dict[tuple[str, str], float] = {}
-        for key, value in zip(norm_slots, flat[pos:]):
-            sums[key] = sums.get(key, 0.0) + value * value
-        rows: list[Row] = []
-        if INPUT in plain:
-            rows.append((step, INPUT, "std", plain[INPUT]["std"]))
-        kinds = self.trace.kinds
-        for name in order:
-            metrics: dict[str, float] = {}
-            for met in ("output_grad_norm", "input_grad_norm", "weight_grad_norm", "bias_grad_norm"):
-                if (name, met) in sums:
-                    metrics[met] = math.sqrt(sums[(name, met)])
-            if "output_grad_norm" in metrics and "input_grad_norm" in metrics:
-                out_norm = metrics["output_grad_norm"]
-                metrics["gain"] = metrics["input_grad_norm"] / out_norm if out_norm > 0 else math.nan
-            metrics.update(plain.get(name, {}))
-            if name in update and size.get(name, 0.0) > 0:
-                metrics["update_ratio"] = math.sqrt(update[name]) / math.sqrt(size[name])
-            calls = self._state[name].calls
-            if calls > 1:
-                metrics["calls"] = float(calls)
-                self.shared[name] = max(self.shared.get(name, 0), calls)
-            if kinds.get(name) == "norm":
-                metrics["norm_layer"] = 1.0
-            if forward is not None and forward[0] == name:
-                metrics[NONFINITE_INPUT if forward[1] else NONFINITE_OUTPUT] = 1.0
-            if not metrics:
-                continue
-            bad = [m for m, v in metrics.items() if not math.isfinite(v) and m != "gain"]
-            if bad:
-                metrics["nonfinite"] = 1.0
-            rows.extend((step, name, m, v) for m, v in metrics.items())
-        if self.first_nonfinite is None:
-            flagged = {r[1] for r in rows if r[2] == "nonfinite"}
-            if flagged or forward is not None:
-                backward = next((n for n in self._backward_order if n in flagged), None)
-                layer, in_input, after = forward or (None, False, None)
-                self.first_nonfinite = NonFinite(step, layer, in_input, after, backward)
+    def _rows(self, measured: list[tuple[LayerStep, list[tuple[Metric, Parts]]]], scalars: list[float],
+              norms: list[float], forward: tuple[str, bool, str | None] | None) -> list[TraceRow]:
+        """Each metric's value from its floats (in the order `_collect` laid them out), layer by layer
+        in forward order (the model input's first)."""
+        step = self.step_index
+        rows: list[TraceRow] = []
+        flagged = set()
+        at_scalar = at_norm = 0
+        for st, parts in measured:
+            st.first_nonfinite_forward = forward
+            values = Values()
+            for unit, part in parts:
+                got = part
+                if part is not NOTHING:
+                    got = Parts(norms[at_norm: at_norm + len(part.norms)], scalars[at_scalar: at_scalar + len(part.scalars)])
+                    at_norm, at_scalar = at_norm + len(part.norms), at_scalar + len(part.scalars)
+                value = unit.value(got, values, st)
+                if value is not None:
+                    values.put(unit, value)
+            rows += [(step, st.name, metric, value) for metric, value in values.items()]
+            if Nonfinite.name in values:
+                flagged.add(st.name)
+            if st.calls > 1:
+                self.shared[st.name] = max(self.shared.get(st.name, 0), st.calls)
+        if self.first_nonfinite is None and (flagged or forward is not None):
+            backward = next((n for n in self._backward_order if n in flagged), None)
+            layer, in_input, after = forward or (None, False, None)
+            self.first_nonfinite = NonFinite(step, layer, in_input, after, backward)
         return rows
-
-
-def _rows_of(tensors: list[torch.Tensor]) -> torch.Tensor:
-    """The tensors of every call as one (samples, units) matrix; no copy for a single call."""
-    flat = [t.reshape(t.shape[0], -1) if t.dim() > 0 else t.reshape(1, 1) for t in tensors]
-    return flat[0] if len(flat) == 1 else torch.cat(flat)
 
 
 def _first_tensor(value) -> torch.Tensor | None:

@@ -13,11 +13,25 @@ from __future__ import annotations
 
 import math
 import statistics
+from dataclasses import dataclass
 
 from gradvet.probe.dead_units import DEAD_SPAN
+from gradvet.probe.metrics.bias_grad_norm import BiasGradNorm
+from gradvet.probe.metrics.saturated_fraction import SATURATION_LEVEL
+from gradvet.probe.metrics.weight_grad_norm import WeightGradNorm
+from gradvet.probe.numbers import geometric_mean, short_number
+from gradvet.probe.thresholds import (DEEP, GROWING_WEIGHT_FACTOR, HALF_ACTIVATION_FACTOR, MEAN_DEAD,
+                                      MEAN_SATURATED_SATURATING, SATURATED, SATURATING_FAMILIES,
+                                      SHRINKING_WEIGHT_FACTOR, SMALL_ACTIVATION_FACTOR, WEAK_LAYER)
 from gradvet.probe.trace import Trace
 
-SATURATING_FAMILIES = ("sigmoid", "tanh")
+
+@dataclass
+class Remedy:
+    """One thing to do, and why, tied to the measured numbers."""
+
+    action: str
+    why: str
 
 
 def _family(name: str | None) -> str | None:
@@ -35,14 +49,13 @@ def total_grad_norms(trace: Trace) -> list[float]:
     """Total gradient norm per recorded step: sqrt of the sum of squared weight and bias gradient norms."""
     per_step: dict[int, float] = {}
     for step, _, metric, value in trace.rows:
-        if metric in ("weight_grad_norm", "bias_grad_norm"):
+        if metric in (WeightGradNorm.name, BiasGradNorm.name):
             per_step[step] = per_step.get(step, 0.0) + value * value
     return [math.sqrt(v) for _, v in sorted(per_step.items())]
 
 
-def suggest(d, trace: Trace, main_act: str | None, recurrent: bool) -> list:
-    from gradvet.probe.diagnosis import MEAN_DEAD, Remedy, geometric_mean, short_number
-
+def suggest(d, trace: Trace, main_act: str | None, recurrent: bool) -> list[Remedy]:
+    """The remedies for diagnosis `d` (a `probe.diagnosis.Diagnosis`), most promising first."""
     remedies: list[Remedy] = []
     family = _family(main_act)
     acts = [lay.activation_gain for lay in d.layers[:-1]]
@@ -58,18 +71,19 @@ def suggest(d, trace: Trace, main_act: str | None, recurrent: bool) -> list:
                                    "their additive cell path carries the gradient across time steps where the plain "
                                    f"recurrence multiplies it by f'(a) W_hh at every step (ratio {short_number(d.ratio)})."))
         per_layer = act_mean * weight_mean if act_mean is not None and weight_mean is not None else None
-        if family in SATURATING_FAMILIES or (act_mean is not None and act_mean < 0.5):
+        if family in SATURATING_FAMILIES or (act_mean is not None and act_mean < SMALL_ACTIVATION_FACTOR):
             remedies.append(Remedy("use relu (or leaky_relu / gelu) in the hidden layers, with init he",
                                    f"the activation factors average {short_number(act_mean)} per layer "
                                    f"({main_act or 'this activation'}' is small); relu' = 1 where active, and He init "
                                    "keeps the signal's scale."))
-        elif act_mean is not None and act_mean < 0.9 and per_layer is not None and per_layer < 0.95:
+        elif (act_mean is not None and act_mean < HALF_ACTIVATION_FACTOR and per_layer is not None
+              and per_layer < WEAK_LAYER):
             who = main_act or "the activation"
             remedies.append(Remedy("use init he (weights N(0, 2/n_in))",
                                    f"the activation factors average {short_number(act_mean)} per layer ({who} passes about "
                                    f"half the units) and the weight factors only {short_number(weight_mean)}: He init's "
                                    "factor sqrt(2) makes their product about 1."))
-        elif weight_mean is not None and weight_mean < 0.9:
+        elif weight_mean is not None and weight_mean < SHRINKING_WEIGHT_FACTOR:
             init = "he" if family not in SATURATING_FAMILIES else "xavier (or lecun)"
             remedies.append(Remedy(f"use init {init}, matched to {main_act or 'the activation'}",
                                    f"the weight factors average {short_number(weight_mean)} per layer and multiply to "
@@ -77,7 +91,7 @@ def suggest(d, trace: Trace, main_act: str | None, recurrent: bool) -> list:
         remedies.append(Remedy("add batch normalisation after each hidden linear layer (before its activation)",
                                "it rescales every layer's pre-activations to unit variance, keeping f'(z) away from "
                                f"saturation and the weight factors near 1 (ratio now {short_number(d.ratio)})."))
-        if depth > 8:
+        if depth > DEEP:
             remedies.append(Remedy("add residual connections around the hidden blocks",
                                    f"with {depth} layers an identity path lets the gradient skip the "
                                    "multiplicative chain (dL/dx = dL/dy (1 + df/dx))."))
@@ -96,7 +110,7 @@ def suggest(d, trace: Trace, main_act: str | None, recurrent: bool) -> list:
         else:
             remedies.append(Remedy("clip the gradient norm (e.g. at 1.0)",
                                    "every recorded gradient norm was NaN or Inf: no finite norm to read a threshold from."))
-        if weight_mean is not None and weight_mean > 1.1:
+        if weight_mean is not None and weight_mean > GROWING_WEIGHT_FACTOR:
             remedies.append(Remedy("use a smaller init (xavier or he instead of N(0, 1)) or a smaller learning rate",
                                    f"the weight factors average {short_number(weight_mean)} per layer: each layer multiplies "
                                    "the backward signal."))
@@ -114,7 +128,9 @@ def suggest(d, trace: Trace, main_act: str | None, recurrent: bool) -> list:
                                f"on average {mean_dead:.0%} of the units are dead: f'(z) = 0 for every sample on every "
                                f"recorded step over at least the last {DEAD_SPAN} training steps (to step {d.step}); "
                                "no gradient reaches their weights and they have not recovered in that time."))
-    if d.verdict != "exploding" and (mean_sat >= 0.6 or (family in SATURATING_FAMILIES and mean_sat >= 0.25)):
+    if d.verdict != "exploding" and (mean_sat >= SATURATED or (family in SATURATING_FAMILIES
+                                                                and mean_sat >= MEAN_SATURATED_SATURATING)):
         remedies.append(Remedy("reduce the scale of the pre-activations (batch norm, or a smaller init)",
-                               f"on average {mean_sat:.0%} of the units are saturated (|f'(z)| < 5% of its maximum)."))
+                               f"on average {mean_sat:.0%} of the units are saturated (|f'(z)| < "
+                               f"{SATURATION_LEVEL:.0%} of its maximum)."))
     return remedies

@@ -15,6 +15,7 @@ from typing import Any
 
 from gradvet.base.errors import GradvetError
 from gradvet.base.jsonable import jsonable
+from gradvet.probe.metrics.registry import implied_kind
 
 Row = tuple[int, str, str, float]
 COLUMNS = ("step", "layer", "metric", "value")
@@ -113,22 +114,16 @@ INPUT = "<input>"  # pseudo-layer holding the model input's statistics
 
 
 def infer_kinds(rows: Iterable[Row]) -> dict[str, str]:
-    """Layer kinds from the metrics a layer has (for traces read back from a store):
-    activation statistics make an activation, a norm_layer flag a norm layer,
-    parameter gradients a weight layer; anything else is 'other'."""
+    """Layer kinds from the metrics a layer has (for traces read back from a store), as the
+    metric units declare them (`probe.metrics.implied_kind`): activation statistics make an
+    activation, a norm_layer flag a norm layer, parameter gradients a weight layer; anything
+    else is 'other'."""
     rank = {"other": 0, "weight": 1, "norm": 2, "activation": 3}
     kinds: dict[str, str] = {}
     for _, layer, metric, _ in rows:
         if layer == INPUT:
             continue
-        if metric in ("saturated_fraction", "dead_fraction", "mean"):
-            kind = "activation"
-        elif metric == "norm_layer":
-            kind = "norm"
-        elif metric in ("weight_grad_norm", "bias_grad_norm", "update_ratio"):
-            kind = "weight"
-        else:
-            kind = "other"
+        kind = implied_kind(metric)
         if rank[kind] > rank[kinds.get(layer, "other")] or layer not in kinds:
             kinds[layer] = kind
     return kinds

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from gradvet.base.errors import GradvetError
+from gradvet.base.version import VERSION
 
 
 def _check_out(out: str | os.PathLike[str]) -> Path:
@@ -41,9 +42,7 @@ def build_page(sources: Iterable[str | os.PathLike[str]] = (), records: Iterable
     from gradvet.report.page import Page
     from gradvet.report.sources import add_record, add_source, kind_of
 
-    import gradvet
-
-    page = Page(title, f"gradvet {gradvet.__version__}: gradient flow, measured and explained")
+    page = Page(title, f"gradvet {VERSION}: gradient flow, measured and explained")
     for source in sources:
         add_source(page, Path(source))
     for i, record in enumerate(records):

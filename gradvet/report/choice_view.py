@@ -1,5 +1,6 @@
 """Rendering of a `Choice` (gradvet.choose): a rich table with the advice, the rules and the
-budget note for terminals, and an HTML table for notebooks."""
+budget note for terminals (`render`), and an HTML table for notebooks (`render_html`, shown by
+the display formatter `gradvet/__init__.py` registers)."""
 
 from __future__ import annotations
 

@@ -1,24 +1,30 @@
-"""Terminal rendering of a Diagnosis: the article's picture (the backward signal
-falling layer by layer) as a table with log-scale bars, then verdict, cause, remedies."""
+"""Views of a Diagnosis (`gradvet.probe.diagnosis`): for the terminal the article's picture (the
+backward signal falling layer by layer) as a table with log-scale bars, then verdict, cause,
+remedies (`render`); for notebooks an HTML table (`render_html`, shown by the display formatter
+`gradvet/__init__.py` registers). Plain text for `print` is the probe's own (`probe.diagnosis_text`).
+
+Beside each layer's delta, ratio to the last and theory's prediction, both tables have a column
+for each diagnosis column of the probe's metrics (`probe.metrics.Column`, the registered metrics
+by default): a metric one registers shows here without a change to this file."""
 
 from __future__ import annotations
 
+import html
 import math
+from collections.abc import Iterable
 
 from rich.console import Group
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from gradvet.probe.diagnosis import Diagnosis
+from gradvet.probe.diagnosis_text import metric_columns
+from gradvet.probe.diagnosis_text import number as _num
+from gradvet.probe.metrics import Metric
+
 COLOURS = {"vanishing": "dark_orange", "exploding": "red", "healthy": "green"}
-
-
-def _num(v: float | None, digits: int = 3) -> str:
-    if v is None:
-        return "-"
-    if isinstance(v, float) and not math.isfinite(v):
-        return str(v)
-    return f"{v:.{digits}g}"
+HTML_COLOURS = {"vanishing": "#b35900", "exploding": "#b00020", "healthy": "#2e7d32"}
 
 
 def _cells(ratio: float | None, width: int) -> int | None:
@@ -40,25 +46,22 @@ def _bar(ratio: float | None, width: int = 24, predicted: float | None = None) -
     return text
 
 
-def render(d) -> Group:
+def render(d: Diagnosis, units: Iterable[type[Metric]] | None = None) -> Group:
+    """A rich renderable: the per-layer table with bars, the verdict, cause, notes, theory and remedies;
+    `units`: the metrics whose columns to draw (the registered ones by default)."""
     table = Table(title=f"backward signal per hidden layer at step {d.step}", header_style="bold")
     predicted = any(lay.predicted_ratio is not None for lay in d.layers)
-    dead = any(lay.persistent_dead_fraction is not None for lay in d.layers)  # watched long enough to tell
+    shown = metric_columns(d, units)
     columns = [("layer", "left"), ("||dL/dz||", "right"), ("ratio to last", "right")]
     columns += [("predicted", "right")] if predicted else []
-    columns += [("(log scale)", "left"), ("activation factor", "right"), ("weight factor", "right"),
-                ("forward std", "right"), ("inactive", "right")]
-    columns += [("dead", "right")] if dead else []
-    columns += [("saturated", "right"), ("flags", "left")]
+    columns += [("(log scale)", "left")] + [(c.label, "right") for c in shown] + [("flags", "left")]
     for col, justify in columns:
         table.add_column(Text(col), justify=justify)
     for lay in d.layers:
         cells = [Text(lay.name), _num(lay.delta), _num(lay.ratio_to_last)]
         cells += [_num(lay.predicted_ratio)] if predicted else []
-        cells += [_bar(lay.ratio_to_last, predicted=lay.predicted_ratio), _num(lay.activation_gain),
-                  _num(lay.weight_gain), _num(lay.forward_std), _num(lay.dead_fraction, 2)]
-        cells += [_num(lay.persistent_dead_fraction, 2)] if dead else []
-        cells += [_num(lay.saturated_fraction, 2), Text(", ".join(lay.flags))]
+        cells += [_bar(lay.ratio_to_last, predicted=lay.predicted_ratio)]
+        cells += [_num(lay.values.get(c.key), c.digits) for c in shown] + [Text(", ".join(lay.flags))]
         table.add_row(*cells)
     verdict = Text.assemble(("verdict: ", "bold"), (d.verdict.upper(), f"bold {COLOURS[d.verdict]}"),
                             f"   (delta_1/delta_L = {_num(d.ratio)}; vanishing below {d.thresholds['vanishing']:g}, "
@@ -75,3 +78,22 @@ def render(d) -> Group:
             remedies.add_row(Text(f"{i}.", style="bold"), Text.assemble((remedy.action, "bold"), " - ", remedy.why))
         parts.append(Panel(remedies, title="remedies, most promising first", expand=False))
     return Group(*parts)
+
+
+def render_html(d: Diagnosis, units: Iterable[type[Metric]] | None = None) -> str:
+    """An HTML table of the hidden layers (the terminal's columns) with the verdict, cause and remedies (for
+    notebooks); every text escaped."""
+    e = html.escape
+    shown = metric_columns(d, units)
+    predicted = any(lay.predicted_ratio is not None for lay in d.layers)
+    head = ["layer", "||dL/dz||", "ratio to last"] + (["predicted"] if predicted else [])
+    head += [c.label for c in shown] + ["flags"]
+    rows = "".join(
+        "<tr>" + "".join(f"<td>{e(cell)}</td>" for cell in (
+            lay.name, _num(lay.delta), _num(lay.ratio_to_last), *([_num(lay.predicted_ratio)] if predicted else []),
+            *(_num(lay.values.get(c.key), c.digits) for c in shown), ", ".join(lay.flags))) + "</tr>"
+        for lay in d.layers)
+    remedies = "".join(f"<li><b>{e(r.action)}</b>: {e(r.why)}</li>" for r in d.remedies)
+    return (f"<div><p><b style='color:{HTML_COLOURS[d.verdict]}'>{d.verdict}</b> at step {d.step}: "
+            f"{e(d.cause)}</p><table><tr>{''.join(f'<th>{e(h)}</th>' for h in head)}</tr>{rows}</table>"
+            f"<ol>{remedies}</ol></div>")

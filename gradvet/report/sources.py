@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from gradvet.base.errors import GradvetError
+from gradvet.probe.metrics import drawn_columns
 from gradvet.report import svg_figures as figs
 from gradvet.report.fields import Fields, number, numbers
 from gradvet.report.page import Page, Section, clip, esc, fmt, svg_image
@@ -249,8 +250,7 @@ def _trace_figures(sec, trace, label: str, stem: str) -> None:
 
 
 # -- one diagnosis ---------------------------------------------------------------------------------
-LAYER_KEYS = ("delta", "ratio_to_last", "predicted_ratio", "activation_gain", "weight_gain", "forward_std",
-              "dead_fraction", "saturated_fraction")
+DIAGNOSIS_KEYS = (("delta", "||dL/dz||"), ("ratio_to_last", "ratio to last"), ("predicted_ratio", "predicted"))
 VERDICTS = ("vanishing", "exploding", "healthy")
 
 
@@ -273,7 +273,9 @@ def add_diagnosis(page: Page, record: dict, path: Path | None = None) -> None:
                          for r in remedies) + "</ol>" if remedies else "") + "</div>")
     layers = f.records(record, "layers")
     names = [f.text(lay, "name", "-") for lay in layers]
-    values = {key: [f.number(lay, key) for lay in layers] for key in LAYER_KEYS}
+    shown = drawn_columns(layers)  # the probe's metric columns, as in the terminal
+    keys = [key for key, _ in DIAGNOSIS_KEYS] + [c.key for c in shown]
+    values = {key: [f.number(lay, key) for lay in layers] for key in keys}
     measured, predicted = values["ratio_to_last"], values["predicted_ratio"]
     has_prediction = any(p is not None for p in predicted)
     if layers:
@@ -285,9 +287,8 @@ def add_diagnosis(page: Page, record: dict, path: Path | None = None) -> None:
                    "the backward signal delta_l = ||dL/dz_l|| per hidden layer, relative to the last"
                    + (", measured and predicted by mean-field theory" if has_prediction else ""),
                    "diagnosis-profile", ["layer", "measured ratio", "predicted ratio"], rows)
-        columns = ["layer", "||dL/dz||", "ratio to last", "predicted", "activation factor", "weight factor",
-                   "forward std", "inactive", "saturated"]
-        sec.table("per layer", columns, [[n, *[values[k][i] for k in LAYER_KEYS]] for i, n in enumerate(names)],
+        columns = ["layer", *[label for _, label in DIAGNOSIS_KEYS], *[c.label for c in shown]]
+        sec.table("per layer", columns, [[n, *[values[k][i] for k in keys]] for i, n in enumerate(names)],
                   "diagnosis-layers")
     hists = _histograms(f.mapping(record, "histograms"), f)
     if hists:

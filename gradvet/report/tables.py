@@ -108,7 +108,7 @@ def activation_panel(act: Activation) -> Panel:
 
 
 def experiment_table(table) -> Table:
-    """An experiment's table (gradvet.experiments.base.Table) for the terminal."""
+    """An experiment's table (gradvet.experiments.view.Table) for the terminal."""
     out = Table(title=Text(table.title, style="bold"), header_style="bold")
     for i, col in enumerate(table.columns):
         out.add_column(Text(str(col)), justify="left" if i == 0 else "right")

@@ -46,7 +46,6 @@ import logging
 import os
 import signal
 import socket
-import sys
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -95,8 +94,9 @@ def _threads() -> int:
 
 def ray_task(target: str | RunFn, spec: RunSpec) -> Outcome:
     """The body of one Ray task (in a worker): train `spec`, return plain data; errors become 'failed'."""
-    torch = sys.modules.get("torch")  # imported with gradvet, which this module belongs to
-    if torch is not None and torch.get_num_threads() != _threads():
+    import torch  # not loaded with gradvet any more (`import gradvet` is light): the run needs it anyway
+
+    if torch.get_num_threads() != _threads():
         torch.set_num_threads(_threads())
     return execute(target, spec)
 

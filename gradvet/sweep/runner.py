@@ -266,7 +266,9 @@ def _end_workers(executor: ProcessPoolExecutor) -> None:
 
 def _parallel(sweep: _Sweep, target: str | RunFn, units: list[list[RunSpec]], workers: int) -> None:
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload([__name__])  # ignored if this process's fork server already runs
+    # torch and the training code loaded once in the fork server, so that every worker starts with
+    # them (and `_worker_init` finds torch to share the cores); ignored if the fork server already runs
+    context.set_forkserver_preload([__name__, "gradvet.train"])
     queue: Iterator[list[RunSpec]] = iter(units)
     in_flight: dict[Future[list[Outcome]], list[RunSpec]] = {}
     starting: list[RunSpec] = []  # marked running, not yet in flight: an interrupt meanwhile forgets them too
