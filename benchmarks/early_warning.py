@@ -51,10 +51,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from probe_overhead import mlp_784  # the reference model of the overhead goals (issue 4)
 from torch import nn
 
 from gradvet.monitor import Alarms, Monitor, StepSignals
-from probe_overhead import mlp_784  # the reference model of the overhead goals (issue 4)
 
 EDGE = "edge"  # runs at the edge of stability that survived: counted neither as diverged nor as healthy
 FIRST_SEED, SEEDS = 100, 4  # the reported corpus: seeds never used to choose the detectors' thresholds
@@ -301,7 +301,7 @@ def corpus(refresh: bool = False, first_seed: int = FIRST_SEED, seeds: int = SEE
     torch.set_num_threads(1)
     data = load_data()
     recs = []
-    for name, cause, make in corpus_runs(first_seed, seeds):
+    for _name, _cause, make in corpus_runs(first_seed, seeds):
         recs.append(make(data))
     _write(path, recs)
     print(f"corpus recorded: {len(recs)} runs, cached in {path}")

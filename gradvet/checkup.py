@@ -16,14 +16,14 @@ import torch
 from torch import nn
 
 from gradvet.base import validation
-from gradvet.data import Dataset
 from gradvet.base.errors import GradvetError
+from gradvet.base.validation import first_line, not_allowed
+from gradvet.data import Dataset
 from gradvet.probe import Probe, diagnose
 from gradvet.probe.diagnosis import Diagnosis
 from gradvet.probe.histograms import activation_histograms
 from gradvet.probe.layers import watched_modules
 from gradvet.probe.predicted import predict_for
-from gradvet.base.validation import first_line, not_allowed
 
 
 @contextlib.contextmanager

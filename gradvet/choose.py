@@ -75,9 +75,10 @@ from typing import Any
 
 import torch
 
-from gradvet.base import validation
-from gradvet.activations import Activation, activation as get_activation
+from gradvet.activations import Activation
+from gradvet.activations import activation as get_activation
 from gradvet.activations.matching_init import matching_init
+from gradvet.base import validation
 from gradvet.base.errors import GradvetError, unknown
 from gradvet.base.formatting import short_number
 from gradvet.base.jsonable import jsonable

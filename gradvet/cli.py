@@ -176,8 +176,8 @@ def plot_command(
     """Overlay activations (function and derivative panels), or draw a family chart."""
     from gradvet.activations import activation
     from gradvet.activations.registry import check_family
-    from gradvet.report.activation_plots import check_output, plot_family, plot_overlay
     from gradvet.base.validation import x_range
+    from gradvet.report.activation_plots import check_output, plot_family, plot_overlay
 
     x_range(xmin, xmax)
     check_output(out)
@@ -234,10 +234,10 @@ def sweep_command(
     With --backend ray every run is a Ray task taking 1 CPU, as many at once as the cluster has CPUs;
     this process is the only writer of the store.
     """
+    from gradvet.base.validation import MAX_WORKERS, whole_number
     from gradvet.sweep import load_grid, run_sweep
     from gradvet.sweep.batched import check_mode
     from gradvet.sweep.runner import check_backend
-    from gradvet.base.validation import MAX_WORKERS, whole_number
 
     check_backend(backend)
     check_mode(batched)

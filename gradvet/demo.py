@@ -26,6 +26,7 @@ from gradvet.activations import activation
 from gradvet.activations.matching_init import matching_init
 from gradvet.base.formatting import cell, short_number
 from gradvet.base.stats import geometric_mean
+from gradvet.base.validation import output_folder
 from gradvet.checkup import full_diagnosis
 from gradvet.data import load
 from gradvet.experiments.base import Context
@@ -33,7 +34,6 @@ from gradvet.experiments.view import View
 from gradvet.models import mlp
 from gradvet.probe import Probe, Trace
 from gradvet.spec import RunSpec
-from gradvet.base.validation import output_folder
 
 DEPTH, WIDTH, STEPS = 10, 64, 300
 CONTENDERS = tuple((name, matching_init(activation(name))) for name in ("sigmoid", "tanh", "relu", "leaky_relu", "elu"))

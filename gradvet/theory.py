@@ -32,7 +32,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gradvet.activations import Activation, activation as get_activation
+from gradvet.activations import Activation
+from gradvet.activations import activation as get_activation
 from gradvet.activations.cache import CATALOG_SOURCES, DiskTable
 from gradvet.activations.properties import gauss_legendre_pieces
 from gradvet.base import validation
@@ -609,13 +610,13 @@ def predict_profile(act: Activation | str, depth: int, sw2, sb2, q0: float = 1.0
     _check_q0(q0)
     a = _act(act)
     qs = [sw2s[0] * q0 + sb2s[0]]
-    for l in range(1, depth):
-        qs.append(math.inf if math.isinf(qs[-1]) else length_map(a, qs[-1], sw2s[l], sb2s[l]))
+    for i in range(1, depth):
+        qs.append(math.inf if math.isinf(qs[-1]) else length_map(a, qs[-1], sw2s[i], sb2s[i]))
     finite = [q for q in qs if not math.isinf(q)]
     d2 = list(expectations(a, lambda x: a.grad(x) ** 2, finite)) + [at_infinity(a)[0]] * (depth - len(finite))
     profile = [1.0] * depth
-    for l in range(depth - 2, -1, -1):
-        profile[l] = profile[l + 1] * math.sqrt(sw2s[l + 1] * d2[l])
+    for i in range(depth - 2, -1, -1):
+        profile[i] = profile[i + 1] * math.sqrt(sw2s[i + 1] * d2[i])
     return profile
 
 

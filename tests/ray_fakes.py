@@ -11,8 +11,9 @@ import signal
 import time
 from pathlib import Path
 
-from gradvet.spec import RunSpec
 from sweep_fakes import FakeRun, fake_run
+
+from gradvet.spec import RunSpec
 
 
 def _attempt(spec: RunSpec, kind: str) -> int:

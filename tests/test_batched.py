@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from gradvet.data import load
 from gradvet.base.errors import GradvetError
+from gradvet.data import load
 from gradvet.spec import RunSpec
 from gradvet.train import run
 from gradvet.train.batched import batch_key, describe, run_batched, train_specs, why_sequential

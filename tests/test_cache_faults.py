@@ -145,7 +145,7 @@ def test_a_good_cache_round_trips_the_real_properties_and_mean_field(table):
     for name in ("relu", "tanh", "elu"):
         act = activation(name)
 
-        def refuse(_act):
+        def refuse(_act, name=name):
             raise AssertionError(f"{name}: computed again although the cache holds it")
 
         first = cache.PROPERTIES.get(act, compute, Properties.to_cache, Properties.from_cache)

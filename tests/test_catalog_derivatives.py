@@ -77,7 +77,7 @@ def test_closed_form_grad_equals_autograd(name):
         expected = autograd(act.fn, x)
         got = act.grad(x)
         assert got.dtype == torch.float64
-        torch.testing.assert_close(got, expected, rtol=1e-9, atol=1e-12, msg=lambda m: f"{act.label()}: {m}")
+        torch.testing.assert_close(got, expected, rtol=1e-9, atol=1e-12, msg=lambda m, act=act: f"{act.label()}: {m}")
 
 
 @pytest.mark.parametrize("name", names())

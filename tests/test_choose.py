@@ -9,18 +9,30 @@ import sys
 import numpy as np
 import pytest
 import torch
+from cli_helpers import assert_user_error
 from rich.console import Console
 from typer.testing import CliRunner
 
 from gradvet.activations import activation
-from gradvet.choose import (CONFIRMED, DEFAULT_CANDIDATES, NOT_HERE, NOT_MEASURED, RELU_TOLERANCE, CandidateResult,
-                            Choice, SeedResult, choose, keep_order, match_init, split_candidates)
-from gradvet.cli import app
 from gradvet.base.errors import GradvetError
+from gradvet.choose import (
+    CONFIRMED,
+    DEFAULT_CANDIDATES,
+    NOT_HERE,
+    NOT_MEASURED,
+    RELU_TOLERANCE,
+    CandidateResult,
+    Choice,
+    SeedResult,
+    choose,
+    keep_order,
+    match_init,
+    split_candidates,
+)
+from gradvet.cli import app
 from gradvet.data import load as load_data
 from gradvet.models import mlp
 from gradvet.report import choice_view
-from cli_helpers import assert_user_error
 
 choose_module = sys.modules["gradvet.choose"]  # the attribute gradvet.choose is the function
 runner = CliRunner()

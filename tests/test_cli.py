@@ -7,11 +7,11 @@ import subprocess
 import sys
 
 import pytest
+from cli_helpers import assert_user_error
 from typer.testing import CliRunner
 
 from gradvet.activations import names
 from gradvet.cli import app
-from cli_helpers import assert_user_error
 
 runner = CliRunner()
 

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from gradvet.data import NAMES, Dataset, load
 from gradvet.base.errors import GradvetError
+from gradvet.data import NAMES, Dataset, load
 
 # ---------------------------------------------------------------- general
 
@@ -126,9 +126,8 @@ def test_digits_split_is_fixed_and_stratified():
 
 
 def test_mnist1d_generates_caches_and_leaves_no_trace(tmp_path, monkeypatch):
-    import requests
-
     import mnist1d.data
+    import requests
 
     def no_network(*args, **kwargs):
         raise AssertionError("network access attempted")

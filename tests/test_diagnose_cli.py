@@ -6,10 +6,10 @@ import json
 import textwrap
 
 import pytest
+from cli_helpers import assert_user_error
 from typer.testing import CliRunner
 
 from gradvet.cli import app
-from cli_helpers import assert_user_error
 
 runner = CliRunner()
 

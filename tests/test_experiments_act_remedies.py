@@ -146,8 +146,9 @@ def test_every_activation_trains_with_the_init_that_keeps_its_backward_signal(tm
     selu it keeps delta_1/delta_L closer to 1 (in decades) in a wide random net than the other
     standard init (`wide_net_ratio`, float64 autograd on a net built by hand); sigmoid and tanh take
     Xavier (Glorot & Bengio 2010; no init repairs sigmoid's f' <= 1/4)."""
-    from gradvet.experiments.base import Context
     from test_matching_init import wide_net_ratio
+
+    from gradvet.experiments.base import Context
 
     ctx = Context(name="activations", out=tmp_path)
     used = {name: act_exp.activation_spec(ctx, name, 16).init for name in act_exp.ACTIVATIONS}
@@ -173,7 +174,7 @@ def test_activations_quick_tables_and_figures(activations):
     stems = {p.stem for p in activations.figures}
     assert {"activations-ratio-vs-depth", "activations-accuracy-vs-depth"} <= stems
     assert all(p.exists() for p in activations.figures)
-    for name, by_depth in result.items():
+    for by_depth in result.values():
         for depth in depths:
             numbers = by_depth[str(depth)]
             assert len(numbers["profile_at_init"]) == depth and numbers["profile_at_init"][-1] == pytest.approx(1.0)

@@ -11,8 +11,8 @@ import torch
 from torch import nn
 
 from gradvet.data import load
-from gradvet.experiments import run_experiment
 from gradvet.experiments import exploding as ex
+from gradvet.experiments import run_experiment
 from gradvet.models.build import build
 from gradvet.report.experiment_view import ExperimentView
 from gradvet.spec import RunSpec

@@ -8,16 +8,16 @@ import math
 import numpy as np
 import pytest
 import torch
+from test_data import mnist_dir  # noqa: F401  (the small-IDX-files fixture)
 
-from gradvet.data import load
 from gradvet.base.errors import GradvetError
+from gradvet.data import load
 from gradvet.experiments import cause, run_experiment
 from gradvet.experiments import speed_of_learning as sol
 from gradvet.models.build import build
 from gradvet.report.experiment_view import ExperimentView
 from gradvet.spec import RunSpec
 from gradvet.train.optim import make_loss
-from test_data import mnist_dir  # noqa: F401  (the small-IDX-files fixture)
 
 
 # -- speed-of-learning ----------------------------------------------------------------------------------

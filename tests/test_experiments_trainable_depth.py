@@ -68,7 +68,7 @@ def test_result_json_has_the_grid_and_the_theory(runs):
 
 def test_six_xi_c_equals_theory_and_an_independent_mean_field_computation(runs):
     result = runs.first.result
-    for s, six, xi, chi1 in zip(SW2, result["six_xi_c"], result["xi_c"], result["chi1"]):
+    for s, six, xi, _chi1 in zip(SW2, result["six_xi_c"], result["xi_c"], result["chi1"]):
         assert six == pytest.approx(6 * theory.depth_scales("tanh", s, 0.05).xi_c, rel=1e-12)
         assert six == pytest.approx(6 * xi, rel=1e-12)
     # Ordered phase: xi_c = -1/log chi1, chi1 = sw2 E[tanh'(sqrt(q*) z)^2], q* the fixed point of

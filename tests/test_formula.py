@@ -18,6 +18,7 @@ import pytest
 import scipy.special
 import sympy
 import torch
+from cli_helpers import assert_user_error
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch.overrides import TorchFunctionMode
@@ -36,9 +37,8 @@ from gradvet.activations.formula import (
     to_latex,
     to_text,
 )
-from gradvet.cli import app
 from gradvet.base.errors import GradvetError
-from cli_helpers import assert_user_error
+from gradvet.cli import app
 
 RTOL, ATOL = 1e-10, 1e-12
 
@@ -459,7 +459,7 @@ def test_huge_formulas_answer_one_line_within_bounded_time_and_memory() -> None:
     # Each of these used to hang with memory growing ~75 MB/s (or raise OverflowError), on the
     # command line and in Python alike.
     results = run_guarded([["show", text] for text, _ in HUGE] + [text for text, _ in HUGE])
-    for (text, part), shown, called in zip(HUGE, results, results[len(HUGE):]):
+    for (_text, part), shown, called in zip(HUGE, results, results[len(HUGE):]):
         assert_user_error(shown, part)
         assert "Traceback" not in shown.output
         assert called.error is not None and part in called.error and "\n" not in called.error

@@ -17,8 +17,17 @@ import pytest
 
 from gradvet.monitor import Alarms, Alert, StepSignals
 from gradvet.monitor.alert import EXPLODING, LOSS_RISING, NONFINITE, SPIKE, STALL, UNSTABLE, VANISHING
-from gradvet.monitor.detectors import (GradientGrowth, GradientSpike, LayerCollapse, LossCusum, LossStall,
-                                       NonFiniteValues, Overshoot, UpdateRatioCeiling, default_detectors)
+from gradvet.monitor.detectors import (
+    GradientGrowth,
+    GradientSpike,
+    LayerCollapse,
+    LossCusum,
+    LossStall,
+    NonFiniteValues,
+    Overshoot,
+    UpdateRatioCeiling,
+    default_detectors,
+)
 from gradvet.monitor.window import MAD_TO_SIGMA, mad, median, theil_sen_slope, trend
 
 STEPS = 600

@@ -123,7 +123,7 @@ def test_max_grad_matches_an_independent_optimiser():
     for name in ("silu", "gelu", "mish", "gaussian", "serf", "tanh_exp"):
         act = gradvet.activation(name)
         g = scalar(act.grad)
-        res = optimize.minimize_scalar(lambda x: -abs(g(x)), bounds=(-4, 4), method="bounded",
+        res = optimize.minimize_scalar(lambda x, g=g: -abs(g(x)), bounds=(-4, 4), method="bounded",
                                        options={"xatol": 1e-12})
         assert act.properties.max_grad == pytest.approx(-res.fun, rel=1e-12), name
         assert abs(act.properties.max_grad_at - res.x) < 1e-5 or name == "gaussian"

@@ -25,10 +25,11 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from typer.testing import CliRunner
-
 from cli_helpers import assert_user_error
 from hostile_results import HOSTILE_SVG, SECRET, SECRET_SVG, experiment_json
+from typer.testing import CliRunner
+
+from gradvet.base.files import MAX_FIGURE_BYTES, MAX_JSON_BYTES, MAX_JSON_DEPTH
 from gradvet.checkup import checkup
 from gradvet.cli import app
 from gradvet.data import load
@@ -36,7 +37,6 @@ from gradvet.models import mlp
 from gradvet.probe.histograms import activation_histograms
 from gradvet.report import build_page, write_report
 from gradvet.report.page import SHOWN_CHARS, fmt
-from gradvet.base.files import MAX_FIGURE_BYTES, MAX_JSON_BYTES, MAX_JSON_DEPTH
 from gradvet.spec import RunSpec
 from gradvet.sweep import Store
 from gradvet.train import run as train

@@ -159,7 +159,7 @@ def test_hostile_svg_figure_runs_nothing_fetches_nothing_and_still_shows(browser
     for path, expect_harm in ((inlined, True), (report, False)):
         page, seen = open_page(browser, path)
         dialogs = []
-        page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+        page.on("dialog", lambda d, dialogs=dialogs: (dialogs.append(d.message), d.dismiss()))
         page.reload()
         page.wait_for_load_state("load")
         page.wait_for_timeout(500)

@@ -10,6 +10,7 @@ import types
 
 import pytest
 import torch
+from cli_helpers import assert_user_error
 from torch import nn
 from typer.testing import CliRunner
 
@@ -19,7 +20,6 @@ from gradvet.cli import app
 from gradvet.data import load
 from gradvet.models import mlp
 from gradvet.probe import diagnose
-from cli_helpers import assert_user_error
 
 runner = CliRunner()
 

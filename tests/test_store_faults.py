@@ -26,8 +26,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from gradvet.cli import app
 from gradvet.base.errors import GradvetError
+from gradvet.cli import app
 from gradvet.spec import RunSpec
 from gradvet.sweep import Store, load_grid, run_sweep
 from gradvet.sweep.lease import WriterLease, lock_path

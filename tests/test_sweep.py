@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from gradvet.cli import app
 from gradvet.base.errors import GradvetError
+from gradvet.cli import app
 from gradvet.spec import RunSpec
 from gradvet.sweep import Store, SweepSummary, load_grid, run_sweep
 
@@ -28,8 +28,8 @@ if str(HERE) not in sys.path:  # worker processes inherit sys.path, so they find
     sys.path.insert(0, str(HERE))
 
 import sweep_fakes  # noqa: E402
-from sweep_fakes import FakeRun, expected_layer_records, fake_run  # noqa: E402
 from cli_helpers import assert_user_error  # noqa: E402
+from sweep_fakes import FakeRun, expected_layer_records, fake_run  # noqa: E402
 
 runner = CliRunner()
 

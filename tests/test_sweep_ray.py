@@ -18,11 +18,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from gradvet.cli import app
 from gradvet.base.errors import GradvetError
+from gradvet.cli import app
 from gradvet.spec import RunSpec
-from gradvet.sweep import Store, run_sweep
-from gradvet.sweep import ray_backend
+from gradvet.sweep import Store, ray_backend, run_sweep
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent

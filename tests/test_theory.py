@@ -292,7 +292,7 @@ def wide_net(act, sw2, sb2, depth, width=1000, batch=32, seed=0):
         h = act.fn(z)
     r = torch.randn(batch, width, dtype=torch.float64, generator=g)
     norms = [float(gr.pow(2).sum()) for gr in torch.autograd.grad((h * r).sum(), inputs)] + [float(r.pow(2).sum())]
-    return [float(z.detach().pow(2).mean()) for z in zs], [norms[l] / norms[l + 1] for l in range(depth)]
+    return [float(z.detach().pow(2).mean()) for z in zs], [norms[i] / norms[i + 1] for i in range(depth)]
 
 
 # The tolerance of a Monte Carlo number, relative: 3 sigma with sigma = sqrt(2 / width), the relative
@@ -324,10 +324,10 @@ def test_a_diverging_map_against_a_wide_random_net(name, sw2, depth):
     assert gains[-1] == pytest.approx(c1, rel=MC_TOL)
     assert q[-1] / q[-2] == pytest.approx(math.exp(-1 / scales.xi_q), rel=MC_TOL)
     # and layer by layer, the theory's map and gain at the measured q
-    for l in range(depth):
-        assert gains[l] == pytest.approx(T.chi(act, q[l], sw2), rel=MC_TOL), l
-        if l + 1 < depth:
-            assert q[l + 1] == pytest.approx(T.length_map(act, q[l], sw2, 0.0), rel=MC_TOL), l
+    for i in range(depth):
+        assert gains[i] == pytest.approx(T.chi(act, q[i], sw2), rel=MC_TOL), i
+        if i + 1 < depth:
+            assert q[i + 1] == pytest.approx(T.length_map(act, q[i], sw2, 0.0), rel=MC_TOL), i
 
 
 @pytest.mark.parametrize("name,depth", [("cube", 4), ("squared_relu", 6)])

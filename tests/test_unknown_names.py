@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+from cli_helpers import assert_user_error
 from typer.testing import CliRunner
 
 import gradvet
 from gradvet.base.errors import GradvetError, unknown
 from gradvet.cli import app
-from cli_helpers import assert_user_error
 
 runner = CliRunner()
 

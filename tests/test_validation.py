@@ -21,14 +21,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from cli_helpers import assert_user_error
 from typer.testing import CliRunner
 
 from gradvet.base import validation
-from gradvet.cli import app
 from gradvet.base.errors import GradvetError
+from gradvet.cli import app
 from gradvet.spec import RunSpec
 from gradvet.sweep import load_grid
-from cli_helpers import assert_user_error
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent

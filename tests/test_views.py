@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_choose import independent_ratio
 
 import gradvet
 from gradvet.base.errors import GradvetError
@@ -23,7 +24,6 @@ from gradvet.experiments.base import Context
 from gradvet.experiments.view import FigureData
 from gradvet.models import mlp
 from gradvet.report.experiment_figures import draw
-from test_choose import independent_ratio
 
 ROOT = Path(__file__).resolve().parents[1]
 SUBPROCESS_TIMEOUT = 300  # seconds: generous, a guard against a hang, not a speed goal

@@ -20,14 +20,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from gradvet.base import validation
+from gradvet.base.errors import GradvetError, unknown
 from gradvet.data.dataset import Dataset
 from gradvet.data.mnist import load_mnist
 from gradvet.data.mnist1d import load_mnist1d
 from gradvet.data.options import check_names, option_names
 from gradvet.data.sequences import load_adding, load_memory
 from gradvet.data.tabular import load_digits, load_npz
-from gradvet.base import validation
-from gradvet.base.errors import GradvetError, unknown
 
 _LOADERS: dict[str, Callable[..., Dataset]] = {
     "digits": load_digits,

@@ -22,10 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
-from gradvet.data.dataset import Dataset
-from gradvet.data.options import as_bool, as_int
 from gradvet.base.errors import GradvetError
 from gradvet.base.paths import cache_dir
+from gradvet.data.dataset import Dataset
+from gradvet.data.options import as_bool, as_int
 
 FILES = (
     "train-images-idx3-ubyte",

@@ -24,10 +24,10 @@ from pathlib import Path
 
 import numpy as np
 
-from gradvet.data.dataset import Dataset
-from gradvet.data.options import as_int
 from gradvet.base.errors import GradvetError
 from gradvet.base.paths import cache_dir
+from gradvet.data.dataset import Dataset
+from gradvet.data.options import as_int
 
 _FORMAT = 1  # bump when the cached arrays change meaning
 _KEYS = ("x", "y", "x_test", "y_test")

@@ -23,9 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
+from gradvet.base.errors import GradvetError
 from gradvet.data.dataset import Dataset
 from gradvet.data.options import as_fraction
-from gradvet.base.errors import GradvetError
 
 NPZ_SPLIT_SEED = 0
 

@@ -9,7 +9,13 @@ tables and draws the PNG+SVG figures.
 """
 
 from gradvet.experiments import (  # noqa: F401  (registration)
-    activations, cause, exploding, remedies, rnn, speed_of_learning, trainable_depth,
+    activations,
+    cause,
+    exploding,
+    remedies,
+    rnn,
+    speed_of_learning,
+    trainable_depth,
 )
 from gradvet.experiments.base import EXPERIMENTS, Context, experiment, run_experiment
 from gradvet.experiments.view import FigureData, Table, View

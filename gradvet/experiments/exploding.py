@@ -43,8 +43,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from gradvet.data import load
 from gradvet.base.formatting import mean_sd_text
+from gradvet.data import load
 from gradvet.experiments.base import Context, experiment
 from gradvet.models.rnn import SequenceModel, rnn
 from gradvet.probe import Probe

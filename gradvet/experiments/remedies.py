@@ -33,9 +33,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from gradvet.data import load
 from gradvet.base.formatting import mean_sd_text, short_number
 from gradvet.base.stats import mean_sd
+from gradvet.data import load
 from gradvet.experiments.base import Context, experiment
 from gradvet.probe import Trace, diagnose
 from gradvet.spec import RunSpec

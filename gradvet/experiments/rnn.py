@@ -37,9 +37,9 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from gradvet.data.sequences import ADDING_BASELINE_MSE
 from gradvet.base.formatting import mean_sd_text, ratio_spread, scientific
 from gradvet.base.stats import mean_sd
+from gradvet.data.sequences import ADDING_BASELINE_MSE
 from gradvet.experiments.base import Context, experiment
 from gradvet.spec import RunSpec
 from gradvet.train.result import Run

@@ -217,7 +217,7 @@ def lsuv(model: nn.Module, data: torch.Tensor, tol: float = LSUV_TOL, max_iter: 
     try:
         for layer in layers:
             seen: dict[str, torch.Tensor] = {}
-            handle = layer.register_forward_hook(lambda m, i, o: seen.__setitem__("out", o.detach()))
+            handle = layer.register_forward_hook(lambda m, i, o, seen=seen: seen.__setitem__("out", o.detach()))
             try:
                 for _ in range(max_iter):
                     with torch.no_grad():

@@ -9,7 +9,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from gradvet.activations import Activation, activation as get_activation
+from gradvet.activations import Activation
+from gradvet.activations import activation as get_activation
 from gradvet.base import validation
 from gradvet.base.rng import seeded
 

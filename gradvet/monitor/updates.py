@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import torch
 
-
 LR_JUMP = 1.5
 FIRST_STEPS = 10
 

@@ -36,8 +36,21 @@ from gradvet.probe.layers import Watched, watched_modules
 from gradvet.probe.metrics import registry
 from gradvet.probe.metrics.layer_step import LayerStep
 from gradvet.probe.metrics.nonfinite import Nonfinite
-from gradvet.probe.metrics.unit import (FINITE, INPUT, INPUT_GRAD, LAYER, MODEL, OUTPUT, OUTPUT_GRAD, PARAMS, UPDATE,
-                                        NOTHING, Metric, Parts, Values, check)
+from gradvet.probe.metrics.unit import (
+    FINITE,
+    INPUT,
+    INPUT_GRAD,
+    LAYER,
+    MODEL,
+    NOTHING,
+    OUTPUT,
+    OUTPUT_GRAD,
+    UPDATE,
+    Metric,
+    Parts,
+    Values,
+    check,
+)
 from gradvet.probe.nonfinite import NonFinite, first_in_forward
 from gradvet.probe.trace import INPUT as INPUT_LAYER
 from gradvet.probe.trace import Row as TraceRow

@@ -23,9 +23,18 @@ from gradvet.probe.dead_units import DEAD_SPAN
 from gradvet.probe.metrics.bias_grad_norm import BiasGradNorm
 from gradvet.probe.metrics.saturated_fraction import SATURATION_LEVEL
 from gradvet.probe.metrics.weight_grad_norm import WeightGradNorm
-from gradvet.probe.thresholds import (DEEP, GROWING_WEIGHT_FACTOR, HALF_ACTIVATION_FACTOR, MEAN_DEAD,
-                                      MEAN_SATURATED_SATURATING, SATURATED, SATURATING_FAMILIES,
-                                      SHRINKING_WEIGHT_FACTOR, SMALL_ACTIVATION_FACTOR, WEAK_LAYER)
+from gradvet.probe.thresholds import (
+    DEEP,
+    GROWING_WEIGHT_FACTOR,
+    HALF_ACTIVATION_FACTOR,
+    MEAN_DEAD,
+    MEAN_SATURATED_SATURATING,
+    SATURATED,
+    SATURATING_FAMILIES,
+    SHRINKING_WEIGHT_FACTOR,
+    SMALL_ACTIVATION_FACTOR,
+    WEAK_LAYER,
+)
 from gradvet.probe.trace import Trace
 
 

@@ -7,8 +7,9 @@ from __future__ import annotations
 import html
 import math
 
-from gradvet.choose import CONFIRMED, NOT_HERE, NOT_MEASURED, CandidateResult, Choice
 from gradvet.base.formatting import short_number
+from gradvet.choose import CONFIRMED, NOT_HERE, NOT_MEASURED, CandidateResult, Choice
+
 
 def _cells(choice: Choice, row: CandidateResult) -> list[str]:
     theory = short_number(row.theory.predicted_ratio) if row.theory and row.theory.predicted_ratio is not None else "-"

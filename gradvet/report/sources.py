@@ -23,12 +23,19 @@ from typing import Any
 import numpy as np
 
 from gradvet.base.errors import GradvetError
+from gradvet.base.files import (
+    MAX_FIGURE_BYTES,
+    RESULT_FILES,
+    file_kind,
+    is_regular_file,
+    read_json,
+    read_regular_file,
+    require_regular_file,
+)
 from gradvet.probe.metrics import drawn_columns
 from gradvet.report import svg_figures as figs
 from gradvet.report.fields import Fields, number, numbers
 from gradvet.report.page import Page, Section, clip, esc, fmt, svg_image
-from gradvet.base.files import (MAX_FIGURE_BYTES, RESULT_FILES, file_kind, is_regular_file, read_json,
-                                    read_regular_file, require_regular_file)
 
 STORE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
 MAX_RUN_DETAILS = 6  # runs of a store drawn one by one (heatmap, profile)

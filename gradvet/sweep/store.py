@@ -44,8 +44,17 @@ from typing import Any, Protocol
 from gradvet.base.errors import GradvetError, unknown
 from gradvet.spec import RunSpec
 from gradvet.sweep.rows import decode_row
-from gradvet.sweep.store_file import (ReadConnection, StoreWriteError, check_store_file, connect_for_writing,
-                                      connect_readonly, create_store_file, store_exists, unwritable, write_fault)
+from gradvet.sweep.store_file import (
+    ReadConnection,
+    StoreWriteError,
+    check_store_file,
+    connect_for_writing,
+    connect_readonly,
+    create_store_file,
+    store_exists,
+    unwritable,
+    write_fault,
+)
 
 STATUSES = ("running", "done", "diverged", "failed")
 FINISHED = ("done", "diverged")

@@ -101,8 +101,8 @@ def _per_run(values: Sequence[float], like: torch.Tensor) -> torch.Tensor:
 
 def run_batched(specs: Sequence[RunSpec], probe: str | None = AUTO, dataset=None) -> list[Run]:
     """Train `specs` (equal `batch_key`) together; one Run per spec, in order."""
-    from gradvet.data import load
     from gradvet.base.errors import GradvetError
+    from gradvet.data import load
     from gradvet.models.build import build
     from gradvet.train.optim import make_loss
 

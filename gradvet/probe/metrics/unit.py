@@ -42,7 +42,6 @@ from typing import TYPE_CHECKING, ClassVar
 from gradvet.base.errors import GradvetError
 
 if TYPE_CHECKING:
-    import torch
 
     from gradvet.probe.layers import Watched
     from gradvet.probe.metrics.layer_step import LayerStep

@@ -16,7 +16,14 @@ from gradvet.base.errors import GradvetError
 from gradvet.experiments.view import FigureData
 from gradvet.report.activation_plots import _save
 from gradvet.report.experiment_figures import (
-    activations, cause, demo, exploding, remedies, rnn, speed_of_learning, trainable_depth,
+    activations,
+    cause,
+    demo,
+    exploding,
+    remedies,
+    rnn,
+    speed_of_learning,
+    trainable_depth,
 )
 
 DRAWINGS: dict[str, Callable[[dict[str, Any]], Any]] = {
