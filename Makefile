@@ -31,7 +31,10 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/gradvet demo
 
+# lint (ruff), the import-layer contract (lint-imports, [tool.importlinter] in pyproject.toml), then the tests
 test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)

@@ -236,8 +236,8 @@ def sweep_command(
     """
     from gradvet.base.validation import MAX_WORKERS, whole_number
     from gradvet.sweep import load_grid, run_sweep
+    from gradvet.sweep.backend import check_backend
     from gradvet.sweep.batched import check_mode
-    from gradvet.sweep.runner import check_backend
 
     check_backend(backend)
     check_mode(batched)

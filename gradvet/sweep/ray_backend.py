@@ -52,7 +52,8 @@ from typing import Any
 
 from gradvet.base.errors import GradvetError
 from gradvet.spec import RunSpec
-from gradvet.sweep.runner import Outcome, RunFn, _forget, _Sweep, error_text, execute
+from gradvet.sweep.outcome import Outcome, RunFn, error_text, execute
+from gradvet.sweep.recorder import Recorder
 
 MISSING_EXTRA = "the Ray backend needs the ray extra: pip install 'gradvet[ray]'"
 MAX_RETRIES = 3  # re-executions of a task whose worker process died (Ray's own default)
@@ -185,8 +186,8 @@ def _ray_error_text(ray: Any, err: BaseException) -> str:
     return text.splitlines()[0] if text else type(err).__name__
 
 
-def run_on_ray(sweep: _Sweep, target: str | RunFn, todo: list[RunSpec], address: str | None) -> None:
-    """Run `todo` as Ray tasks, saving each outcome through `sweep` as it returns."""
+def run_on_ray(recorder: Recorder, target: str | RunFn, todo: list[RunSpec], address: str | None) -> None:
+    """Run `todo` as Ray tasks, saving each outcome through `recorder` as it returns."""
     with connected(address) as ray:
         task = ray.remote(ray_task).options(num_cpus=CPUS_PER_RUN, max_retries=MAX_RETRIES,
                                             retry_exceptions=False)
@@ -198,7 +199,7 @@ def run_on_ray(sweep: _Sweep, target: str | RunFn, todo: list[RunSpec], address:
                 slots = _slots(ray)
                 while len(in_flight) < slots and (spec := next(queue, None)) is not None:
                     submitting.append(spec)
-                    sweep.start(spec)
+                    recorder.start(spec)
                     in_flight[task.remote(target, spec)] = spec
                     submitting.clear()
                 if not in_flight:
@@ -209,11 +210,27 @@ def run_on_ray(sweep: _Sweep, target: str | RunFn, todo: list[RunSpec], address:
                         outcome = ray.get(ref)
                     except Exception as err:  # noqa: BLE001 - retries spent, or a result that could not travel
                         outcome = Outcome(spec=in_flight[ref], error=_ray_error_text(ray, err))
-                    sweep.finish(outcome)
+                    recorder.finish(outcome)
                     del in_flight[ref]  # only now: a save cut short by Ctrl-C leaves its row to be forgotten
         except BaseException:
             for ref in in_flight:
                 with contextlib.suppress(Exception):
                     ray.cancel(ref, force=True)
-            _forget(sweep.store, [spec.key for spec in [*in_flight.values(), *submitting]])
+            recorder.forget([spec.key for spec in [*in_flight.values(), *submitting]])
             raise
+
+
+class RayBackend:
+    """One Ray task per run on the cluster at `address` (None: RAY_ADDRESS, else a new local instance)."""
+
+    name = "ray"
+
+    def __init__(self, address: str | None = None) -> None:
+        self.address = address
+
+    def check(self, workers: int) -> None:
+        check(workers, self.address)
+
+    def run(self, recorder: Recorder, target: str | RunFn, todo: list[RunSpec], workers: int, batched: str) -> None:
+        """Runs train one by one (`batched` and `workers` do not apply: the cluster's CPUs set the pace)."""
+        run_on_ray(recorder, target, todo, self.address)
