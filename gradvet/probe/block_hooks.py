@@ -23,7 +23,7 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
-from gradvet.probe.blocks import chosen_blocks, identity_skip, weight_parameters
+from gradvet.probe.blocks import chosen_blocks, identity_skip, skip_through_norm, weight_parameters
 from gradvet.probe.metrics.block_unit import BlockMetric, BlockStep
 from gradvet.probe.metrics.unit import INPUT_GRAD, OUTPUT_GRAD, Parts, Values
 
@@ -39,6 +39,7 @@ class BlockRecorder:
         self._output_grad = any(OUTPUT_GRAD in u.reads for u in self.units)
         self._weights: dict[str, set[int]] = {}
         self._skip: dict[str, bool | None] = {}  # per block, kept across steps once known
+        self.post_norm: dict[str, bool] = {}  # per block with a skip: whether the stream passes a norm in it (Post-LN)
         self._state: dict[str, BlockStep] = {}
         self._order: list[str] = []  # blocks in order of their first call in the step
         self._pending: dict[str, list[tuple[torch.Tensor | None, int]]] = {}  # (input, its version) per open call
@@ -118,6 +119,8 @@ class BlockRecorder:
             st.numel.append(out.numel())
             if x is not None and self._skip.get(name) is None:
                 self._skip[name] = st.skip = identity_skip(out, x, self._weights[name])
+                if st.skip:
+                    self.post_norm[name] = bool(skip_through_norm(out, x, module))
             intact = x if x is not None and x._version == version else None
             for unit in self.units:
                 unit.forward(st, intact, out)

@@ -13,6 +13,8 @@ A block has an identity skip when, in the autograd graph of one call, its output
 input along a path through no weight layer: no node that takes one of the block's parameters,
 except those of normalisation layers (a Post-LN block's stream passes its LayerNorm). A plain
 block h = f(Wx) has none; h = x + f(x), x + alpha f(x) (SkipInit, ReZero) and LN(x + f(x)) do.
+When every such path passes a node taking a norm layer's parameters, the stream itself is
+normalised in the block (Post-LN: `skip_through_norm`).
 """
 
 from __future__ import annotations
@@ -94,6 +96,11 @@ def weight_parameters(block: nn.Module) -> set[int]:
     return {id(p) for m in block.modules() if not is_norm(m) for p in m.parameters(recurse=False)}
 
 
+def norm_parameters(block: nn.Module) -> set[int]:
+    """ids of the parameters of the block's normalisation layers."""
+    return {id(p) for m in block.modules() if is_norm(m) for p in m.parameters(recurse=False)}
+
+
 def _takes_weight(node, weights: set[int]) -> bool:
     """Whether an autograd node takes a weight parameter (directly or through a transpose, view or cast)."""
     for child, _ in node.next_functions:
@@ -112,8 +119,9 @@ def _takes_weight(node, weights: set[int]) -> bool:
 
 
 def identity_skip(out: torch.Tensor, x: torch.Tensor, weights: set[int]) -> bool | None:
-    """Whether the autograd graph leads from `out` back to `x` through no node taking a weight
-    (ids in `weights`); None when it cannot tell (no graph to `x`: it needs no gradient)."""
+    """Whether the autograd graph leads from `out` back to `x` through no node taking one of the
+    parameters whose ids are in `weights`; None when it cannot tell (no graph to `x`: it needs no
+    gradient)."""
     if out.grad_fn is None or not x.requires_grad:
         return None
     target = x.grad_fn
@@ -128,3 +136,13 @@ def identity_skip(out: torch.Tensor, x: torch.Tensor, weights: set[int]) -> bool
         if not _takes_weight(node, weights):
             stack.extend(n for n, _ in node.next_functions if n is not None)
     return False
+
+
+def skip_through_norm(out: torch.Tensor, x: torch.Tensor, block: nn.Module) -> bool | None:
+    """Whether the block's identity skip passes a normalisation layer (Post-LN: every path from
+    `out` to `x` free of weights takes a norm's parameters); None when it has no identity skip or
+    none can be told."""
+    weights = weight_parameters(block)
+    if not identity_skip(out, x, weights):
+        return None
+    return not identity_skip(out, x, weights | norm_parameters(block))

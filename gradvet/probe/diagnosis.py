@@ -257,7 +257,8 @@ def diagnose(source, step: int | str = "last", vanishing: float = VANISHING, exp
     if residual:
         classes = {n: type(m).__name__ for n, m in probe.model.named_modules()} if probe is not None else {}
         diagnosis.basis, diagnosis.blocks = "blocks", reports
-        diagnosis.stream = stream.stream_summary(table, reports, kinds, classes)
+        post_norm = probe._blocks.post_norm if probe is not None else None
+        diagnosis.stream = stream.stream_summary(table, reports, kinds, classes, post_norm)
         diagnosis.cause = (_nonfinite_cause(nonfinite) if nonfinite is not None
                            else stream.stream_cause(verdict, ratio, diagnosis.stream, reports))
         diagnosis.notes = stream.stream_notes(diagnosis.stream, len(weights)) + _notes(diagnosis, trace, probe)

@@ -101,10 +101,12 @@ def stream_ratio(reports: list[BlockReport]) -> float:
     return first / last
 
 
-def _normalisation(order: list[str], kinds: dict[str, str], blocks: list[str],
-                   classes: dict[str, str]) -> tuple[str, str | None]:
-    """Where the blocks' norm layers sit: 'pre' (a block's first watched layer is a norm), 'post'
-    (its last is), 'inside' (elsewhere), 'none'; the most common over the blocks, with its class."""
+def _normalisation(order: list[str], kinds: dict[str, str], blocks: list[str], classes: dict[str, str],
+                   post_norm: dict[str, bool] | None) -> tuple[str, str | None]:
+    """Where the blocks' norm layers sit, the most common over the blocks, with its class: 'post' (the
+    stream passes a norm inside the block: `post_norm` from the probe's look at the autograd graph; for a
+    trace read back alone, the block's last watched layer is a norm), 'pre' (a block's first watched layer
+    is a norm), 'inside' (elsewhere: in the branches), 'none'."""
     places, found = [], []
     for block in blocks:
         inside = [n for n in order if n.startswith(block + ".") and kinds.get(n) in ("weight", "norm", "activation")]
@@ -113,19 +115,21 @@ def _normalisation(order: list[str], kinds: dict[str, str], blocks: list[str],
             places.append("none")
             continue
         found.append(classes.get(norms[0]) or "a norm layer")
-        places.append("pre" if inside[0] in norms else "post" if inside[-1] in norms else "inside")
+        post = post_norm.get(block) if post_norm is not None and block in post_norm else inside[-1] in norms
+        places.append("post" if post else "pre" if inside[0] in norms else "inside")
     place = statistics.mode(places)
     return place, (statistics.mode(found) if found and place != "none" else None)
 
 
 def stream_summary(table: dict[str, dict[str, float]], reports: list[BlockReport], kinds: dict[str, str],
-                   classes: dict[str, str] | None = None) -> Stream:
-    """The Stream of these blocks; `classes`: module name -> class name where known (from a probe)."""
+                   classes: dict[str, str] | None = None, post_norm: dict[str, bool] | None = None) -> Stream:
+    """The Stream of these blocks; `classes`: module name -> class name, and `post_norm`: block -> whether
+    its stream passes a norm, where known (from a probe)."""
     gains = [r.block_gain for r in reports if r.block_gain is not None and math.isfinite(r.block_gain) and r.block_gain > 0]
     branches = [r.branch_ratio for r in reports if r.branch_ratio is not None and math.isfinite(r.branch_ratio)]
     with_branch = [r for r in reports if r.branch_ratio is not None and math.isfinite(r.branch_ratio)]
     stds = [r.stream_std for r in reports if r.stream_std is not None and math.isfinite(r.stream_std)]
-    place, cls = _normalisation(list(table), kinds, [r.name for r in reports], classes or {})
+    place, cls = _normalisation(list(table), kinds, [r.name for r in reports], classes or {}, post_norm)
     return Stream(
         blocks=len(reports), first=reports[0].name, last=reports[-1].name,
         gain_per_block=geometric_mean(gains), gains_measured=len(gains),
