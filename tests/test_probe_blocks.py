@@ -330,3 +330,24 @@ def test_every_view_shows_the_blocks():
     record = {**d.to_dict(), "model": "residual MLP", "data": "random", "steps": 0}
     page = build_page(records=[json.loads(json.dumps(record))]).render()
     assert "per block, on the residual stream" in page and "||dL/dh|| first/last block" in page
+
+
+def test_a_functional_activation_is_said_in_words():
+    """Without an activation module (torch.relu in forward) the layer cause says the activation factors
+    were not measured, instead of '?'."""
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.layers = nn.ModuleList(nn.Linear(8, 8) for _ in range(5))
+
+        def forward(self, x):
+            for layer in self.layers:
+                x = torch.relu(layer(x))
+            return x
+
+    torch.manual_seed(0)
+    d = gradvet.diagnose(probed(Net(), torch.randn(16, 8)))
+    assert d.basis == "layers" and "activation derivative factors were not measured" in d.cause
+    assert "torch.relu" in d.cause
+    no_unknowns(d)

@@ -22,6 +22,7 @@ restored and not identified. Results are cached by the module's class and plain 
 
 from __future__ import annotations
 
+import functools
 import warnings
 from collections.abc import Callable
 
@@ -32,11 +33,10 @@ from gradvet.activations.core import Activation
 from gradvet.activations.registry import BUILTIN, entry, names
 
 TOLERANCE = 1e-6  # rtol and atol of the comparison with a catalog entry (float64)
-GRID = torch.linspace(-12.0, 12.0, 4801, dtype=torch.float64)  # step 0.005, past relu6's and hardtanh's kinks
-_PERMUTATION = torch.randperm(GRID.numel(), generator=torch.Generator().manual_seed(0))
+GRID_RANGE, GRID_POINTS = 12.0, 4801  # -12..12 in steps of 0.005: past relu6's and hardtanh's kinks
 _SETTINGS = (bool, int, float, str, type(None))
 
-_catalog_values: dict[str, tuple[object, torch.Tensor | None]] = {}  # name -> (its Entry, values on GRID)
+_catalog_values: dict[str, tuple[object, torch.Tensor | None]] = {}  # name -> (its Entry, values on the grid)
 _by_module: dict[tuple, Activation | None] = {}
 
 
@@ -58,16 +58,26 @@ def _values(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torc
     return y.detach().to("cpu", torch.float64)
 
 
+@functools.cache
+def grid() -> torch.Tensor:
+    """The float64 points every callable and catalog entry is evaluated on."""
+    return torch.linspace(-GRID_RANGE, GRID_RANGE, GRID_POINTS, dtype=torch.float64)
+
+
+@functools.cache
+def _permutation() -> torch.Tensor:
+    return torch.randperm(GRID_POINTS, generator=torch.Generator().manual_seed(0))  # its own generator
+
+
 def elementwise_values(fn: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor | None:
-    """fn's values on GRID when fn acts elementwise and deterministically (see the module
+    """fn's values on `grid()` when fn acts elementwise and deterministically (see the module
     docstring), else None."""
-    y = _values(fn, GRID)
+    x = grid()
+    y = _values(fn, x)
     if y is None:
         return None
-    half = GRID.numel() // 2
-    rows = GRID[: 4800].reshape(60, 80)
-    checks = ((GRID, y), (GRID[_PERMUTATION], y[_PERMUTATION]), (GRID[:half], y[:half]),
-              (rows, y[:4800].reshape(60, 80)))
+    half, perm, whole = GRID_POINTS // 2, _permutation(), 60 * 80
+    checks = ((x, y), (x[perm], y[perm]), (x[:half], y[:half]), (x[:whole].reshape(60, 80), y[:whole].reshape(60, 80)))
     for x, expected in checks:
         got = _values(fn, x)
         if got is None or not _close(got, expected):
@@ -76,14 +86,14 @@ def elementwise_values(fn: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tens
 
 
 def _entry_values(name: str) -> torch.Tensor | None:
-    """A catalog entry's values on GRID at its default parameters (cached while the entry stays)."""
+    """A catalog entry's values on the grid at its default parameters (cached while the entry stays)."""
     current = entry(name)
     cached = _catalog_values.get(name)
     if cached is not None and cached[0] is current:
         return cached[1]
     try:
         with torch.no_grad():
-            values = current.build().fn(GRID.clone()).to(torch.float64)
+            values = current.build().fn(grid().clone()).to(torch.float64)
     except Exception:  # an entry that cannot run on the grid matches nothing
         values = None
     _catalog_values[name] = (current, values)
