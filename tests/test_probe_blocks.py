@@ -351,3 +351,23 @@ def test_a_functional_activation_is_said_in_words():
     assert d.basis == "layers" and "activation derivative factors were not measured" in d.cause
     assert "torch.relu" in d.cause
     no_unknowns(d)
+
+
+def test_blocks_nested_in_blocks_are_not_the_blocks():
+    """Experts repeated inside each block outnumber the blocks but are not the stream's blocks; a
+    Sequential of Linear and ReLU repeats classes but holds no block."""
+
+    class Expert(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.up, self.down = nn.Linear(4, 8), nn.Linear(8, 4)
+
+    class MoEBlock(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.experts = nn.ModuleList(Expert() for _ in range(4))
+
+    model = nn.ModuleDict({"layers": nn.ModuleList(MoEBlock() for _ in range(3)),
+                           "head": nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 4), nn.ReLU())})
+    assert [name for name, _ in find_blocks(model)] == ["layers.0", "layers.1", "layers.2"]
+    assert find_blocks(nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 4))) == []

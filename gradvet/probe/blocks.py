@@ -58,19 +58,11 @@ def find_blocks(model: nn.Module) -> list[tuple[str, nn.Module]]:
                 groups.setdefault(cls, []).extend(found)
     if not groups:
         return []
-    members = {cls: [m for _, m in found] for cls, found in groups.items()}
-    outer = {}
-    for cls, found in groups.items():
-        inside = any(other is not cls and any(_contains(parent, m) for parent in members[other] for _, m in found)
-                     for other in groups)
-        if not inside:
-            outer[cls] = found
-    best = max(outer.values(), key=len)  # max keeps the first of equal length
-    return best
-
-
-def _contains(parent: nn.Module, module: nn.Module) -> bool:
-    return parent is not module and any(m is module for m in parent.modules())
+    below = {cls: {id(m) for _, block in found for m in block.modules() if m is not block}
+             for cls, found in groups.items()}  # every module inside a block of that class
+    outer = [found for cls, found in groups.items()
+             if not any(other is not cls and id(m) in below[other] for other in groups for _, m in found)]
+    return max(outer, key=len) if outer else []  # max keeps the first of equal length
 
 
 def chosen_blocks(model: nn.Module, blocks: bool | Iterable[str] | None) -> list[tuple[str, nn.Module]]:

@@ -26,7 +26,8 @@ def _evidence(s) -> str:
     """The branch ratio and the gain per block, as far as they were measured."""
     parts = []
     if s.branch_ratio_mean is not None:
-        parts.append(f"the branches are {short_number(s.branch_ratio_mean)} of the stream on average (||f(x)||/||x||)")
+        parts.append(f"the branches are {short_number(s.branch_ratio_mean)} times the stream's size on average "
+                     "(||f(x)||/||x||)")
     if s.gain_per_block is not None:
         parts.append(f"each block multiplies the backward signal by {short_number(s.gain_per_block, 3)}")
     return " and ".join(parts) if parts else f"the ratio across the {s.blocks} blocks is out of bounds"

@@ -29,8 +29,8 @@ rule is what lets a hook reduce each call (or micro-batch) as it comes and keep 
 results, memory O(layers) (issue 14): norms merge as the root of the sum of squares (keep each
 call's norm, or a running sum of squares), SAMPLE_MEAN as the sample-weighted mean (keep sums
 and counts), ALL_CALLS as the AND of per-unit masks (one mask per unit), MAX as the maximum;
-AFTER and COUNT keep nothing. A BLOCK scope (repeated blocks, the residual stream) would sit
-beside LAYER and MODEL, measured on a block's input and output as a layer's are.
+AFTER and COUNT keep nothing. The BLOCK scope (repeated blocks, the residual stream) works so
+already: its metrics reduce each call to 0-d tensors inside the hooks (`block_unit`).
 """
 
 from __future__ import annotations
