@@ -8,6 +8,7 @@ import base64
 import csv
 import io
 import json
+import math
 import os
 import re
 import resource
@@ -27,6 +28,8 @@ import pytest
 import torch
 from cli_helpers import assert_user_error
 from hostile_results import HOSTILE_SVG, SECRET, SECRET_SVG, experiment_json
+from hypothesis import given
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from gradvet.base.files import MAX_FIGURE_BYTES, MAX_JSON_BYTES, MAX_JSON_DEPTH
@@ -99,6 +102,35 @@ def diagnosis_record():
     return {**diagnosis.to_dict(), "model": "tanh MLP", "data": "digits", "steps": 0}
 
 
+def assert_shows_4_digits(shown: str, value: float) -> None:
+    """The text read back with float() is `value` to within half a unit of its 4th significant digit,
+    and holds at most 4 significant digits (a whole number, an int, exactly)."""
+    if isinstance(value, int):
+        assert shown == str(value)
+        return
+    back = float(shown)
+    if not math.isfinite(value):
+        assert shown == str(value) and (back == value or (math.isnan(back) and math.isnan(value)))
+        return
+    exponent = math.floor(math.log10(abs(value))) if value else 0
+    assert abs(back - value) <= 0.5 * 10 ** (exponent - 3) * (1 + 1e-9), (shown, value)
+    assert len(shown.lstrip("-").split("e")[0].replace(".", "").lstrip("0")) <= 4, shown
+
+
+@pytest.mark.parametrize("value,expected", [  # typed by hand from Python's .4g and the page's rules
+    (0.000123456, "0.0001235"), (1.5e-06, "1.5e-06"), (123456.0, "1.235e+05"), (2.0, "2"), (-0.03125, "-0.03125"),
+    (12, "12"), (math.nan, "nan"), (-math.inf, "-inf"), (None, "-"), (True, "yes"), (False, "no"),
+    ("relu", "relu"), ("x" * SHOWN_CHARS, "x" * SHOWN_CHARS), ("x" * (SHOWN_CHARS + 1), "x" * (SHOWN_CHARS - 1) + "…"),
+])
+def test_fmt_known_cases(value, expected):
+    assert fmt(value) == expected
+
+
+@given(st.floats(allow_nan=False, allow_infinity=False, min_value=-1e300, max_value=1e300))
+def test_fmt_numbers_read_back(value):
+    assert_shows_4_digits(fmt(value), value)
+
+
 def test_diagnosis_numbers_round_trip(diagnosis_record):
     html = build_page(records=[diagnosis_record]).render()
     page = parse(html)
@@ -114,7 +146,7 @@ def test_diagnosis_numbers_round_trip(diagnosis_record):
                 assert shown == "-" and exact is None
             else:
                 assert json.loads(exact) == value  # the exact number travels with the cell
-                assert shown == fmt(value)  # and is shown to 4 significant digits
+                assert_shows_4_digits(shown, value)
     embedded = json.loads(page.scripts["gradvet-data"])
     assert embedded["record-1"]["ratio"] == diagnosis_record["ratio"]
 
