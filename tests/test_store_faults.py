@@ -19,7 +19,6 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
-import time
 import types
 from pathlib import Path
 
@@ -39,7 +38,14 @@ if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
 from cli_helpers import assert_user_error  # noqa: E402
-from sweep_fakes import expected_layer_records, fake_run, trainings  # noqa: E402
+from sweep_fakes import (  # noqa: E402
+    expected_layer_records,
+    fake_run,
+    gate_env,
+    open_gate,
+    trainings,
+    wait_until,
+)
 
 runner = CliRunner()
 GRID = "[base]\nsteps = 5\n[grid]\nlr = [0.1, 0.5]\nseed = [0, 1, 2, 3, 4, 5, 6, 7]\n"  # 16 runs
@@ -76,9 +82,11 @@ def gradvet_argv(*args: object) -> list[str]:
     return [sys.executable, "-c", DRIVER, *map(str, args)]
 
 
-def start(*args: object, log: Path | None = None, wait_for_go: bool = False) -> subprocess.Popen:
-    """`gradvet ARGS` started in a new process group; returns once its imports are done."""
-    env = dict(env_with(log), **({"WAIT_FOR_GO": "1"} if wait_for_go else {}))
+def start(*args: object, log: Path | None = None, wait_for_go: bool = False,
+          env: dict[str, str] | None = None) -> subprocess.Popen:
+    """`gradvet ARGS` started in a new process group (`env` added to its environment); returns once its
+    imports are done."""
+    env = dict(env_with(log), **({"WAIT_FOR_GO": "1"} if wait_for_go else {}), **(env or {}))
     proc = subprocess.Popen(gradvet_argv(*args), cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
     assert proc.stdout.readline().strip() == "ready", proc.stderr.read()
@@ -149,9 +157,7 @@ def finished(store: Path) -> int:
 
 
 def wait_for_a_saved_run(store: Path, proc: subprocess.Popen) -> None:
-    deadline = time.monotonic() + 60
-    while proc.poll() is None and finished(store) == 0 and time.monotonic() < deadline:
-        time.sleep(0.03)
+    wait_until(lambda: proc.poll() is not None or finished(store) > 0, "a saved run")
     assert finished(store) > 0, "the sweep saved nothing"
 
 
@@ -191,27 +197,34 @@ def test_a_held_store_refuses_a_second_sweep_naming_the_writer(tmp_path, monkeyp
 
 
 def test_two_sweeps_on_one_store_train_each_run_once(tmp_path):
+    """Two sweeps on one store: the one that comes second while the first writes is refused, naming the
+    first. The first is held mid-sweep by the fakes' gate (its runs after the first wait until the test
+    opens it), so the second surely meets it writing, however slow the machine."""
     grid, log = write(tmp_path / "g.toml", GRID), tmp_path / "trainings.log"
     specs = load_grid(grid)
     # the second starts while the first is writing: refused, naming the first
-    store = tmp_path / "a.db"
+    store, gate = tmp_path / "a.db", tmp_path / "gate-a"
     second = start("sweep", grid, "--store", store, log=log, wait_for_go=True)  # imports done, waiting
-    first = start("sweep", grid, "--store", store, log=log)
-    wait_for_a_saved_run(store, first)
+    first = start("sweep", grid, "--store", store, log=log, env=gate_env(gate, free=1))
+    wait_for_a_saved_run(store, first)  # one run saved, the next held at the gate: the first is writing
     go(second)
     out, err = second.communicate(timeout=120)
     one_error_line(subprocess.CompletedProcess([], second.returncode, out, err),
                    "being written by another gradvet sweep", f"pid {first.pid} on host")
+    open_gate(gate)
     out, err = first.communicate(timeout=120)
     assert first.returncode == 0, err
     assert "16 runs: 0 already done, 16 ran" in out
     assert_every_run_once(store, specs)
     assert collections.Counter(trainings(log)) == {s.key: 1 for s in specs}  # each trained exactly once
-    # both let go at the same moment on a fresh store
-    store, log = tmp_path / "b.db", tmp_path / "trainings-b.log"
-    procs = [start("sweep", grid, "--store", store, log=log, wait_for_go=True) for _ in range(2)]
+    # both let go at the same moment on a fresh store: the winner's first run waits at the gate until
+    # the loser has been refused
+    store, log, gate = tmp_path / "b.db", tmp_path / "trainings-b.log", tmp_path / "gate-b"
+    procs = [start("sweep", grid, "--store", store, log=log, wait_for_go=True, env=gate_env(gate)) for _ in range(2)]
     for proc in procs:
         go(proc)
+    wait_until(lambda: any(p.poll() is not None for p in procs), "one of the two sweeps to end")
+    open_gate(gate)
     outcomes = [(p.returncode, out, err) for p in procs for out, err in [p.communicate(timeout=120)]]
     assert sorted(code for code, _, _ in outcomes) == [0, 2], outcomes
     refused = next(err for code, _, err in outcomes if code == 2)

@@ -12,7 +12,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -29,7 +28,7 @@ if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
 from cli_helpers import assert_user_error  # noqa: E402
-from sweep_fakes import expected_layer_records  # noqa: E402
+from sweep_fakes import expected_layer_records, gate_env, open_gate, tickets, wait_until  # noqa: E402
 
 try:
     import ray
@@ -229,7 +228,7 @@ CTRL_C_DRIVER = """
 import sys
 import gradvet.sweep.runner
 from gradvet.cli import main
-gradvet.sweep.runner.DEFAULT_RUN = "ray_fakes:slow_run"
+gradvet.sweep.runner.DEFAULT_RUN = "sweep_fakes:fake_run"
 sys.argv = ["gradvet", "sweep", *sys.argv[1:]]
 main()
 """
@@ -239,21 +238,28 @@ main()
 def test_ctrl_c_cancels_the_ray_tasks_and_keeps_finished_runs(ray_installed, tmp_path):
     grid = tmp_path / "grid.toml"
     grid.write_text("[base]\nsteps = 3\n[grid]\nseed = [0, 1, 2, 3, 4, 5, 6, 7]\n")
-    store = tmp_path / "runs.db"
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(HERE), str(ROOT)]), GRADVET_TEST_MARKERS=str(tmp_path))
+    store, gate = tmp_path / "runs.db", tmp_path / "gate"
+    # the first run goes through, the others wait at the gate (sweep_fakes): the sweep is surely mid-way
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(HERE), str(ROOT)]), GRADVET_TEST_MARKERS=str(tmp_path),
+               **gate_env(gate, free=1))
     env.pop("RAY_ADDRESS", None)
     proc = subprocess.Popen([sys.executable, "-c", CTRL_C_DRIVER, str(grid), "--store", str(store), "--backend", "ray"],
                             cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
-    deadline = time.monotonic() + 60
-    while proc.poll() is None and time.monotonic() < deadline:
-        if store.exists():
-            with Store(store, create=False) as db:
-                if db.count("done"):
-                    break
-        time.sleep(0.1)
-    os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C in a terminal: the driver and the Ray processes it started
-    out, err = proc.communicate(timeout=60)
+
+    def done() -> int:
+        if not store.exists():
+            return 0
+        with Store(store, create=False) as db:
+            return db.count("done")
+
+    try:
+        wait_until(lambda: proc.poll() is not None or (done() > 0 and tickets(gate) > 1),
+                   "a saved run and a run waiting at the gate", seconds=120)  # Ray's start-up included
+        os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C in a terminal: the driver and the Ray processes it started
+        out, err = proc.communicate(timeout=60)
+    finally:
+        open_gate(gate)  # nothing left waiting, whatever happened
     assert proc.returncode == 130, err
     lines = [line for line in err.splitlines() if line.strip()]
     assert len(lines) == 1 and "interrupted" in lines[0], err
