@@ -38,6 +38,7 @@ if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
 from cli_helpers import assert_user_error  # noqa: E402
+from cli_helpers import cli_batch as shared_cli_batch  # noqa: E402
 from sweep_fakes import (  # noqa: E402
     expected_layer_records,
     fake_run,
@@ -106,29 +107,13 @@ def run_gradvet(*args: object, log: Path | None = None, timeout: float = 120, **
     return done
 
 
-# several `gradvet` commands in one fresh process (typer's CliRunner), the answers as JSON: one
-# subprocess with a timeout guards them all against a hang, for the price of one start-up
-CLI_BATCH = """
-import json, sys
-from typer.testing import CliRunner
-import gradvet.sweep.runner
-gradvet.sweep.runner.DEFAULT_RUN = "sweep_fakes:fake_run"
-from gradvet.cli import app
-runner = CliRunner()
-answers = []
-for args in json.loads(sys.argv[1]):
-    r = runner.invoke(app, args)
-    answers.append({"exit_code": r.exit_code, "stdout": r.stdout, "stderr": r.stderr, "output": r.output})
-print(json.dumps(answers))
-"""
-
-
 def cli_batch(*commands: list[object], timeout: float = 120) -> list[types.SimpleNamespace]:
-    """Each command's result (exit_code, stdout, stderr, output), as CliRunner gives it, run in a subprocess."""
-    argv = [sys.executable, "-c", CLI_BATCH, json.dumps([[str(a) for a in c] for c in commands])]
-    done = subprocess.run(argv, cwd=ROOT, env=env_with(), capture_output=True, text=True, timeout=timeout)
-    assert done.returncode == 0, done.stderr
-    return [types.SimpleNamespace(**answer) for answer in json.loads(done.stdout)]
+    """Each command's result (exit_code, stdout, stderr, output) as CliRunner gives it, all in one fresh
+    process (cli_helpers.cli_batch) whose default run function is the fake one."""
+    return shared_cli_batch(*commands, timeout=timeout, prelude=FAKE_RUN_PRELUDE)
+
+
+FAKE_RUN_PRELUDE = 'import gradvet.sweep.runner; gradvet.sweep.runner.DEFAULT_RUN = "sweep_fakes:fake_run"'
 
 
 def one_error_line(done: subprocess.CompletedProcess, *fragments: str) -> str:
@@ -196,6 +181,7 @@ def test_a_held_store_refuses_a_second_sweep_naming_the_writer(tmp_path, monkeyp
     assert summary.done == 4 and not lock_path(store).exists()
 
 
+@pytest.mark.slow
 def test_two_sweeps_on_one_store_train_each_run_once(tmp_path):
     """Two sweeps on one store: the one that comes second while the first writes is refused, naming the
     first. The first is held mid-sweep by the fakes' gate (its runs after the first wait until the test
@@ -235,6 +221,7 @@ def test_two_sweeps_on_one_store_train_each_run_once(tmp_path):
     assert collections.Counter(trainings(log)) == {s.key: 1 for s in specs}
 
 
+@pytest.mark.slow
 def test_a_killed_writer_does_not_block_the_next_sweep(tmp_path):
     grid, store, log = write(tmp_path / "g.toml", GRID), tmp_path / "runs.db", tmp_path / "trainings.log"
     specs = load_grid(grid)
@@ -255,6 +242,7 @@ def test_a_killed_writer_does_not_block_the_next_sweep(tmp_path):
     assert all(counts[k] == 1 for k in kept)  # a run saved before the kill was not trained again
 
 
+@pytest.mark.slow
 def test_a_lock_file_that_is_not_a_regular_file_is_one_sentence(tmp_path):
     store, grid = tmp_path / "runs.db", write(tmp_path / "g.toml", SMALL_GRID)
     os.mkfifo(lock_path(store))
@@ -328,6 +316,7 @@ def _limit_file_size(limit: int):
     return preexec
 
 
+@pytest.mark.slow
 def test_a_real_write_failure_rlimit_fsize_stops_the_sweep_in_one_sentence(tmp_path):
     """A file-size limit on the sweep's process: SQLite's writes fail for real (EFBIG, which it reports
     as an I/O error, not as a full disk: the disk has room)."""
@@ -359,6 +348,7 @@ cp "$MNT/runs.db" "$out/final.db"
 """
 
 
+@pytest.mark.slow
 def test_a_really_full_disk_a_tiny_tmpfs(tmp_path):
     """A 160 kB tmpfs in a private mount namespace (root with CAP_SYS_ADMIN; skipped elsewhere):
     ENOSPC for real. Then `runs` reads the store left by the full disk, and with space back the sweep resumes."""
@@ -565,6 +555,7 @@ def _as_result(answer: dict) -> types.SimpleNamespace:
 
 @pytest.mark.parametrize("how", ["media", "folder"])
 @pytest.mark.parametrize("in_wal,with_shm,access", [(0, False, "immutable"), (2, False, "copy"), (2, True, "read-only")])
+@pytest.mark.slow
 def test_a_store_that_cannot_be_written_is_read_in_full(open_tmp, how, in_wal, with_shm, access):
     store, specs = read_only_store(open_tmp, in_wal, with_shm)
     copy = open_tmp / "expected"
@@ -624,6 +615,7 @@ def test_sweep_into_proc_is_one_sentence(tmp_path):
 # -- not a regular file ------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_fifo_as_store_is_one_sentence_and_never_hangs(tmp_path):
     fifo = tmp_path / "runs.db"
     os.mkfifo(fifo)
@@ -693,6 +685,7 @@ def test_tampered_json_fields_read_back_as_unreadable_with_a_note(tmp_path, colu
     assert all(s.key in table.stdout for s in specs)
 
 
+@pytest.mark.slow
 def test_report_of_a_tampered_store(tmp_path):
     store, specs = _tampered(tmp_path, [("metrics", "{not json"), ("metrics", "[1]"), ("history", "[2]"),
                                         ("history", VERY_DEEP)])
@@ -740,6 +733,7 @@ def test_a_damaged_file_is_one_sentence(tmp_path):
     assert_user_error(result, str(store))
 
 
+@pytest.mark.slow
 def test_a_1mb_label_is_cut_in_the_table_and_whole_in_the_json(tmp_path):
     label = "x" * 1_000_000
     store, specs = _tampered(tmp_path, [("label", label)])

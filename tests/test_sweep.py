@@ -377,10 +377,12 @@ def _kill_and_resume(tmp_path: Path, workers: int, kills: int, seed: int) -> Non
         con.close()
 
 
+@pytest.mark.slow
 def test_kill_9_then_resume_serial(tmp_path):
     _kill_and_resume(tmp_path, workers=1, kills=4, seed=1)
 
 
+@pytest.mark.slow
 def test_kill_9_then_resume_two_workers(tmp_path):
     _kill_and_resume(tmp_path, workers=2, kills=3, seed=2)
 
@@ -396,6 +398,7 @@ main()
 """
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_the_sweep_with_status_130_and_keeps_finished_runs(tmp_path):
     grid, store = write(tmp_path / "grid.toml", CRASH_GRID), tmp_path / "runs.db"
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(HERE), str(ROOT)]))

@@ -133,6 +133,7 @@ def _without_timing(metrics: dict) -> dict:
 
 
 @needs_ray
+@pytest.mark.slow
 def test_ray_sweep_stores_each_run_once_equal_to_local_and_resumes(markers, tmp_path):
     specs = [RunSpec(data="digits", depth=2, width=8, steps=20, eval_every=0, seed=s) for s in range(4)]
     local = run_sweep(specs, tmp_path / "local.db", batched="off")  # one by one, as the ray tasks
@@ -174,6 +175,7 @@ def test_tasks_run_torch_on_one_thread(markers, tmp_path):
 
 
 @needs_ray
+@pytest.mark.slow
 def test_a_killed_worker_is_retried_and_the_run_lands_once(markers, tmp_path):
     specs = [RunSpec(steps=5, seed=s) for s in range(2)]
     summary = run_sweep(specs, tmp_path / "runs.db", run_fn="ray_fakes:die_once", backend="ray")
@@ -210,6 +212,7 @@ def test_a_worker_that_always_dies_is_stored_as_failed_after_the_retries(markers
 
 
 @needs_ray
+@pytest.mark.slow
 def test_cli_starts_and_stops_its_own_ray_instance(ray_installed, tmp_path):
     """The user's path: a fresh process starts a local instance whose workers import the installed gradvet."""
     grid = tmp_path / "grid.toml"
@@ -235,6 +238,7 @@ main()
 
 
 @needs_ray
+@pytest.mark.slow
 def test_ctrl_c_cancels_the_ray_tasks_and_keeps_finished_runs(ray_installed, tmp_path):
     grid = tmp_path / "grid.toml"
     grid.write_text("[base]\nsteps = 3\n[grid]\nseed = [0, 1, 2, 3, 4, 5, 6, 7]\n")
