@@ -15,8 +15,11 @@ or a saved run (`wait_until`), never for a fixed time: load only slows it.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+import signal
+import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -103,6 +106,15 @@ def wait_at_gate(spec: RunSpec) -> None:
         if time.monotonic() > deadline:
             raise RuntimeError(f"the gate in {folder} was never opened")
         time.sleep(0.02)
+
+
+def end_group(proc: subprocess.Popen) -> None:
+    """Kill what is left of a test's process (started with start_new_session=True: its whole group)
+    and reap it, so that nothing outlives a failed test."""
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
 
 
 def wait_until(event: Callable[[], bool], what: str, seconds: float = EVENT_SECONDS) -> None:

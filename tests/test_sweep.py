@@ -29,7 +29,7 @@ if str(HERE) not in sys.path:  # worker processes inherit sys.path, so they find
 
 import sweep_fakes  # noqa: E402
 from cli_helpers import assert_user_error  # noqa: E402
-from sweep_fakes import FakeRun, expected_layer_records, fake_run, gate_env, open_gate, tickets, wait_until  # noqa: E402
+from sweep_fakes import FakeRun, end_group, expected_layer_records, fake_run, gate_env, open_gate, tickets, wait_until  # noqa: E402
 
 runner = CliRunner()
 
@@ -389,6 +389,8 @@ def test_kill_9_then_resume_two_workers(tmp_path):
 
 CLI_DRIVER = """
 import sys
+import signal
+signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C as in a terminal, even where the tests run with SIGINT ignored (a background job)
 import gradvet.sweep.runner
 from gradvet.cli import main
 gradvet.sweep.runner.DEFAULT_RUN = "sweep_fakes:fake_run"
@@ -415,6 +417,7 @@ def test_ctrl_c_stops_the_sweep_with_status_130_and_keeps_finished_runs(tmp_path
         out, err = proc.communicate(timeout=60)
     finally:
         open_gate(gate)  # nothing left waiting, whatever happened
+        end_group(proc)
     assert proc.returncode == 130, err
     lines = [line for line in err.splitlines() if line.strip()]
     assert len(lines) == 1 and "interrupted" in lines[0] and "resume" in lines[0], err

@@ -28,7 +28,7 @@ if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
 from cli_helpers import assert_user_error  # noqa: E402
-from sweep_fakes import expected_layer_records, gate_env, open_gate, tickets, wait_until  # noqa: E402
+from sweep_fakes import end_group, expected_layer_records, gate_env, open_gate, tickets, wait_until  # noqa: E402
 
 try:
     import ray
@@ -229,6 +229,8 @@ def test_cli_starts_and_stops_its_own_ray_instance(ray_installed, tmp_path):
 
 CTRL_C_DRIVER = """
 import sys
+import signal
+signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C as in a terminal, even where the tests run with SIGINT ignored (a background job)
 import gradvet.sweep.runner
 from gradvet.cli import main
 gradvet.sweep.runner.DEFAULT_RUN = "sweep_fakes:fake_run"
@@ -264,6 +266,7 @@ def test_ctrl_c_cancels_the_ray_tasks_and_keeps_finished_runs(ray_installed, tmp
         out, err = proc.communicate(timeout=60)
     finally:
         open_gate(gate)  # nothing left waiting, whatever happened
+        end_group(proc)
     assert proc.returncode == 130, err
     lines = [line for line in err.splitlines() if line.strip()]
     assert len(lines) == 1 and "interrupted" in lines[0], err
