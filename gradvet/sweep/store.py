@@ -65,11 +65,16 @@ SUMMARY_COLUMNS = "key, spec, label, status, error, metrics, started, finished"
 class RunLike(Protocol):
     """What `Store.save` needs of a finished run (`gradvet.train.Run` has it; `to_dict()` is optional)."""
 
-    spec: RunSpec
-    status: str
-    history: dict[str, list]
-    metrics: dict[str, Any]
-    layer_records: Sequence[tuple[int, str, str, float]]
+    @property
+    def spec(self) -> RunSpec: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def history(self) -> dict[str, list]: ...
+    @property
+    def metrics(self) -> dict[str, Any]: ...
+    @property
+    def layer_records(self) -> Sequence[tuple[int, str, str, float]]: ...  # read only: a list of them will do
 
 
 def _plain(value: Any) -> Any:
@@ -159,8 +164,9 @@ class Store:
             raise RuntimeError(f"{self!r} is closed")
         return self._con
 
-    def _transaction(self, statements: Iterable[tuple[str, Sequence[Any] | Iterable[Sequence[Any]], bool]]) -> None:
-        """Run (sql, params, many) statements in one IMMEDIATE transaction: all or nothing.
+    def _transaction(self, statements: Iterable[tuple[str, Any, bool]]) -> None:
+        """Run (sql, params, many) statements in one IMMEDIATE transaction: all or nothing (params: one
+        row of values, or with `many` an iterable of rows).
 
         A fault of the disk or the file (full, read-only, I/O error) raises StoreWriteError;
         an error caused by the values (IntegrityError and the like) is raised as it is."""
@@ -262,6 +268,7 @@ class Store:
         that cannot be read (a tampered file) is None, and `unreadable` maps it to the reason.
         """
         columns = SUMMARY_COLUMNS + (", history" if history else "")
+        params: tuple[str, ...]
         sql, params = f"SELECT {columns} FROM runs", ()
         if status is not None:
             check_status(status)
@@ -274,6 +281,7 @@ class Store:
 
     def layer_records(self, key: str, metric: str | None = None) -> list[tuple[int, str, str, float]]:
         """(step, layer, metric, value) rows of one run, in the order they were saved (NaN for a NULL value)."""
+        params: tuple[str, ...]
         sql, params = "SELECT step, layer, metric, value FROM layer_records WHERE run_key = ?", (key,)
         if metric is not None:
             sql, params = sql + " AND metric = ?", (key, metric)
