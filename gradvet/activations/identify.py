@@ -126,7 +126,7 @@ def identify_module(module: nn.Module) -> Activation | None:
     or None for a module with parameters or children, or whose buffers change when it runs."""
     if any(True for _ in module.parameters()) or any(True for _ in module.children()):
         return None
-    key = (type(module), _settings(module))
+    key: tuple | None = (type(module), _settings(module))
     try:
         return _by_module[key]
     except KeyError:

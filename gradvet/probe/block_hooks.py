@@ -25,14 +25,14 @@ from torch import nn
 
 from gradvet.probe.blocks import chosen_blocks, identity_skip, skip_through_norm, weight_parameters
 from gradvet.probe.metrics.block_unit import BlockMetric, BlockStep
-from gradvet.probe.metrics.unit import INPUT_GRAD, OUTPUT_GRAD, Parts, Values
+from gradvet.probe.metrics.unit import INPUT_GRAD, OUTPUT_GRAD, Metric, Parts, Values
 
 
 class BlockRecorder:
     """Records `units` (block metrics) on the blocks of a model; the Probe drives it."""
 
-    def __init__(self, units: Iterable[BlockMetric]):
-        self.units = list(units)
+    def __init__(self, units: Iterable[Metric]):
+        self.units = [u for u in units if isinstance(u, BlockMetric)]
         self.blocks: list[tuple[str, nn.Module]] = []
         self._named = False  # blocks named by the user: recorded with or without a skip
         self._input_grad = any(INPUT_GRAD in u.reads for u in self.units)
@@ -164,7 +164,7 @@ class BlockRecorder:
         for st, parts in self._measured:
             values = Values()
             for unit, count in parts:
-                value = unit.value(Parts(scalars=floats[at: at + count]), values, st)
+                value = unit.value(Parts(scalars=floats[at: at + count]), values, st)  # type: ignore[arg-type]  # a BlockStep
                 at += count
                 if value is not None:
                     values.put(unit, value)

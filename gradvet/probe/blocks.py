@@ -117,7 +117,7 @@ def identity_skip(out: torch.Tensor, x: torch.Tensor, weights: set[int]) -> bool
     if out.grad_fn is None or not x.requires_grad:
         return None
     target = x.grad_fn
-    stack, seen = [out.grad_fn], set()
+    stack, seen = [out.grad_fn], set[object]()
     while stack and len(seen) < SEARCH_LIMIT:
         node = stack.pop()
         if node in seen:
