@@ -128,7 +128,7 @@ def identify_module(module: nn.Module) -> Activation | None:
         return None
     key: tuple | None = (type(module), _settings(module))
     try:
-        return _by_module[key]
+        return _by_module[key]  # type: ignore[index]  # a tuple here; None only below
     except KeyError:
         pass
     except TypeError:  # an unhashable setting: identify without caching
