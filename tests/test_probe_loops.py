@@ -74,17 +74,36 @@ def test_self_attention_input_gradient_is_the_sum_through_query_key_and_value():
     assert abs(float(query_only.norm()) - float(through.norm())) > 0.1 * float(through.norm())
 
 
-def test_a_leaf_input_used_as_query_key_and_value():
+@pytest.mark.parametrize("memory_needs_grad", [None, False, True])
+def test_input_gradient_is_over_the_distinct_inputs_that_need_one(memory_needs_grad):
+    """None: self-attention on a leaf x (query = key = value); False: cross-attention whose key and value
+    (the memory) need no gradient, so only the query's counts; True: two distinct inputs, one norm over both."""
     torch.manual_seed(1)
     attn = nn.MultiheadAttention(6, 3).double()
     x = torch.randn(5, 2, 6, dtype=torch.float64, requires_grad=True)
-    out, _ = attn(x, x, x, need_weights=False)
-    (expected,) = torch.autograd.grad(out.pow(2).sum(), x)
+    memory = x if memory_needs_grad is None else torch.randn(7, 2, 6, dtype=torch.float64,
+                                                             requires_grad=memory_needs_grad)
+    wrt = [x] if not memory_needs_grad else [x, memory]
+    out, _ = attn(x, memory, memory, need_weights=False)
+    expected = torch.autograd.grad(out.pow(2).sum(), wrt)
     with Probe(attn) as probe:
-        out, _ = attn(x, x, x, need_weights=False)
+        out, _ = attn(x, memory, memory, need_weights=False)
         out.pow(2).sum().backward()
         probe.step()
-    assert probe.trace.at(0)[""]["input_grad_norm"] == pytest.approx(float(expected.norm()), rel=1e-9)
+    norm = math.sqrt(sum(float(g.norm()) ** 2 for g in expected))
+    assert probe.trace.at(0)[""]["input_grad_norm"] == pytest.approx(norm, rel=1e-9)
+
+
+def test_no_parameter_hook_survives_the_with_block():
+    model = mlp(6, 3, depth=2, width=8)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with pytest.raises(KeyError):
+        with Probe(model, opt) as probe:
+            nn.functional.cross_entropy(model(torch.randn(4, 6)), torch.tensor([0, 1, 2, 0])).backward()
+            assert probe.hooks_attached > 0 and any(p._post_accumulate_grad_hooks for p in model.parameters())
+            raise KeyError("a loop that fails")
+    assert probe.hooks_attached == 0
+    assert not any(p._post_accumulate_grad_hooks for p in model.parameters())
 
 
 class InplaceResidual(nn.Module):
@@ -386,3 +405,34 @@ def test_what_the_probe_holds_does_not_grow_with_micro_batches_or_batch():
     small, large = held_by_probe(64, 1), held_by_probe(512, 1)
     assert large <= small
     assert one < params + 64 * 1024  # the parameters it watches (reachable, the model's own) and small results
+
+
+def test_the_readme_metric_example_reduces_in_the_hook_and_matches_autograd():
+    """The README's own metric of one's own, run as written: max |dL/d output| of each weight layer."""
+    from pathlib import Path
+
+    from gradvet.probe import metrics
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    block = next(b for b in readme.split("```python")[1:] if "class OutputGradMax" in b).split("```")[0]
+    try:
+        exec(compile(block, "README.md", "exec"), {})
+        torch.manual_seed(0)
+        model = mlp(6, 3, depth=2, width=8, activation="tanh", init="xavier").double()
+        x, y = torch.randn(5, 6, dtype=torch.float64), torch.tensor([0, 1, 2, 0, 1])
+        outs = {}
+        hooks = [m.register_forward_hook(lambda m, i, o, n=n: outs.__setitem__(n, o))
+                 for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+        loss = nn.functional.cross_entropy(model(x), y)
+        for h in hooks:
+            h.remove()
+        expected = dict(zip(outs, torch.autograd.grad(loss, list(outs.values()))))
+        with Probe(model) as probe:
+            nn.functional.cross_entropy(model(x), y).backward()
+            probe.step()
+    finally:
+        metrics.unregister("output_grad_max")
+    at = probe.trace.at(0)
+    assert set(expected) == {"hidden.0.linear", "hidden.1.linear", "out"}
+    for name, g in expected.items():
+        assert at[name]["output_grad_max"] == pytest.approx(float(g.abs().max()), rel=1e-12)

@@ -164,6 +164,12 @@ def watch(outputs: list[torch.Tensor], inputs: Inputs, emit: Callable[[torch.Ten
         for index in {i for _, i in slots}:
             expected[index] += 1
     pending = Pending(expected, emit, again)
-    for node, slots in found.items():
-        node.register_hook(pending.hook(slots))
+    handles = []
+    try:
+        for node, slots in found.items():
+            handles.append(node.register_hook(pending.hook(slots)))
+    except (RuntimeError, TypeError, AttributeError):  # a node that takes no hook: this call's input gradient is not read
+        for handle in handles:
+            handle.remove()
+        return None
     return pending

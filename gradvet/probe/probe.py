@@ -93,10 +93,13 @@ NO_STEP_BOUNDARY = ("Probe: no optimizer was given and probe.step() was not call
                     "each optimizer step.")
 
 
+_graph_task_id = getattr(torch._C, "_current_graph_task_id", lambda: -1)
+
+
 def _in_backward() -> bool:
     """Whether autograd's engine is running a backward pass on this thread (a forward call now is
     activation checkpointing's recomputation)."""
-    return torch._C._current_graph_task_id() != -1
+    return _graph_task_id() != -1
 
 
 class _Call:
