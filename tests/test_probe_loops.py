@@ -436,3 +436,34 @@ def test_the_readme_metric_example_reduces_in_the_hook_and_matches_autograd():
     assert set(expected) == {"hidden.0.linear", "hidden.1.linear", "out"}
     for name, g in expected.items():
         assert at[name]["output_grad_max"] == pytest.approx(float(g.abs().max()), rel=1e-12)
+
+
+def test_hooks_make_no_host_copy():
+    """Inside a step the hooks reduce on the device: no .item(), .tolist(), float() or bool() of a tensor
+    (each a host sync on a GPU) during forward and backward; the step's numbers reach the host once."""
+    torch.manual_seed(0)
+    model = mlp(6, 3, depth=3, width=8, activation="gelu", init="he")
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    x, y = torch.randn(5, 6), torch.tensor([0, 1, 2, 0, 1])
+    copies = []
+    originals = {name: getattr(torch.Tensor, name) for name in ("item", "tolist", "__float__", "__bool__")}
+
+    def counted(name):
+        def method(self, *args, **kwargs):
+            copies.append(name)
+            return originals[name](self, *args, **kwargs)
+        return method
+
+    with Probe(model, opt) as probe:
+        loss_fn = nn.functional.cross_entropy
+        try:
+            for name in originals:
+                setattr(torch.Tensor, name, counted(name))
+            for _ in range(2):
+                loss_fn(model(x), y).backward()
+        finally:
+            for name, method in originals.items():
+                setattr(torch.Tensor, name, method)
+        opt.step()
+    assert copies == []
+    assert probe.trace.steps() == [0] and len(probe.trace.rows) > 30

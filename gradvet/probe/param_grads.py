@@ -41,6 +41,11 @@ class ParamGradReader:
         self.on_backward: Callable[[], None] | None = None  # called on the first hook of each backward pass
         self.read_norms = True  # False: only tell `on_backward` (a backward pass ran), take no norm
 
+    @property
+    def hooks(self) -> int:
+        """How many hooks are attached."""
+        return len(self._handles)
+
     def attach(self) -> None:
         if self._handles:
             return

@@ -244,7 +244,7 @@ class Probe:
 
     @property
     def hooks_attached(self) -> int:
-        return len(self._module_hooks) + len(self._optimizer_hooks) + len(self._reader._handles if self._reader else ())
+        return len(self._module_hooks) + len(self._optimizer_hooks) + (self._reader.hooks if self._reader else 0)
 
     # -- notes ---------------------------------------------------------------------------------
     def _note(self, text: str | None) -> None:
@@ -495,7 +495,8 @@ class Probe:
         collect = bool(self._module_hooks)
         if collect:
             self.trace.extend(self._collect())
-            if self._breaks is not None and not any(s.forwards for s in self._state.values()):
+            if (self._breaks is not None and not any(s.forwards for s in self._state.values())
+                    and any(s.grad_norms for s in self._state.values())):  # a backward pass ran, no forward hook
                 self._note(self._breaks.unseen())
         self._before = None
         self.step_index += 1
