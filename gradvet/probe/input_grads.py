@@ -34,48 +34,40 @@ MAX_NODES = 100_000  # a walk that meets more nodes than this gives up (the inpu
 class Inputs:
     """The distinct tensor inputs of one call that need a gradient, as autograd edges."""
 
-    __slots__ = ("_keep", "count", "leaves", "nodes", "start")
+    __slots__ = ("count", "keep", "leaves", "nodes", "start")
 
     def __init__(self, tensors: list[torch.Tensor]):
         self.start = _next_sequence_nr() if _next_sequence_nr is not None else 0
         self.nodes: dict[tuple[int, int], int] = {}  # (id(grad_fn), output_nr) -> input index
         self.leaves: dict[int, int] = {}  # id(leaf tensor) -> input index
-        self.count = 0
+        self.keep: list = []  # the inputs' grad_fns: their ids stay valid while the walk runs
         for t in tensors:
             fn = t.grad_fn
-            key = (id(fn), t.output_nr) if fn is not None else None
-            if key is not None and key not in self.nodes:
-                self.nodes[key] = self.count
-                self.count += 1
-            elif key is None and id(t) not in self.leaves:
-                self.leaves[id(t)] = self.count
-                self.count += 1
-        self._keep = [t.grad_fn for t in tensors if t.grad_fn is not None]  # ids stay valid while the walk runs
-
-    def index(self, node, output_nr: int) -> int | None:
-        """The input this edge of the graph leads to, if it leads to one."""
-        found = self.nodes.get((id(node), output_nr))
-        if found is None and self.leaves and type(node).__name__ == "AccumulateGrad":
-            found = self.leaves.get(id(node.variable))
-        return found
+            if fn is None:
+                self.leaves.setdefault(id(t), len(self.nodes) + len(self.leaves))
+            else:
+                self.keep.append(fn)
+                self.nodes.setdefault((id(fn), t.output_nr), len(self.nodes) + len(self.leaves))
+        self.count = len(self.nodes) + len(self.leaves)
 
 
 def of_call(args: tuple, kwargs: dict | None) -> Inputs | None:
     """The distinct tensor inputs of a call (positional and keyword, one level of tuples and lists)
     that need a gradient; None when there is none."""
     found: list[torch.Tensor] = []
-    for value in (*args, *(kwargs or {}).values()):
-        if torch.is_tensor(value):
+    for value in (*args, *kwargs.values()) if kwargs else args:
+        if isinstance(value, torch.Tensor):
             if value.requires_grad:
                 found.append(value)
         elif isinstance(value, (tuple, list)):
-            found += [v for v in value if torch.is_tensor(v) and v.requires_grad]
+            found += [v for v in value if isinstance(v, torch.Tensor) and v.requires_grad]
     return Inputs(found) if found else None
 
 
 def consumers(outputs: list[torch.Tensor], inputs: Inputs) -> dict[object, list[tuple[int, int]]]:
     """{node: [(j, input index), ...]}: the nodes made by the module's forward pass that consume an
     input, with the slot j of `node.next_functions` (and of its grad_inputs) that leads to it."""
+    nodes, leaves, start = inputs.nodes, inputs.leaves, inputs.start
     found: dict[object, list[tuple[int, int]]] = {}
     stack = [t.grad_fn for t in outputs if t.grad_fn is not None]
     seen: set[int] = set()
@@ -89,14 +81,34 @@ def consumers(outputs: list[torch.Tensor], inputs: Inputs) -> dict[object, list[
         for j, (nxt, nr) in enumerate(node.next_functions):
             if nxt is None:
                 continue
-            index = inputs.index(nxt, nr)
+            index = nodes.get((id(nxt), nr))
+            if index is None and leaves and type(nxt).__name__ == "AccumulateGrad":
+                index = leaves.get(id(nxt.variable))
             if index is not None:
                 found.setdefault(node, []).append((j, index))
                 continue
             seq = nxt._sequence_nr()
-            if seq != _NO_SEQUENCE and seq >= inputs.start:
+            if start <= seq != _NO_SEQUENCE:
                 stack.append(nxt)
     return found
+
+
+def _single(j: int, emit: Callable[[torch.Tensor], None], again: Callable[[], None]):
+    """The post-hook of the one node consuming the one input, by one slot j (a Linear's input, an
+    activation's): its grad_inputs[j] is the whole gradient through the module."""
+    done = False
+
+    def on_node(grad_inputs, grad_outputs) -> None:
+        nonlocal done
+        if done:
+            again()
+            return
+        done = True
+        g = grad_inputs[j]
+        if g is not None:
+            emit(g.detach())
+
+    return on_node
 
 
 class Pending:
@@ -155,10 +167,20 @@ class Pending:
 def watch(outputs: list[torch.Tensor], inputs: Inputs, emit: Callable[[torch.Tensor], None],
           again: Callable[[], None]) -> Pending | None:
     """Hook the consumer nodes of `inputs` below `outputs`; `emit(dL/d input)` per input once its
-    gradient through the module is complete. None when no input reaches the outputs."""
+    gradient through the module is complete. Returns the `Pending` sums of an input with several
+    consumers (to flush at the step's end), None when one node by one slot delivers it whole or no
+    input reaches the outputs."""
     found = consumers(outputs, inputs)
     if not found:
         return None
+    if len(found) == 1 and inputs.count == 1:
+        ((node, slots),) = found.items()
+        if len(slots) == 1:
+            try:
+                node.register_hook(_single(slots[0][0], emit, again))
+            except (RuntimeError, TypeError, AttributeError):  # a node that takes no hook: not read
+                pass
+            return None
     expected = [0] * inputs.count
     for slots in found.values():
         for index in {i for _, i in slots}:

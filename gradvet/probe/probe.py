@@ -443,7 +443,7 @@ class Probe:
                 self._pending.discard(pending)
 
         pending = input_grads.watch(outs, inputs, emit, self._second_backward)
-        if pending is not None:
+        if pending is not None:  # an input with several consumers: summed as they run, flushed at the latest when the step ends
             self._pending.add(pending)
 
     def _is_last_output(self, x: torch.Tensor) -> bool:
