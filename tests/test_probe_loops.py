@@ -172,11 +172,15 @@ def test_parameter_gradient_norms_are_read_before_clipping():
     with Probe(model, opt) as probe:
         nn.functional.cross_entropy(model(x), y).backward()
         total = float(nn.utils.clip_grad_norm_(model.parameters(), max_norm=0.05))
+        clipped = math.sqrt(sum(float(p.grad.double().pow(2).sum()) for p in model.parameters()))
         opt.step()
-    assert total > 0.05 * 2  # it clipped
+    assert total > 0.05 * 2 and clipped == pytest.approx(0.05, rel=1e-4)  # it clipped
     recorded = [v for _, _, metric, v in probe.trace.rows if metric in ("weight_grad_norm", "bias_grad_norm")]
     assert len(recorded) == 2 * 5
     assert math.sqrt(sum(v * v for v in recorded)) == pytest.approx(total, rel=1e-6)
+    applied = [v for _, _, metric, v in probe.trace.rows if metric == "applied_grad_norm"]  # after clipping
+    assert len(applied) == 5
+    assert math.sqrt(sum(v * v for v in applied)) == pytest.approx(clipped, rel=1e-6)
 
 
 def test_micro_batches_of_gradient_accumulation_are_one_step_and_one_call():
