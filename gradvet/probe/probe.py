@@ -386,7 +386,7 @@ class Probe:
             if not self._count_call(st):
                 st.open.append(None)
                 return None
-            x = _first_tensor(args)
+            x = _first_tensor(args) if args else _first_tensor(list(kwargs.values()))  # module(input=x) too
             if x is not None:
                 if FINITE in needs and not self._is_last_output(x):
                     self._check_finite(w.name, "input", x)  # else checked as the module before's output, unchanged since

@@ -137,7 +137,8 @@ class Values(dict):
 
 class Metric:
     """One quantity a Probe records (see the module docstring). Subclasses set the class
-    attributes and override `measure` and `value`; the class docstring gives the formula."""
+    attributes, override the `on_*` hooks of the data they read (reducing it at once), `measure`
+    and `value`; the class docstring gives the formula."""
 
     name: ClassVar[str]
     scope: ClassVar[str] = LAYER
