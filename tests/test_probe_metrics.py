@@ -37,10 +37,12 @@ class OutputGradMax(Metric):
     combine = MAX
     columns = (Column("output_grad_max", "max |dL/dz|", digits=4),)
 
+    def on_output_grad(self, layer, grad):
+        layer.max(self.name, grad.abs().amax())
+
     def measure(self, layer):
-        if not layer.grad_out:
-            return Parts()
-        return Parts(scalars=[torch.stack([g.abs().amax() for g in layer.grad_out]).amax()])
+        top = layer.sums.get(self.name)
+        return Parts(scalars=[top]) if top is not None else Parts()
 
     def value(self, got, row, layer):
         return got.scalars[0] if got.scalars else None

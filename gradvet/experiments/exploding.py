@@ -28,8 +28,8 @@ with a `gradvet.Probe` attached. The MLP runs go through the engine and the stor
 
 For every run the table gives the step at which it diverged (NaN/Inf), the largest
 total gradient norm before clipping and its growth over the first step's, the
-largest norm of the gradient actually applied (after clipping, as the Probe reads it
-at the optimiser step), the final loss and the test score; a fix "holds" when the
+largest norm of the gradient actually applied (after clipping: the Probe's
+applied_grad_norm, read at the optimiser step), the final loss and the test score; a fix "holds" when the
 run stays finite and its loss never exceeds BLOWUP times its first value.
 """
 
@@ -48,6 +48,7 @@ from gradvet.data import load
 from gradvet.experiments.base import Context, experiment
 from gradvet.models.rnn import SequenceModel, rnn
 from gradvet.probe import Probe
+from gradvet.probe.metrics.applied_grad_norm import AppliedGradNorm
 from gradvet.spec import RunSpec
 from gradvet.train.loop import BatchSampler, probe_every
 from gradvet.train.through_time import gradient_through_time
@@ -200,11 +201,12 @@ def train_recurrent(case: RecurrentCase, data, steps: int, seed: int, lr: float 
 # -- reading runs ----------------------------------------------------------------------------------
 def applied_norms(rows: Iterable[Sequence]) -> dict[int, float]:
     """Total norm of the gradient the optimiser applied, per probed training step (1-based):
-    sqrt(sum over layers of weight_grad_norm^2 + bias_grad_norm^2). The Probe reads the
-    gradients at the optimiser step, after clipping; NaN counts as inf."""
+    sqrt(sum over layers of applied_grad_norm^2), the Probe's norm of .grad read at the optimiser
+    step, after clipping (its weight_grad_norm and bias_grad_norm are read before clipping); NaN
+    counts as inf."""
     sums: dict[int, float] = {}
     for step, _layer, metric, value in rows:
-        if metric in ("weight_grad_norm", "bias_grad_norm"):
+        if metric == AppliedGradNorm.name:
             v = value if not math.isnan(value) else math.inf
             sums[int(step) + 1] = sums.get(int(step) + 1, 0.0) + v * v
     return {s: math.sqrt(v) for s, v in sorted(sums.items())}

@@ -116,7 +116,6 @@ class BlockRecorder:
             if st.calls == 0:
                 self._order.append(name)
             st.calls += 1
-            st.numel.append(out.numel())
             if x is not None and self._skip.get(name) is None:
                 self._skip[name] = st.skip = identity_skip(out, x, self._weights[name])
                 if st.skip:

@@ -429,6 +429,7 @@ def _notes(d: Diagnosis, trace: Trace, probe) -> list[str]:
                 shared[layer] = max(shared.get(layer, 0), int(value))
     if shared:
         listed = ", ".join(f"{k} ({v} calls)" for k, v in list(shared.items())[:5])
-        notes.append(f"modules called more than once per step (weight sharing or recurrence): {listed}; "
+        notes.append(f"modules called more than once in a forward pass (weight sharing or recurrence): {listed}; "
                      "their norms combine every call.")
+    notes += [n for n in trace.notes if n not in notes]  # what the probe noticed about the training loop
     return notes

@@ -18,27 +18,58 @@ repeated blocks (`probe.blocks`: transformer layers, residual blocks) it records
 metrics too, stream_grad_norm, block_gain, stream_std and branch_ratio (`probe.block_hooks`);
 `Probe(..., blocks=False)` leaves them out, `blocks=[names]` picks the blocks.
 
-A step ends on the optimiser's step (so k backward calls of gradient
-accumulation make one step) or on `probe.step()` when there is no optimiser.
-With every=N hooks are attached only for sampled steps. All reductions of a
-step are stacked into one tensor and copied to the host once. Hooks are
-removed on exit, exception or not (fastai's hook hygiene); entering a probe that
-is already active is a no-op (its hooks stay as they are until the outer exit).
-Forward passes under torch.no_grad() record nothing.
+Training loops as they are:
+- A step ends on the optimiser's step, or on `probe.step()` when no optimiser is given. A loop
+  with neither merges everything into one step, and says so once (a warning and a trace note).
+- Parameter-gradient norms are ||p.grad|| read when backward has accumulated it
+  (`probe.param_grads`): before clipping (clip_grad_norm_ runs after backward), and with
+  gradient accumulation the norm of the gradient summed over the micro-batches, the one the
+  optimiser steps with.
+- k backward passes before one optimiser step are the micro-batches of one step, not weight
+  sharing: `calls` counts the forward calls of a module between two backward passes (a module
+  run twice in one forward pass), so micro-batches are one call each; the norms of activation
+  gradients combine the micro-batches as one long vector, the forward statistics over all
+  their samples.
+- Activation checkpointing (torch.utils.checkpoint, use_reentrant False or True): the forward
+  pass run again inside backward is no second call. A call made while a backward pass runs is
+  a recomputation; it is skipped when the module was already recorded in the forward pass that
+  backward belongs to (use_reentrant=False), recorded when not (use_reentrant=True runs the
+  first forward pass under no_grad).
+- A second backward pass through the same forward pass (retain_graph=True) is noted once; the
+  activation-gradient norms are those of the first, parameter norms those of .grad (holding
+  the sum of both, as the optimiser sees it).
+- A parameter shared by several modules (tied embeddings, GPT-2's wte and lm_head) is listed
+  once, under the first module that has it, with a note. A torch.compile'd model is watched
+  through its original module: layer names without `_orig_mod.`, and a note says how many
+  graph breaks dynamo counted while the hooks were attached.
+
+Nothing the probe does changes training: hooks only read (input gradients are read off
+autograd's own backward nodes, `probe.input_grads`), and hold no activation or gradient
+tensor beyond a hook's run: every metric reduces its data in the hook to 0-d tensors or
+per-unit masks (`probe.metrics.unit`), so the probe's memory is O(layers x units), not O(batch)
+or O(micro-batches). With every=N hooks are attached only for sampled steps. All numbers of a
+step are stacked into one tensor and copied to the host once. Hooks are removed on exit,
+exception or not (fastai's hook hygiene); entering a probe that is already active is a no-op
+(its hooks stay as they are until the outer exit). Forward passes under torch.no_grad()
+record nothing.
 """
 
 from __future__ import annotations
 
+import warnings
+import weakref
 from collections.abc import Iterable
 
 import torch
 from torch import nn
 
 from gradvet.base.errors import GradvetError
+from gradvet.probe import input_grads
 from gradvet.probe.block_hooks import BlockRecorder
+from gradvet.probe.compiled import GraphBreaks, eager, unwrap
 from gradvet.probe.layers import Watched, watched_modules
 from gradvet.probe.metrics import registry
-from gradvet.probe.metrics.layer_step import LayerStep
+from gradvet.probe.metrics.layer_step import LayerStep, Seen
 from gradvet.probe.metrics.nonfinite import Nonfinite
 from gradvet.probe.metrics.unit import (
     BLOCK,
@@ -50,6 +81,7 @@ from gradvet.probe.metrics.unit import (
     NOTHING,
     OUTPUT,
     OUTPUT_GRAD,
+    PARAMS,
     UPDATE,
     Metric,
     Parts,
@@ -57,9 +89,32 @@ from gradvet.probe.metrics.unit import (
     check,
 )
 from gradvet.probe.nonfinite import NonFinite, first_in_forward
+from gradvet.probe.param_grads import ParamGradReader
 from gradvet.probe.trace import INPUT as INPUT_LAYER
 from gradvet.probe.trace import Row as TraceRow
 from gradvet.probe.trace import Trace
+
+NO_STEP_BOUNDARY = ("Probe: no optimizer was given and probe.step() was not called, so {n} backward passes were "
+                    "recorded as one step; pass the optimizer (Probe(model, optimizer)) or call probe.step() after "
+                    "each optimizer step.")
+
+
+_graph_task_id = getattr(torch._C, "_current_graph_task_id", lambda: -1)
+
+
+def _in_backward() -> bool:
+    """Whether autograd's engine is running a backward pass on this thread (a forward call now is
+    activation checkpointing's recomputation)."""
+    return _graph_task_id() != -1
+
+
+class _Call:
+    """One recorded forward call between the module's pre-hook and its forward hook."""
+
+    __slots__ = ("inputs",)
+
+    def __init__(self, inputs: input_grads.Inputs | None):
+        self.inputs = inputs
 
 
 class Probe:
@@ -91,24 +146,35 @@ class Probe:
         self.trace = Trace()
         self.step_index = 0  # index of the step in progress
         self.first_nonfinite: NonFinite | None = None
-        self.shared: dict[str, int] = {}  # modules seen called more than once in a step: max calls
+        self.shared: dict[str, int] = {}  # modules called more than once between two backward passes: max calls
+        self.tied: dict[str, str] = {}  # parameter -> the parameter it is (listed under the latter's module)
         self._watched: list[Watched] = []
         self._units_of: dict[str, list[Metric]] = {}  # kind -> the layer metrics measured on it
         self._needs: dict[str, frozenset[str]] = {}  # kind -> the hook data they read
+        self._on: dict[tuple[str, str], list[Metric]] = {}  # (kind, hook data) -> the metrics it goes to
         self._module_hooks: list = []
         self._params_of: dict[str, list[tuple[str, torch.Tensor]]] = {}
+        self._reader: ParamGradReader | None = None
+        self._param_owner: list[tuple[str, str]] = []  # per reader parameter: (layer, parameter name)
         self._updated: list[tuple[str, torch.Tensor]] = []  # (layer, parameter) whose update is recorded
         self._optimizer_hooks: list = []
         self._state: dict[str, LayerStep] = {}
         self._model_step = LayerStep(INPUT_LAYER, "model")
-        self._order: list[str] = []
-        self._backward_order: list[str] = []
+        self._order: dict[str, None] = {}  # watched modules in the order of their first call in the step
+        self._backward_order: dict[str, None] = {}  # layers in the order the backward pass reached them
+        self._interval = 0  # backward intervals of the step: a forward call after a backward pass starts one
+        self._backward_seen = False  # a backward pass ran since the latest forward call
+        self._pending: set[input_grads.Pending] = set()  # input gradients whose consumers have not all run
+        self._finite: dict[tuple[str, str], torch.Tensor] = {}  # (layer, 'input' | 'output') -> all finite so far (0-d)
+        self._last_output: tuple[weakref.ref, int] | None = None  # output checked last, its version
         self._before: list[torch.Tensor] | None = None  # parameters before the optimiser step
         self._buffers: list[torch.Tensor] = []  # reused across steps: no allocation (or page faults) per step
         self._sizes: list[torch.Tensor] = []  # ||W|| before the step, per parameter (0-d)
-        self._finite_checks: list[tuple[str, str]] = []  # (layer, 'input' | 'output') in forward order
-        self._finite_flags: list[torch.Tensor] = []  # torch.isfinite(...).all() of each check, 0-d
-        self._last_output: tuple[torch.Tensor, int] | None = None  # output checked last, its version
+        self._stepped = False  # probe.step() was called at least once
+        self._warned = False
+        self._retain_noted = False
+        self._compiled = False
+        self._breaks: GraphBreaks | None = None
         self._active = False
         self._depth = 0  # `with` blocks entered and not yet exited
 
@@ -117,7 +183,8 @@ class Probe:
         if self._active:  # re-entered inside its own block: already recording
             self._depth += 1
             return self
-        self._watched = watched_modules(self.model)
+        target, self._compiled = unwrap(self.model)
+        self._watched = watched_modules(target)
         if not any(w.kind != "activation" for w in self._watched):
             raise GradvetError(
                 f"model {type(self.model).__name__} has no parameters to watch; a probe needs layers with weights."
@@ -125,6 +192,9 @@ class Probe:
         kinds = {w.kind for w in self._watched}
         self._units_of = {kind: [m for m in self._layer_units if kind in m.kinds] for kind in kinds}
         self._needs = {kind: frozenset().union(*(m.needs(kind) for m in units)) for kind, units in self._units_of.items()}
+        self._on = {(kind, data): [m for m in units if data in m.needs(kind)]
+                    for kind, units in self._units_of.items() for data in (INPUT, OUTPUT, OUTPUT_GRAD, INPUT_GRAD)}
+        self._on.update({("model", INPUT): [m for m in self._model_units if INPUT in m.reads]})
         for w in self._watched:
             for unit in self._units_of[w.kind]:
                 unit.prepare(w)  # e.g. max |f'| looked up now, not inside a timed step
@@ -132,13 +202,14 @@ class Probe:
         self._blocks.enter(self.model, self._blocks_choice)
         for name, _ in self._blocks.blocks:
             self.trace.kinds.setdefault(name, "block")
-        self._params_of = {w.name: list(w.module.named_parameters(recurse=False))
-                           for w in self._watched if w.kind != "activation"}
+        self._own_parameters()
         self._updated = [(w.name, p) for w in self._watched if UPDATE in self._needs[w.kind]
                          for _, p in self._params_of.get(w.name, ())]
         if self.optimizer is not None:
             self._optimizer_hooks = [self.optimizer.register_step_pre_hook(self._before_optimizer_step),
                                      self.optimizer.register_step_post_hook(self._after_optimizer_step)]
+        if self._compiled:
+            self._breaks = GraphBreaks()
         self._active, self._depth = True, 1
         if self._sampled(self.step_index):
             self._attach()
@@ -150,7 +221,11 @@ class Probe:
             return
         try:
             if exc[0] is None and self._has_data():
+                if self.optimizer is None and not self._stepped and self._interval > 0:
+                    self._no_step_boundary()
                 self._finish_step()  # a last step without optimizer.step()/probe.step()
+            if exc[0] is None and self._breaks is not None:
+                self._note(self._breaks.note())
         finally:
             self._detach()
             for handle in self._optimizer_hooks:
@@ -160,6 +235,7 @@ class Probe:
 
     def step(self) -> None:
         """End the current step (for loops without an optimizer passed to the Probe)."""
+        self._stepped = True
         self._finish_step()
 
     def skip_to(self, step_index: int) -> None:
@@ -181,7 +257,55 @@ class Probe:
 
     @property
     def hooks_attached(self) -> int:
-        return len(self._module_hooks) + len(self._optimizer_hooks) + self._blocks.hooks_attached
+        return (len(self._module_hooks) + len(self._optimizer_hooks) + (self._reader.hooks if self._reader else 0)
+                + self._blocks.hooks_attached)
+
+    # -- notes ---------------------------------------------------------------------------------
+    def _note(self, text: str | None) -> None:
+        if text and text not in self.trace.notes:
+            self.trace.notes.append(text)
+
+    def _no_step_boundary(self) -> None:
+        text = NO_STEP_BOUNDARY.format(n=self._interval + 1)
+        self._note(text)
+        if not self._warned:
+            self._warned = True
+            warnings.warn(text, stacklevel=3)
+
+    def _second_backward(self) -> None:
+        if not self._retain_noted:
+            self._retain_noted = True
+            self._note(f"a second backward pass went through the same forward pass (retain_graph=True) at step "
+                       f"{self.step_index}: the activation-gradient norms (output_grad_norm, input_grad_norm) are "
+                       "those of the first backward pass; parameter-gradient norms are those of .grad, which sums "
+                       "both.")
+
+    def _own_parameters(self) -> None:
+        """Each watched module's own parameters; one shared with an earlier module (tied weights)
+        is listed there only, and noted."""
+        owner: dict[int, str] = {}
+        self._params_of, tied = {}, {}
+        for w in self._watched:
+            if w.kind == "activation":
+                continue
+            own: list[tuple[str, torch.Tensor]] = []
+            for pname, p in w.module.named_parameters(recurse=False):
+                full = f"{w.name}.{pname}" if w.name else pname
+                if id(p) in owner:
+                    tied[full] = owner[id(p)]
+                    continue
+                owner[id(p)] = full
+                own.append((pname, p))
+            self._params_of[w.name] = own
+        self.tied = tied
+        if tied:
+            listed = ", ".join(f"{a} is {b}" for a, b in tied.items())
+            self._note(f"tied parameters, listed once (under the first module that has them): {listed}.")
+        params = [(name, pname, p) for name, own in self._params_of.items() for pname, p in own]
+        self._param_owner = [(name, pname) for name, pname, _ in params]
+        self._reader = ParamGradReader([p for _, _, p in params], self._store_grad_norm)
+        self._reader.on_backward = self._on_backward
+        self._reader.read_norms = any(PARAMS in needs for needs in self._needs.values())
 
     # -- hooks -------------------------------------------------------------------------------
     def _sampled(self, index: int) -> bool:
@@ -193,96 +317,178 @@ class Probe:
         self._reset_state()
         if self._model_units:
             self._module_hooks.append(self.model.register_forward_pre_hook(self._on_model_input))
+        wrap = eager if self._compiled else (lambda fn: fn)
         for w in self._watched:
-            self._module_hooks.append(w.module.register_forward_pre_hook(self._input_hook(w)))
-            self._module_hooks.append(w.module.register_forward_hook(self._forward_hook(w)))
+            self._module_hooks.append(w.module.register_forward_pre_hook(wrap(self._input_hook(w)), with_kwargs=True))
+            self._module_hooks.append(w.module.register_forward_hook(wrap(self._forward_hook(w))))
+        if self._reader is not None:
+            self._reader.attach()
         self._blocks.attach()
 
     def _detach(self) -> None:
         for handle in self._module_hooks:
             handle.remove()
         self._module_hooks = []
+        if self._reader is not None:
+            self._reader.detach()
         self._blocks.detach()
 
     def _reset_state(self) -> None:
         self._state = {w.name: LayerStep(w.name, w.kind, self.step_index, w.activation, self._params_of.get(w.name, []))
                        for w in self._watched}
         self._model_step = LayerStep(INPUT_LAYER, "model", self.step_index)
-        self._order, self._backward_order = [], []
-        self._finite_checks, self._finite_flags, self._last_output = [], [], None
+        self._order, self._backward_order = {}, {}
+        self._interval, self._backward_seen = 0, False
+        self._pending = set()
+        self._finite, self._last_output = {}, None
         self._blocks.reset(self.step_index)
 
     def _has_data(self) -> bool:
-        return bool(self._module_hooks) and any(s.calls for s in self._state.values())
+        return bool(self._module_hooks) and any(s.has_data() for s in self._state.values())
+
+    def _on_backward(self) -> None:
+        self._backward_seen = True
+
+    def _store_grad_norm(self, index: int, norm: torch.Tensor) -> None:
+        layer, pname = self._param_owner[index]
+        st = self._state.get(layer)
+        if st is not None:
+            st.grad_norms[pname] = norm
 
     def _on_model_input(self, module, args) -> None:
-        """The model's input on the step's first forward pass (for the model-scope metrics)."""
-        if not self._model_step.inputs and torch.is_grad_enabled() and args and torch.is_tensor(args[0]):
-            self._model_step.inputs.append(args[0].detach())
+        """The model's input (for the model-scope metrics)."""
+        if not torch.is_grad_enabled() or _in_backward() or not args or not torch.is_tensor(args[0]):
+            return
+        seen = Seen(args[0].detach())
+        for unit in self._on[("model", INPUT)]:
+            unit.on_input(self._model_step, seen)
+        self._model_step.forwards += 1
+
+    def _count_call(self, st: LayerStep) -> bool:
+        """Count a forward call of `st`'s module; False for a recomputation of one already counted.
+
+        A forward call after a backward pass starts a new backward interval; `calls` is the most
+        calls of the module within one interval. A call made during a backward pass belongs to the
+        interval of the forward pass being differentiated."""
+        if _in_backward():
+            if st.interval == self._interval and st.interval_calls > 0:
+                return False  # use_reentrant=False: the forward pass recorded it already
+        elif self._backward_seen:
+            self._interval += 1
+            self._backward_seen = False
+        if st.interval != self._interval:
+            st.interval, st.interval_calls = self._interval, 0
+        st.interval_calls += 1
+        st.calls = max(st.calls, st.interval_calls)
+        st.forwards += 1
+        if st.name not in self._order:
+            self._order[st.name] = None
+        return True
 
     def _input_hook(self, w: Watched):
-        """Keep the module's input where a metric reads it, and check that it is finite. Where a metric
-        reads dL/d input, give the module a private copy of its input and hook that copy: its gradient
-        is the part of dL/d input that flows through this module only (a skip path adds its own part
-        to the original tensor, not to the copy). Tensor hooks, unlike full backward hooks, survive
-        in-place operations on the module's output (ReLU(inplace=True), out += x)."""
+        """Count the call, check that the input is finite, hand it to the metrics that read it, and
+        note the inputs whose gradient through the module is wanted (`probe.input_grads`)."""
         needs = self._needs[w.kind]
+        on_input = self._on[(w.kind, INPUT)]
+        wants_grad = INPUT_GRAD in needs
 
-        def hook(module, args):
-            if not torch.is_grad_enabled() or not args or not torch.is_tensor(args[0]):
+        def hook(module, args, kwargs):
+            if not torch.is_grad_enabled():
+                if w.name not in self._order:  # forward order, also where the first pass runs under no_grad
+                    self._order[w.name] = None  # (use_reentrant=True checkpointing), records nothing else
                 return None
             st = self._state.get(w.name)
             if st is None:
                 return None
-            x = args[0]
-            if FINITE in needs and (self._last_output is None or x is not self._last_output[0]
-                                    or x._version != self._last_output[1]):
-                self._check_finite(w.name, "input", x)  # else checked as the module before's output, unchanged since
-            if INPUT in needs:
-                st.inputs.append(x.detach().clone() if getattr(module, "inplace", False) else x.detach())
-            if INPUT_GRAD not in needs or not x.requires_grad:
+            if not self._count_call(st):
+                st.open.append(None)
                 return None
-            private = x.clone()
-            private.register_hook(lambda g: st.grad_in.append(g.detach()))
-            return (private, *args[1:])
+            x = _first_tensor(args) if args else _first_tensor(list(kwargs.values()))  # module(input=x) too
+            if x is not None:
+                if FINITE in needs and not self._is_last_output(x):
+                    self._check_finite(w.name, "input", x)  # else checked as the module before's output, unchanged since
+                if on_input:
+                    seen = Seen(x.detach(), w.activation)
+                    for unit in on_input:
+                        unit.on_input(st, seen)
+            st.open.append(_Call(input_grads.of_call(args, kwargs) if wants_grad else None))
+            return None
 
         return hook
 
     def _forward_hook(self, w: Watched):
         needs = self._needs[w.kind]
+        on_output = self._on[(w.kind, OUTPUT)]
+        on_output_grad = self._on[(w.kind, OUTPUT_GRAD)]
+        on_input_grad = self._on[(w.kind, INPUT_GRAD)]
 
         def hook(module, inputs, output):
             if not torch.is_grad_enabled():
                 return
             st = self._state.get(w.name)
-            if st is None:
+            if st is None or not st.open:
                 return
-            if st.calls == 0:
-                self._order.append(w.name)
-            st.calls += 1
-            out = _first_tensor(output)
-            if out is None:
+            call = st.open.pop()
+            if call is None:  # a recomputation
                 return
+            outs = _tensors(output)
+            if not outs:
+                return
+            out = outs[0]
             if FINITE in needs:
                 self._check_finite(w.name, "output", out)
-                self._last_output = (out, out._version)
-            if OUTPUT in needs:
-                st.outputs.append(out.detach())
-            if OUTPUT_GRAD in needs and out.requires_grad:
-                out.register_hook(self._output_grad_hook(st, st.calls - 1))
+                self._last_output = (weakref.ref(out), out._version)
+            if on_output:
+                seen = Seen(out.detach())
+                for unit in on_output:
+                    unit.on_output(st, seen)
+            if on_output_grad and out.requires_grad:
+                out.register_hook(self._output_grad_hook(st, on_output_grad))
+            if on_input_grad and call.inputs is not None:
+                self._watch_input_grads(st, call.inputs, [o for o in outs if o.requires_grad], on_input_grad)
 
         return hook
 
-    def _check_finite(self, name: str, where: str, tensor: torch.Tensor) -> None:
-        """Queue whether `tensor` is all finite (a 0-d tensor on its device: no host sync here)."""
-        self._finite_checks.append((name, where))
-        self._finite_flags.append(torch.isfinite(tensor.detach()).all())
+    def _watch_input_grads(self, st: LayerStep, inputs: input_grads.Inputs, outs: list[torch.Tensor],
+                           units: list[Metric]) -> None:
+        pending: input_grads.Pending | None = None
 
-    def _output_grad_hook(self, st: LayerStep, call: int):
+        def emit(g: torch.Tensor) -> None:
+            for unit in units:
+                unit.on_input_grad(st, g)
+            if pending is not None and pending.done():
+                self._pending.discard(pending)
+
+        pending = input_grads.watch(outs, inputs, emit, self._second_backward)
+        if pending is not None:  # an input with several consumers: summed as they run, flushed at the latest when the step ends
+            self._pending.add(pending)
+
+    def _is_last_output(self, x: torch.Tensor) -> bool:
+        last = self._last_output
+        return last is not None and last[0]() is x and x._version == last[1]
+
+    def _check_finite(self, name: str, where: str, tensor: torch.Tensor) -> None:
+        """AND whether `tensor` is all finite into its check (a 0-d tensor on its device: no host sync here)."""
+        ok = torch.isfinite(tensor.detach()).all()
+        key = (name, where)
+        old = self._finite.get(key)
+        self._finite[key] = ok if old is None else old & ok
+
+    def _output_grad_hook(self, st: LayerStep, units: list[Metric]):
+        received = False
+
         def hook(g: torch.Tensor) -> None:
-            st.grad_out.append(g.detach())
-            st.grad_out_call.append(call)
-            self._backward_order.append(st.name)
+            nonlocal received
+            self._backward_seen = True
+            if received:
+                self._second_backward()
+                return
+            received = True
+            if st.name not in self._backward_order:
+                self._backward_order[st.name] = None
+            g = g.detach()
+            for unit in units:
+                unit.on_output_grad(st, g)
 
         return hook
 
@@ -306,10 +512,13 @@ class Probe:
         collect = bool(self._module_hooks)
         if collect:
             self.trace.extend(self._collect())
+            if (self._breaks is not None and not any(s.forwards for s in self._state.values())
+                    and any(s.grad_norms for s in self._state.values())):  # a backward pass ran, no forward hook
+                self._note(self._breaks.unseen())
         self._before = None
         self.step_index += 1
         if collect:
-            self._reset_state()  # let go of this step's tensors now
+            self._reset_state()  # let go of this step's numbers now
         if self._sampled(self.step_index):
             self._attach()
         else:
@@ -325,12 +534,16 @@ class Probe:
             self._state[layer].sizes.append(size)
 
     def _collect(self) -> list[TraceRow]:
-        """Every number of the step: each metric reduces its hook data to norms and 0-d tensors,
-        all are stacked and copied to the host once, then each metric makes its value."""
+        """Every number of the step: each metric gives its running results as 0-d tensors (and the
+        tensors whose norms it wants), all are stacked and copied to the host once, then each metric
+        makes its value."""
+        for pending in list(self._pending):
+            pending.flush_all()
+        self._pending = set()
         self._take_updates()
-        order = self._order + [w.name for w in self._watched if w.name not in self._order]
-        steps = [self._state[name] for name in order if self._state[name].calls or self._state[name].grad_out]
-        layers = [(self._model_step, self._model_units)] if self._model_step.inputs else []
+        order = list(self._order) + [w.name for w in self._watched if w.name not in self._order]
+        steps = [self._state[name] for name in order if self._state[name].has_data()]
+        layers = [(self._model_step, self._model_units)] if self._model_step.forwards else []
         layers += [(st, self._units_of[st.kind]) for st in steps]
         measured: list[tuple[LayerStep, list[tuple[Metric, Parts]]]] = []
         scalars: list[torch.Tensor] = []
@@ -342,19 +555,21 @@ class Probe:
                     scalars += part.scalars
                     norms += part.norms
             measured.append((st, parts))
+        rank = {name: i for i, name in enumerate(order)}
+        checks = sorted(self._finite, key=lambda k: (rank.get(k[0], len(rank)), k[1] == "output"))
         pieces = [torch.stack(scalars)] if scalars else []
         if norms:
             pieces.append(torch.stack(torch._foreach_norm(norms)))
-        if self._finite_flags:
-            pieces.append(torch.stack(self._finite_flags).float())
+        if checks:
+            pieces.append(torch.stack([self._finite[k] for k in checks]).float())
         blocks = self._blocks.tensors()
         if blocks:
             pieces.append(torch.stack(blocks))
         flat = torch.cat(pieces).tolist() if pieces else []  # the one host copy (cat promotes dtypes)
         at = len(scalars) + len(norms)
-        forward = first_in_forward(self._finite_checks, flat[at: at + len(self._finite_flags)])
+        forward = first_in_forward(checks, flat[at: at + len(checks)])
         return (self._rows(measured, flat[: len(scalars)], flat[len(scalars): at], forward)
-                + self._blocks.rows(self.step_index, flat[at + len(self._finite_flags):]))
+                + self._blocks.rows(self.step_index, flat[at + len(checks):]))
 
     def _rows(self, measured: list[tuple[LayerStep, list[tuple[Metric, Parts]]]], scalars: list[float],
               norms: list[float], forward: tuple[str, bool, str | None] | None) -> list[TraceRow]:
@@ -385,6 +600,15 @@ class Probe:
             layer, in_input, after = forward or (None, False, None)
             self.first_nonfinite = NonFinite(step, layer, in_input, after, backward)
         return rows
+
+
+def _tensors(value) -> list[torch.Tensor]:
+    """The tensors of a module's output (a tensor, or a tuple such as LSTM's), nested tuples flattened."""
+    if torch.is_tensor(value):
+        return [value]
+    if isinstance(value, (tuple, list)):
+        return [t for item in value for t in _tensors(item)]
+    return []
 
 
 def _first_tensor(value) -> torch.Tensor | None:

@@ -27,6 +27,7 @@ class Trace:
     def __init__(self, rows: Iterable[Row] = (), kinds: dict[str, str] | None = None):
         self.rows: list[Row] = [(int(s), str(layer), str(m), float(v)) for s, layer, m, v in rows]
         self.kinds: dict[str, str] = dict(kinds or {})
+        self.notes: list[str] = []  # what the probe noticed about the training loop (one line each)
         if not self.kinds:
             self.kinds = infer_kinds(self.rows)
 

@@ -6,7 +6,7 @@ import math
 
 from gradvet.probe.metrics.block_unit import BlockMetric, norm
 from gradvet.probe.metrics.stream_grad_norm import StreamGradNorm
-from gradvet.probe.metrics.unit import AFTER, INPUT_GRAD, root_sum_squares
+from gradvet.probe.metrics.unit import AFTER, INPUT_GRAD
 
 
 class BlockGain(BlockMetric):
@@ -24,10 +24,10 @@ class BlockGain(BlockMetric):
     nonfinite_is_overflow = False
 
     def input_grad(self, block, g):
-        block.keep(self.name, norm(g))
+        block.add_squares(self.name, norm(g))
 
     def value(self, got, row, layer):
         out = row.get(StreamGradNorm.name)
         if not got.scalars or out is None:
             return None
-        return root_sum_squares(got.scalars) / out if out > 0 else math.nan
+        return math.sqrt(got.scalars[0]) / out if out > 0 else math.nan

@@ -24,19 +24,38 @@ from gradvet.probe.metrics.unit import BLOCK, Metric, Parts
 
 @dataclass(eq=False)
 class BlockStep:
-    """One block in one step: its calls, each call's output size (numel), whether it has an
-    identity skip (a path from its output back to its input through no weight layer; None: not
-    known), and per metric name the 0-d tensors its hooks kept."""
+    """One block in one step: its calls, whether it has an identity skip (a path from its output
+    back to its input through no weight layer; None: not known), and per metric name the running
+    0-d tensors its hooks reduce each call into (a fixed number per metric, whatever the number of
+    calls or micro-batches: memory O(blocks))."""
 
     name: str
     step: int = 0
     calls: int = 0
-    numel: list[int] = field(default_factory=list)
     skip: bool | None = None
     kept: dict[str, list[torch.Tensor]] = field(default_factory=dict)
+    sizes: dict[str, int] = field(default_factory=dict)  # elements pooled so far, per metric
 
-    def keep(self, metric: str, *values: torch.Tensor) -> None:
-        self.kept.setdefault(metric, []).extend(values)
+    def add_squares(self, metric: str, *norms: torch.Tensor) -> None:
+        """Running sums of squares, one per position: sqrt of each is the root-sum-square over calls."""
+        squares = [n.double() ** 2 for n in norms]
+        kept = self.kept.get(metric)
+        self.kept[metric] = squares if kept is None else [a + b for a, b in zip(kept, squares)]
+
+    def pool(self, metric: str, count: int, std: torch.Tensor, mean: torch.Tensor) -> None:
+        """Merge one call's (count, unbiased std, mean) into the running (mean, M2) of every element
+        so far, M2 the sum of squared deviations (Chan, Golub & LeVeque 1979's pairwise update):
+        delta = m_b - m_a, n = n_a + n_b, m = m_a + delta n_b / n, M2 = M2_a + M2_b + delta^2 n_a n_b / n."""
+        mean, m2 = mean.double(), std.double() ** 2 * (count - 1)
+        seen = self.sizes.get(metric, 0)
+        if seen == 0:
+            self.kept[metric] = [mean, m2]
+        else:
+            old_mean, old_m2 = self.kept[metric]
+            total = seen + count
+            delta = mean - old_mean
+            self.kept[metric] = [old_mean + delta * (count / total), old_m2 + m2 + delta * delta * (seen * count / total)]
+        self.sizes[metric] = seen + count
 
 
 class BlockMetric(Metric):

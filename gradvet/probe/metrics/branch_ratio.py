@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from gradvet.probe.metrics.block_unit import BlockMetric, norm
-from gradvet.probe.metrics.unit import AFTER, INPUT, OUTPUT, root_sum_squares
+from gradvet.probe.metrics.unit import AFTER, INPUT, OUTPUT
 
 
 class BranchRatio(BlockMetric):
@@ -24,10 +24,10 @@ class BranchRatio(BlockMetric):
 
     def forward(self, block, x, out):
         if x is not None and x.shape == out.shape and x is not out:
-            block.keep(self.name, norm(out.detach() - x.detach()), norm(x))
+            block.add_squares(self.name, norm(out.detach() - x.detach()), norm(x))
 
     def value(self, got, row, layer):
         if not got.scalars or layer.skip is False:
             return None
-        change, size = root_sum_squares(got.scalars[0::2]), root_sum_squares(got.scalars[1::2])
+        change, size = math.sqrt(got.scalars[0]), math.sqrt(got.scalars[1])
         return change / size if size > 0 else (math.nan if change == 0 else math.inf)

@@ -1,4 +1,4 @@
-"""calls: a module run more than once in a step."""
+"""calls: a module run more than once in a forward pass."""
 
 from __future__ import annotations
 
@@ -6,8 +6,10 @@ from gradvet.probe.metrics.unit import COUNT, Metric
 
 
 class Calls(Metric):
-    """How many forward passes ran the module in the step, recorded when more than one: weight
-    sharing or recurrence (the other metrics then combine every call)."""
+    """How many times the module ran between two backward passes, recorded when more than once:
+    weight sharing or recurrence (the other metrics then combine every call). The micro-batches of
+    gradient accumulation (forward, backward, forward, backward, ...) are one call each, and the
+    recomputation of activation checkpointing is no call."""
 
     name = "calls"
     combine = COUNT

@@ -16,8 +16,12 @@ class InputStd(ScalarMetric):
     reads = frozenset({INPUT})
     combine = SAMPLE_MEAN
 
+    def on_input(self, layer, seen):
+        x = seen.tensor
+        if self.name in layer.sums or not x.is_floating_point():
+            return
+        layer.sums[self.name] = x.std() if x.numel() > 1 else x.new_zeros(())
+
     def measure(self, layer):
-        x = layer.inputs[0] if layer.inputs else None
-        if x is None or not x.is_floating_point():
-            return Parts()
-        return Parts(scalars=[x.std() if x.numel() > 1 else x.new_zeros(())])
+        std = layer.sums.get(self.name)
+        return Parts(scalars=[std]) if std is not None else Parts()

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-from gradvet.probe.metrics.shapes import ScalarMetric
-from gradvet.probe.metrics.unit import OUTPUT, SAMPLE_MEAN, Parts
+from gradvet.probe.metrics.shapes import SampleMean
+from gradvet.probe.metrics.unit import OUTPUT
 
 
-class Mean(ScalarMetric):
+class Mean(SampleMean):
     """E[a], the mean of the activation's outputs over every sample, unit and call of the step
     (not zero-centred outputs, as sigmoid's, shift the next layer's pre-activations: LeCun et al.
-    1998, "Efficient BackProp")."""
+    1998, "Efficient BackProp"): the sum of each call's outputs, over their count."""
 
     name = "mean"
     kinds = frozenset({"activation"})
     reads = frozenset({OUTPUT})
-    combine = SAMPLE_MEAN
 
-    def measure(self, layer):
-        return Parts(scalars=[layer.output_rows.mean()]) if layer.outputs else Parts()
+    def on_output(self, layer, seen):
+        self.fold(layer, seen.tensor.sum(), seen.numel)

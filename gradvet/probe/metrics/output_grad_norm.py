@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from gradvet.probe.metrics.shapes import NormMetric
-from gradvet.probe.metrics.unit import OUTPUT_GRAD, Parts
+from gradvet.probe.metrics.unit import OUTPUT_GRAD
 
 
 class OutputGradNorm(NormMetric):
@@ -14,5 +14,5 @@ class OutputGradNorm(NormMetric):
     name = "output_grad_norm"
     reads = frozenset({OUTPUT_GRAD})
 
-    def measure(self, layer):
-        return Parts(norms=layer.grad_out)
+    def on_output_grad(self, layer, grad):
+        self.fold(layer, grad)

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from gradvet.base.errors import GradvetError
+from gradvet.probe.metrics.applied_grad_norm import AppliedGradNorm
 from gradvet.probe.metrics.bias_grad_norm import BiasGradNorm
 from gradvet.probe.metrics.block_gain import BlockGain
 from gradvet.probe.metrics.branch_ratio import BranchRatio
@@ -37,7 +38,7 @@ from gradvet.probe.metrics.weight_grad_norm import WeightGradNorm
 
 BUILTIN: tuple[type[Metric], ...] = (
     InputStd,
-    OutputGradNorm, InputGradNorm, WeightGradNorm, BiasGradNorm, Gain,
+    OutputGradNorm, InputGradNorm, WeightGradNorm, BiasGradNorm, AppliedGradNorm, Gain,
     Mean, Std, DeadFraction, PersistentDeadFraction, SaturatedFraction,
     UpdateRatio, Calls, NormLayer,
     StreamGradNorm, BlockGain, StreamStd, BranchRatio,  # per repeated block (scope BLOCK)

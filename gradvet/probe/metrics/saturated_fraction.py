@@ -4,29 +4,29 @@ from __future__ import annotations
 
 import math
 
-from gradvet.probe.metrics.shapes import SlopeMetric
-from gradvet.probe.metrics.unit import ACTIVATION, SAMPLE_MEAN, Column, Parts
+from gradvet.probe.metrics.shapes import SampleMean, SlopeMetric
+from gradvet.probe.metrics.unit import ACTIVATION, Column
 
 SATURATION_LEVEL = 0.05  # a unit is saturated where |f'(z)| < 5% of max |f'|
 
 
-class SaturatedFraction(SlopeMetric):
+class SaturatedFraction(SlopeMetric, SampleMean):
     """The fraction of (sample, unit) values where |f'(z)| < SATURATION_LEVEL max |f'|, over every
-    sample and call of the step: units in the flat tails of a sigmoid or tanh pass almost no
-    gradient (Glorot & Bengio 2010 saw the top sigmoid layer saturate at 0). Needs only max |f'|
-    of the activation (`Activation.max_grad`), looked up when the probe is entered; not recorded
-    where max |f'| is 0 or not finite."""
+    sample and call of the step (a running count over the running number of values): units in the
+    flat tails of a sigmoid or tanh pass almost no gradient (Glorot & Bengio 2010 saw the top sigmoid
+    layer saturate at 0). Needs only max |f'| of the activation (`Activation.max_grad`), looked up
+    when the probe is entered; not recorded where max |f'| is 0 or not finite."""
 
     name = "saturated_fraction"
-    combine = SAMPLE_MEAN
     columns = (Column("saturated_fraction", "saturated", ACTIVATION, digits=2),)
 
     def prepare(self, watched):
         if watched.activation is not None:
             watched.activation.max_grad  # noqa: B018  (computed now, not inside a timed step)
 
-    def of_slopes(self, layer):
-        top = layer.activation.max_grad
+    def of_slopes(self, layer, seen):
+        top = seen.activation.max_grad
         if not (math.isfinite(top) and top > 0):
-            return Parts()
-        return Parts(scalars=[(layer.slopes < SATURATION_LEVEL * top).mean(dtype=layer.slopes.dtype)])
+            return
+        slopes = seen.slopes
+        self.fold(layer, (slopes < SATURATION_LEVEL * top).sum(), slopes.numel())

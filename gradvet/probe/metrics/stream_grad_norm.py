@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
+
 from gradvet.probe.metrics.block_unit import BlockMetric, norm
-from gradvet.probe.metrics.unit import OUTPUT_GRAD, ROOT_SUM_SQUARES, root_sum_squares
+from gradvet.probe.metrics.unit import OUTPUT_GRAD, ROOT_SUM_SQUARES
 
 
 class StreamGradNorm(BlockMetric):
@@ -17,7 +19,7 @@ class StreamGradNorm(BlockMetric):
     combine = ROOT_SUM_SQUARES
 
     def output_grad(self, block, g):
-        block.keep(self.name, norm(g))
+        block.add_squares(self.name, norm(g))
 
     def value(self, got, row, layer):
-        return root_sum_squares(got.scalars) if got.scalars else None
+        return math.sqrt(got.scalars[0]) if got.scalars else None

@@ -13,24 +13,32 @@ A metric declares
   recurrence, the micro-batches of gradient accumulation) combine (the COMBINE rules below);
 - `columns`: how it shows in the diagnosis' per-hidden-layer table (`Column`), if at all.
 
-and two methods:
-- `measure(layer) -> Parts`, inside the step: tensors whose 2-norms are wanted and 0-d tensors,
-  never a host copy (the probe stacks the parts of every metric and layer of a step and copies
-  them to the host once);
+and the methods the probe calls, each for the hook data the metric `reads`:
+- inside the step, as the data arrives, once per call (or micro-batch): `on_input(layer, seen)`
+  (INPUT: the module's input before it runs, a `Seen`), `on_output(layer, seen)` (OUTPUT),
+  `on_output_grad(layer, grad)` (OUTPUT_GRAD: dL/d output of one call) and
+  `on_input_grad(layer, grad)` (INPUT_GRAD: dL/d input through the module, one distinct input
+  tensor of one call). Each reduces the tensor at once to 0-d tensors or per-unit masks and folds
+  them into the layer's running results by its `combine` rule (`LayerStep.add`, `hypot`, `all`,
+  `max`, `count`): the tensor is not kept, so what a probe holds does not grow with the batch,
+  the sequence or the micro-batches (issue 14). No host copy here;
+- `measure(layer) -> Parts`, when the step ends: the running results as 0-d tensors (`scalars`),
+  and tensors whose 2-norms are wanted (`norms`: parameter-sized, as the update over the
+  optimiser step); the probe stacks the parts of every metric and layer of a step and copies
+  them to the host once;
 - `value(got, row, layer) -> float | None`, on the host after that copy: the number, from the
   floats of its own parts (in the order `measure` gave them) and the values already in `row`
   (the metrics before it in the registry's order); None records nothing.
 `prepare(watched)` runs once when a probe is entered (e.g. to look up max |f'| outside any
 step), and a metric keeping state across steps keeps it on its instance: a probe makes its own
-instances.
+instances. PARAMS needs no method: the probe reads ||p.grad|| of each parameter when a backward
+pass has accumulated it (before any clipping) into `LayerStep.grad_norms`.
 
-Today `measure` runs once when the step ends, on the data of every call at once. The `combine`
-rule is what lets a hook reduce each call (or micro-batch) as it comes and keep only partial
-results, memory O(layers) (issue 14): norms merge as the root of the sum of squares (keep each
-call's norm, or a running sum of squares), SAMPLE_MEAN as the sample-weighted mean (keep sums
-and counts), ALL_CALLS as the AND of per-unit masks (one mask per unit), MAX as the maximum;
-AFTER and COUNT keep nothing. The BLOCK scope (repeated blocks, the residual stream) works so
-already: its metrics reduce each call to 0-d tensors inside the hooks (`block_unit`).
+The `combine` rule says how a hook merges each call into the running result: norms as the root
+of the sum of squares (`hypot`), SAMPLE_MEAN as sums and counts divided when the step ends,
+ALL_CALLS as the AND of per-unit masks, MAX as the maximum; AFTER and COUNT keep nothing.
+The BLOCK scope (repeated blocks, the residual stream) sits beside LAYER and MODEL: its metrics
+reduce each call of a block to 0-d tensors inside the block's own hooks (`block_unit`).
 """
 
 from __future__ import annotations
@@ -43,9 +51,10 @@ from typing import TYPE_CHECKING, ClassVar
 from gradvet.base.errors import GradvetError
 
 if TYPE_CHECKING:
+    import torch
 
     from gradvet.probe.layers import Watched
-    from gradvet.probe.metrics.layer_step import LayerStep
+    from gradvet.probe.metrics.layer_step import LayerStep, Seen
 
 # scopes
 LAYER = "layer"
@@ -55,11 +64,11 @@ BLOCK = "block"
 KINDS = frozenset({"weight", "norm", "activation"})
 
 # hook data a metric can read (`LayerStep` holds them for one module and one step)
-INPUT = "input"  # the module's input per call (an in-place activation's is copied)
-OUTPUT = "output"  # its output per call
+INPUT = "input"  # the module's first tensor input per call, seen before the module runs (in-place or not)
+OUTPUT = "output"  # its first tensor output per call
 OUTPUT_GRAD = "output_grad"  # dL/d output per call (a tensor hook on the output)
-INPUT_GRAD = "input_grad"  # dL/d input through this module only (a hook on a private copy of the input)
-PARAMS = "params"  # the module's own parameters, their .grad read when the step ends
+INPUT_GRAD = "input_grad"  # dL/d input through this module, per call and distinct input tensor (`probe.input_grads`)
+PARAMS = "params"  # ||p.grad|| of the module's own parameters when the backward pass accumulated it
 UPDATE = "update"  # W before the optimiser step and W_before - W_after (optimiser step hooks)
 FINITE = "finite"  # whether each input and output was finite, and the first module in forward order that was not
 HOOK_DATA = frozenset({INPUT, OUTPUT, OUTPUT_GRAD, INPUT_GRAD, PARAMS, UPDATE, FINITE})
@@ -130,7 +139,8 @@ class Values(dict):
 
 class Metric:
     """One quantity a Probe records (see the module docstring). Subclasses set the class
-    attributes and override `measure` and `value`; the class docstring gives the formula."""
+    attributes, override the `on_*` hooks of the data they read (reducing it at once), `measure`
+    and `value`; the class docstring gives the formula."""
 
     name: ClassVar[str]
     scope: ClassVar[str] = LAYER
@@ -148,8 +158,21 @@ class Metric:
     def prepare(self, watched: Watched) -> None:
         """Called once per watched module of its kinds when a probe is entered."""
 
+    def on_input(self, layer: LayerStep, seen: Seen) -> None:
+        """INPUT: one call's input, before the module runs; reduce it into `layer`'s running results."""
+
+    def on_output(self, layer: LayerStep, seen: Seen) -> None:
+        """OUTPUT: one call's output; reduce it into `layer`'s running results."""
+
+    def on_output_grad(self, layer: LayerStep, grad: torch.Tensor) -> None:
+        """OUTPUT_GRAD: dL/d output of one call (the first backward pass through it)."""
+
+    def on_input_grad(self, layer: LayerStep, grad: torch.Tensor) -> None:
+        """INPUT_GRAD: dL/d input through the module of one call and one distinct input tensor."""
+
     def measure(self, layer: LayerStep) -> Parts:
-        """Reduce this step's hook data of `layer` to norms and 0-d tensors (no host copy)."""
+        """This step's running results of `layer` as 0-d tensors, and tensors whose norms are wanted
+        (no host copy)."""
         return NOTHING
 
     def value(self, got: Parts, row: Values, layer: LayerStep) -> float | None:
