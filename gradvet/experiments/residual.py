@@ -17,7 +17,8 @@ residual stream on a fixed batch (`residual_runs`):
 
 JSON (OUT/residual.json, `result`): `mlp` and `transformer` map each variant to {"label", "depths":
 {L (a string): {number: [one value per seed]}}}; the numbers are `MLP_KEYS` and `TRANSFORMER_KEYS`
-(the *_profile_* ones are lists per block); `theory` holds the branch gain and the predicted growth
+(the *_profile_* ones are lists per block, predicted_factors_init the expected factor of blocks
+2..L); `theory` holds the branch gain and the predicted growth
 per block, `settings` the sizes, steps and learning rates. Figures: the stream's gradient profile per
 block (MLP: one panel per depth, each variant and its prediction; transformer: at init and trained),
 and branch_ratio per block.
@@ -35,8 +36,10 @@ from gradvet.data import load
 from gradvet.experiments import residual_mlp as mlp
 from gradvet.experiments import residual_transformer as tf
 from gradvet.experiments.base import Context, experiment
+from gradvet.experiments.residual_theory import growth
 
-MLP_KEYS = ("verdict_init", "ratio_init", "growth_measured", "growth_predicted", "branch_ratio_init",
+MLP_KEYS = ("verdict_init", "ratio_init", "growth_measured", "growth_predicted", "predicted_factors_init",
+            "branch_ratio_init",
             "first_step_change", "test_accuracy", "diverged_at", "final_loss", "grad_profile_init",
             "branch_profile_init")
 TRANSFORMER_KEYS = tuple(f"{key}_{when}" for when in ("init", "trained")
@@ -93,9 +96,10 @@ def residual_experiment(ctx: Context) -> None:
     ctx.result["residual"] = {
         "mlp": mlps, "transformer": transformers,
         "theory": {"branch_gain": mlp.GAIN,
-                   "growth_per_block": {"unscaled": mlp.predicted_growth("unscaled", 1),
-                                        "scaled": {str(d): mlp.predicted_growth("scaled", d) for d in mlp_depths},
-                                        "zero_init": 1.0, "fixup": 1.0}},
+                   "growth_per_block": {"unscaled": growth(1.0, mlp.GAIN),
+                                        "scaled": {str(d): growth(1 / math.sqrt(d), mlp.GAIN) for d in mlp_depths},
+                                        "zero_init": 1.0, "fixup": 1.0,
+                                        "pre_ln": "sqrt(1 + G (1 - 2/n) / sigma_l^2), sigma_l measured"}},
         "settings": {"data": data.name, "width": mlp.WIDTH, "mlp_depths": list(mlp_depths), "mlp_steps": mlp_steps,
                      "mlp_lr": mlp.LR, "mlp_batch": mlp.BATCH, "probe_batch": mlp.PROBE_BATCH,
                      "transformer_depths": list(tf_depths), "transformer_steps": tf_steps, "transformer_lr": tf.LR,
@@ -157,8 +161,8 @@ def _figures(ctx: Context, mlps: dict[str, dict[str, Any]], transformers: dict[s
     ctx.figure("mlp-profile", "residual.mlp-profile", {
         "variants": {e["label"]: {d: profile(n["grad_profile_init"], geometric=True) for d, n in e["depths"].items()}
                      for e in mlps.values()},
-        "predicted": {e["label"]: {d: finite_mean(n["growth_predicted"]) for d, n in e["depths"].items()}
-                      for e in mlps.values()},
+        "predicted": {e["label"]: {d: profile(n["predicted_factors_init"], geometric=True)
+                                   for d, n in e["depths"].items()} for e in mlps.values()},
     })
     grads = {e["label"]: {d: {when: profile(n[f"grad_profile_{when}"], geometric=True) for when in ("init", "trained")}
                           for d, n in e["depths"].items()} for e in transformers.values()}
@@ -181,7 +185,7 @@ def headline(mlps: dict[str, dict[str, Any]], transformers: dict[str, dict[str, 
              for k in mlps]
     unscaled = mlps["unscaled"]["depths"][deepest]
     line = (f"Residual MLP, L = {deepest}, ||dL/dh_1||/||dL/dh_L|| at init: {'; '.join(parts)} (unscaled predicted "
-            f"{short_number(mlp.predicted_growth('unscaled', int(deepest)) ** (int(deepest) - 1))}); the unscaled net "
+            f"{short_number(growth(1.0, mlp.GAIN) ** (int(deepest) - 1))}); the unscaled net "
             f"diverged at step {_diverged(unscaled['diverged_at'])}.")
     top = max(transformers["post_ln"]["depths"], key=int)
     for entry in transformers.values():

@@ -75,17 +75,22 @@ def build(key: str, depth: int, n_in: int, n_out: int, seed: int, width: int = W
                         fixup=v.fixup, norm="pre" if v.pre_ln else None, seed=seed)
 
 
-def predicted_growth(key: str, depth: int, shot: Snapshot | None = None, width: int = WIDTH) -> float:
-    """The expected factor per block of the backward signal at init (`residual_theory`); Pre-LN reads
-    the stream's variance at each block's input (the block before's stream_std) from `shot`."""
+def predicted_factors(key: str, depth: int, shot: Snapshot | None = None, width: int = WIDTH) -> list[float]:
+    """The expected factor ||dL/dx_l|| / ||dL/dh_l|| of blocks l = 2..L at init (`residual_theory`); Pre-LN
+    reads the stream's variance at each block's input (the block before's stream_std) from `shot`."""
     v = VARIANTS[key]
     if v.pre_ln:
-        if shot is None:
-            return math.nan
-        stds = shot.stream_std[:-1]  # the input of blocks 2..L
-        return geometric_mean([pre_ln_growth(GAIN, s * s if s is not None else math.nan, width) for s in stds],
-                              default=math.nan)
-    return growth(v.scale(depth), 0.0 if v.zero_init else GAIN)
+        stds = shot.stream_std[:-1] if shot is not None else [None] * (depth - 1)  # the inputs of blocks 2..L
+        return [pre_ln_growth(GAIN, s * s, width) if s is not None else math.nan for s in stds]
+    return [growth(v.scale(depth), 0.0 if v.zero_init else GAIN)] * (depth - 1)
+
+
+def predicted_growth(key: str, depth: int, shot: Snapshot | None = None, width: int = WIDTH) -> float:
+    """The expected growth per block: the geometric mean of `predicted_factors` (nan if one is unknown)."""
+    factors = predicted_factors(key, depth, shot, width)
+    if not factors or not all(math.isfinite(f) for f in factors):
+        return math.nan
+    return geometric_mean(factors, default=math.nan)
 
 
 def measure_at_init(key: str, depth: int, data, seed: int, width: int = WIDTH) -> tuple[ResidualMLP, Snapshot, dict[str, Any]]:
@@ -97,6 +102,7 @@ def measure_at_init(key: str, depth: int, data, seed: int, width: int = WIDTH) -
         "verdict_init": shot.verdict, "ratio_init": shot.ratio,
         "growth_measured": per_block(shot.ratio, depth),
         "growth_predicted": predicted_growth(key, depth, shot, width),
+        "predicted_factors_init": predicted_factors(key, depth, shot, width),
         "branch_ratio_init": finite_mean(shot.branch_ratio),
     }
     return model, shot, numbers

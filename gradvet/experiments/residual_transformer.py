@@ -30,7 +30,7 @@ from gradvet.models.residual import TokenTransformer, token_transformer
 VOCAB, LENGTH = 10, 12
 D_MODEL, HEADS, FEEDFORWARD = 32, 2, 64
 DEPTHS, QUICK_DEPTHS = (6, 12, 24, 48), (6, 12)
-STEPS, QUICK_STEPS = 300, 30
+STEPS, QUICK_STEPS = 300, 20
 LR = 1e-3  # Adam, constant (no warm-up)
 BATCH, PROBE_BATCH, TEST = 64, 256, 512
 PROBE_SEED, TEST_SEED = 10_000, 20_000  # generators of the fixed batches, apart from the training seeds

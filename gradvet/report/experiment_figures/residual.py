@@ -3,6 +3,7 @@ residual stream per block (log scale) for each variant, and branch_ratio per blo
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from matplotlib.figure import Figure
@@ -18,14 +19,24 @@ def _to_last(values: list[float]) -> list[float]:
     return [v / last if last and last == last else float("nan") for v in values]
 
 
+def _predicted(factors: list[float]) -> list[float]:
+    """The predicted ||dL/dh_l|| / ||dL/dh_L|| of blocks 1..L from the factors of blocks 2..L: the product
+    of the factors above l."""
+    return [math.prod(factors[block:]) for block in range(len(factors) + 1)]
+
+
 def mlp_profile(data: dict[str, Any]) -> Figure:
-    """||dL/dh_l|| / ||dL/dh_L|| per block l at init, one panel per depth, one line per variant, with the
-    predicted growth^(L-l) dashed. data: variants {label: {depth: [||dL/dh_l|| per block]}}, predicted
-    {label: {depth: growth per block}}."""
+    """||dL/dh_l|| / ||dL/dh_L|| per block l at init, one panel per depth (three to a row), one line per
+    variant, the prediction dashed. data: variants {label: {depth: [||dL/dh_l|| per block]}}, predicted
+    {label: {depth: [expected factor of blocks 2..L]}}."""
     variants, predicted = data["variants"], data["predicted"]
     depths = sorted({d for per in variants.values() for d in per}, key=int)
-    fig = Figure(figsize=(4.2 * len(depths), 4.2), layout="constrained")
-    axes = fig.subplots(1, len(depths), squeeze=False)[0]
+    cols = min(3, len(depths))
+    rows = math.ceil(len(depths) / cols)
+    fig = Figure(figsize=(4.6 * cols, 4.0 * rows), layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    for ax in axes[len(depths):]:
+        ax.set_visible(False)
     for ax, depth in zip(axes, depths):
         for i, (label, per) in enumerate(variants.items()):
             values = per.get(depth)
@@ -33,9 +44,9 @@ def mlp_profile(data: dict[str, Any]) -> Figure:
                 continue
             blocks = list(range(1, len(values) + 1))
             ax.plot(blocks, log_values(_to_last(values)), "o-", ms=3, color=f"C{i}", label=label)
-            growth = predicted.get(label, {}).get(depth)
-            if growth is not None and growth == growth:
-                ax.plot(blocks, log_values([growth ** (len(values) - b) for b in blocks]), "--", color=f"C{i}", lw=1)
+            factors = predicted.get(label, {}).get(depth)
+            if factors and len(factors) == len(values) - 1:
+                ax.plot(blocks, log_values(_predicted(factors)), "--", color=f"C{i}", lw=1)
         ax.set_yscale("log")
         finish(ax, "block l", "||dL/dh_l|| / ||dL/dh_L||", f"L = {depth} blocks (dashed: predicted)")
     fig.suptitle("Residual MLP at initialisation: the backward signal on the stream, per block")
