@@ -5,16 +5,18 @@ zero-initialised branch output and Pre-LN as switches, and a stack of PyTorch's 
 Residual MLP block (`ResidualBlock`): h = x + s * W2 relu(W1 n(x) + b1) + s * b2, with n the identity
 or a LayerNorm (Pre-LN: the branch reads a normalised copy, the stream is never normalised).
 Initialisation, each layer for what follows it (He et al. 2015): W1 ~ N(0, 2/n) (a ReLU follows),
-W2 ~ N(0, 1/m) (nothing follows: gain 1), biases 0; `zero_init` sets W2 = 0 (and b2 = 0), so every
-block starts as the identity (Fixup's zero-initialised last layer of each branch, Zhang, Dauphin &
-Ma 2019; SkipInit's alpha = 0, De & Smith 2020, has the same start). `fixup` adds Fixup's other rule:
-the branch's other layers scaled by L^(-1/(2m-2)), here (m = 2 layers) W1 by 1/sqrt(L). At init it
-changes nothing (W2 = 0), but it bounds the first steps: with W2 = 0 every block's W2 gets the same
-gradient direction (each block sees the same dL/dh), so the L branches move the output together, L
-times as far as one; W1 scaled by 1/sqrt(L) shrinks each branch's hidden activations so that the sum
-over L blocks stays O(1). With this init the branch keeps
-the squared length of what it reads, E||f(u)||^2 = ||u||^2, and of what it sends back,
-E||J_f^T g||^2 = ||g||^2 (`BRANCH_GAIN`; the derivation is in `gradvet.experiments.residual_theory`).
+W2 ~ N(0, 1/m) (nothing follows: gain 1), biases 0. The branch then keeps the squared length of
+what it reads, E||f(u)||^2 = ||u||^2, and of what it sends back, E||J_f^T g||^2 = ||g||^2 (G = 1; the
+derivation is in `gradvet.experiments.residual_theory`).
+
+`zero_init` sets W2 = 0 (and b2 = 0), so every block starts as the identity (Fixup's
+zero-initialised last layer of each branch, Zhang, Dauphin & Ma 2019; SkipInit's alpha = 0, De &
+Smith 2020, has the same start). `fixup` adds Fixup's other rule: the branch's other layers scaled
+by L^(-1/(2m-2)), here (m = 2 layers) W1 by 1/sqrt(L). At init that changes nothing (W2 = 0), but it
+bounds the first steps: with W2 = 0 every block sees the same dL/dh, so every W2 gets the same
+gradient direction and the L branches move the stream together, about L times as far as one; W1
+scaled by 1/sqrt(L) shrinks each branch's hidden activations, and with them its W2 gradient, so
+that the sum over the L blocks stays O(1).
 
 The stream enters through `embed` (W ~ N(0, 1/n_in): the entries keep the inputs' variance) and
 leaves through `out` (same init), after a LayerNorm `norm_out` in the Pre-LN variant (as GPT-2's
@@ -31,7 +33,6 @@ from torch import nn
 from gradvet.base import validation
 from gradvet.base.rng import seeded
 
-BRANCH_GAIN = 1.0  # E||J_f^T g||^2 / ||g||^2 of a branch initialised as above: (n * 2/n) * (m * 1/m) / 2
 NORMS = (None, "pre")
 
 
