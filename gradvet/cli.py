@@ -388,7 +388,7 @@ def diagnose_command(
 @app.command("experiment")
 @user_errors
 def experiment_command(
-    name: Annotated[str, typer.Argument(help="speed-of-learning, cause, activations, remedies, exploding, rnn, trainable-depth")],
+    name: Annotated[str, typer.Argument(help="speed-of-learning, cause, activations, remedies, exploding, rnn, trainable-depth, residual")],
     data: Annotated[str, typer.Option(help="dataset name or .npz path (mnist needs --mnist-dir)")] = "digits",
     out: Annotated[Path, typer.Option("--out", "-o", help="folder for tables, figures, JSON and the run store")] = Path("gradvet-report"),
     seeds: Annotated[int, typer.Option(help="seeds to average over (spread shown)")] = 1,

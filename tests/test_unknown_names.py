@@ -103,7 +103,7 @@ API_CASES = [
      "dataset 'adding': unknown option 'lenght' (did you mean 'length'?); allowed: length, n_train, n_test, seed."),
     (lambda tmp: gradvet.experiments.run_experiment("speed-of-lerning", out=tmp),
      "unknown experiment 'speed-of-lerning' (did you mean 'speed-of-learning'?); allowed: activations, cause, "
-     "exploding, remedies, rnn, speed-of-learning, trainable-depth."),
+     "exploding, remedies, residual, rnn, speed-of-learning, trainable-depth."),
     (lambda tmp: gradvet.sweep.run_sweep([], tmp / "s.db", backend="rya"),
      "unknown sweep backend 'rya' (did you mean 'ray'?); allowed: local, ray."),
     (lambda tmp: gradvet.sweep.run_sweep([], tmp / "s.db", batched="autp"),

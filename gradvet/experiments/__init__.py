@@ -13,6 +13,7 @@ from gradvet.experiments import (  # noqa: F401  (registration)
     cause,
     exploding,
     remedies,
+    residual,
     rnn,
     speed_of_learning,
     trainable_depth,

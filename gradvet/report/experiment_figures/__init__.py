@@ -21,6 +21,7 @@ from gradvet.report.experiment_figures import (
     demo,
     exploding,
     remedies,
+    residual,
     rnn,
     speed_of_learning,
     trainable_depth,
@@ -28,7 +29,7 @@ from gradvet.report.experiment_figures import (
 
 DRAWINGS: dict[str, Callable[[dict[str, Any]], Any]] = {
     **activations.DRAWINGS, **cause.DRAWINGS, **demo.DRAWINGS, **exploding.DRAWINGS, **remedies.DRAWINGS,
-    **rnn.DRAWINGS, **speed_of_learning.DRAWINGS, **trainable_depth.DRAWINGS,
+    **residual.DRAWINGS, **rnn.DRAWINGS, **speed_of_learning.DRAWINGS, **trainable_depth.DRAWINGS,
 }
 SUFFIXES = (".png", ".svg")
 
