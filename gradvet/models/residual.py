@@ -95,6 +95,7 @@ def residual_mlp(in_features: int, out_features: int, depth: int, width: int, sc
         _normal(model.embed, 1.0)
         _normal(model.out, 1.0)
         for block in model.blocks:
+            assert isinstance(block, ResidualBlock)
             _normal(block.fc1, 2.0 / depth if fixup else 2.0)
             _normal(block.fc2, 0.0 if zero_init or fixup else 1.0)
     return model
