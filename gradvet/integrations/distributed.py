@@ -1,0 +1,42 @@
+"""Training under DistributedDataParallel (DDP), and models inside wrappers.
+
+How gradvet behaves under DDP (`torch.nn.parallel.DistributedDataParallel`, any backend):
+every rank probes its own replica. DDP averages the parameter gradients over the ranks during
+the backward pass (all-reduce), so the parameter-gradient norms a rank records are those of the
+averaged gradient, the one every rank's optimiser applies: equal on all ranks. The activation
+statistics and the backward signal (||dL/d output||) are the rank's own, measured on its share of
+the batch. Only rank 0 (the main process) sends numbers to loggers and saves runs; every rank
+keeps its trace, so `handle.diagnose()` works everywhere.
+
+A model inside a wrapper (DistributedDataParallel, DataParallel, torch.compile's
+OptimizedModule) is probed through the module it wraps, so its layers keep their own names
+("0", "encoder.layer.1") rather than "module.0".
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def rank() -> int:
+    """This process's rank in the default process group (0 when torch.distributed is not in use)."""
+    dist = torch.distributed
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
+def is_main() -> bool:
+    """Whether this process logs and saves: rank 0, or the only process."""
+    return rank() == 0
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The module inside DistributedDataParallel, DataParallel or torch.compile's wrapper (repeatedly)."""
+    wrappers = (nn.parallel.DistributedDataParallel, nn.DataParallel)
+    while True:
+        if isinstance(model, wrappers):
+            model = model.module
+        elif type(model).__name__ == "OptimizedModule" and isinstance(getattr(model, "_orig_mod", None), nn.Module):
+            model = model._orig_mod
+        else:
+            return model
