@@ -65,7 +65,10 @@ def test_the_total_is_the_grad_norm_the_trainer_logs_and_reaches_report_to(tmp_p
         assert log[GRAD_NORM] == pytest.approx(log["grad_norm"], rel=1e-3)
         assert "gradvet/transformer.h.0.mlp.c_fc/weight_grad_norm" in log
     assert callback.diagnose().verdict in ("healthy", "vanishing", "exploding")
-    assert "verdict:" in capsys.readouterr().out  # printed when training ended
+    out = capsys.readouterr().out
+    assert "verdict:" in out  # printed when training ended
+    printed = [line for line in out.splitlines() if line.startswith("{'loss'")]  # the console's log lines
+    assert len(printed) == 6 and all(GRAD_NORM in line and "gradvet/transformer" not in line for line in printed)
     model = trainer.model
     assert callback.session.probe.hooks_attached == 0
     assert all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())

@@ -97,6 +97,26 @@ def test_a_wrong_include_or_logger_is_one_sentence():
         gradvet.watch(mlp(), log_to="wandbb")
 
 
+def test_a_summary_writer_is_a_tensorboard_logger():
+    class Writer:  # what a torch.utils.tensorboard.SummaryWriter offers
+        def __init__(self):
+            self.scalars = []
+
+        def add_scalar(self, name, value, step):
+            self.scalars.append((name, value, step))
+
+        def flush(self):
+            pass
+
+    writer, model = Writer(), mlp()
+    with gradvet.watch(model, every=1, log_to=writer) as handle:
+        x, y = batches(1)[0]
+        nn.functional.cross_entropy(model(x), y).backward()
+        handle.step()
+    assert (GRAD_NORM, handle.grad_norm(0), 0) in writer.scalars
+    assert ("gradvet/0/weight_grad_norm", handle.trace.at(0)["0"]["weight_grad_norm"], 0) in writer.scalars
+
+
 def test_a_missing_extra_names_the_install_command(monkeypatch):
     monkeypatch.setitem(sys.modules, "wandb", None)  # as if it were not installed
     with pytest.raises(GradvetError, match=r"pip install 'gradvet\[wandb\]'"):

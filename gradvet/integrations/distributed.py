@@ -8,9 +8,10 @@ statistics and the backward signal (||dL/d output||) are the rank's own, measure
 the batch. Only rank 0 (the main process) sends numbers to loggers and saves runs; every rank
 keeps its trace, so `handle.diagnose()` works everywhere.
 
-A model inside a wrapper (DistributedDataParallel, DataParallel, torch.compile's
-OptimizedModule) is probed through the module it wraps, so its layers keep their own names
-("0", "encoder.layer.1") rather than "module.0".
+A model inside DistributedDataParallel or DataParallel is probed through the module it wraps, so
+its layers keep their own names ("0", "encoder.layer.1") rather than "module.0". A torch.compile'd
+model is handed to the Probe as it is: the probe itself watches the module inside the compile
+wrapper.
 """
 
 from __future__ import annotations
@@ -31,12 +32,7 @@ def is_main() -> bool:
 
 
 def unwrap(model: nn.Module) -> nn.Module:
-    """The module inside DistributedDataParallel, DataParallel or torch.compile's wrapper (repeatedly)."""
-    wrappers = (nn.parallel.DistributedDataParallel, nn.DataParallel)
-    while True:
-        if isinstance(model, wrappers):
-            model = model.module
-        elif type(model).__name__ == "OptimizedModule" and isinstance(getattr(model, "_orig_mod", None), nn.Module):
-            model = model._orig_mod
-        else:
-            return model
+    """The module inside DistributedDataParallel or DataParallel (repeatedly)."""
+    while isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
+        model = model.module
+    return model

@@ -59,7 +59,8 @@ class Session:
         """Enter the probe, its first step numbered `step` (a framework's own count, when it resumes)."""
         self.probe.__enter__()
         self._open, self.started = True, time.perf_counter()
-        watched = watched_modules(self.model, self.probe.include)
+        inner = getattr(self.model, "_orig_mod", self.model)  # a torch.compile'd model: the probe watches the module inside
+        watched = watched_modules(inner, self.probe.include)
         self.shared, self.outside = shared_layers(watched), parameters_outside(self.model, watched)
         if step:
             self.probe.skip_to(step)
