@@ -94,12 +94,15 @@ def test_an_exception_in_training_step_leaves_no_hook(tmp_path):
     assert callback.session.probe.hooks_attached == 0 and no_hooks(model, fit.optimizers[0])
 
 
-def test_every_defaults_to_the_trainers_logging_interval_and_the_run_saves(tmp_path):
+def test_every_defaults_to_the_trainers_logging_interval_and_the_report_and_run_are_kept(tmp_path):
     from gradvet.sweep import Store
 
-    callback = GradvetCallback(show=False, store=tmp_path / "runs.db", name="lightning run")
+    callback = GradvetCallback(show=False, store=tmp_path / "runs.db", name="lightning run",
+                               report=tmp_path / "diagnosis.html")
     trainer(tmp_path, [callback], log_every_n_steps=4, max_steps=9).fit(Net(), loader())
     assert callback.trace.steps() == [4, 8]
+    page = (tmp_path / "diagnosis.html").read_text()
+    assert "Lightning, Net" in page and callback.diagnose().verdict.upper() in page
     with Store(tmp_path / "runs.db", create=False) as store:
         [run] = store.runs()
         assert run["label"] == "lightning run" and run["metrics"]["steps_done"] == 2
