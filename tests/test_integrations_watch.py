@@ -123,6 +123,20 @@ def test_a_missing_extra_names_the_install_command(monkeypatch):
         gradvet.watch(mlp(), log_to="wandb")
 
 
+@pytest.mark.parametrize("module,packages,extra", [
+    ("gradvet.integrations.lightning", ("lightning", "lightning.pytorch"), "lightning"),
+    ("gradvet.integrations.transformers", ("transformers", "transformers.trainer_callback"), "hf"),
+])
+def test_a_callback_without_its_framework_names_the_extra(monkeypatch, module, packages, extra):
+    import importlib
+
+    monkeypatch.delitem(sys.modules, module, raising=False)
+    for package in packages:
+        monkeypatch.setitem(sys.modules, package, None)  # as if it were not installed
+    with pytest.raises(GradvetError, match=rf"pip install 'gradvet\[{extra}\]'"):
+        importlib.import_module(module)
+
+
 def test_a_saved_run_is_listed_by_gradvet_runs_and_drawn_by_gradvet_report(tmp_path):
     model = mlp()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)

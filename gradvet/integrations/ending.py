@@ -31,7 +31,9 @@ def finish(session: Session, show: bool, report: Path | None, store: str | os.Pa
         return
     diagnosis = session.diagnose()
     if show:
-        print(f"gradvet ({title}): {len(session.trace.steps())} recorded steps\n{diagnosis}")
+        outside = (f"; {session.outside} trainable parameters are in no watched layer, so gradvet/grad_norm leaves "
+                   "them out" if session.outside else "")
+        print(f"gradvet ({title}): {len(session.trace.steps())} recorded steps{outside}\n{diagnosis}")
     if report is not None and report.suffix.lower() == ".json":
         report.parent.mkdir(parents=True, exist_ok=True)
         report.write_text(diagnosis.to_json())
