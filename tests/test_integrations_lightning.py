@@ -5,6 +5,7 @@ and no hook left behind on an exception."""
 from __future__ import annotations
 
 import csv
+import json
 import math
 
 import pytest
@@ -98,11 +99,11 @@ def test_every_defaults_to_the_trainers_logging_interval_and_the_report_and_run_
     from gradvet.sweep import Store
 
     callback = GradvetCallback(show=False, store=tmp_path / "runs.db", name="lightning run",
-                               report=tmp_path / "diagnosis.html")
+                               report=tmp_path / "diagnosis.json")
     trainer(tmp_path, [callback], log_every_n_steps=4, max_steps=9).fit(Net(), loader())
     assert callback.trace.steps() == [4, 8]
-    page = (tmp_path / "diagnosis.html").read_text()
-    assert "Lightning, Net" in page and callback.diagnose().verdict.upper() in page
+    kept = json.loads((tmp_path / "diagnosis.json").read_text())
+    assert kept["step"] == 8 and kept["verdict"] == callback.diagnose().verdict
     with Store(tmp_path / "runs.db", create=False) as store:
         [run] = store.runs()
         assert run["label"] == "lightning run" and run["metrics"]["steps_done"] == 2

@@ -163,6 +163,14 @@ def test_a_saved_run_is_listed_by_gradvet_runs_and_drawn_by_gradvet_report(tmp_p
     page = (tmp_path / "report.html").read_text()
     assert "my loop" in page and "profile-" + key in page  # the run's per-layer figure
     assert_user_error(runner.invoke(app, ["runs", "--store", str(tmp_path / "none.db")]), "does not exist")
+    # what a callback does when training ends, with report= an .html file (the page of `gradvet report`)
+    from gradvet.integrations.ending import check_report, finish
+
+    finish(handle, show=False, report=check_report(tmp_path / "end.html"), store=None, name=None, title="my loop")
+    page = (tmp_path / "end.html").read_text()
+    assert "my loop" in page and handle.diagnose().verdict.upper() in page
+    with pytest.raises(GradvetError, match=r"must end in .json"):
+        check_report(tmp_path / "end.txt")
 
 
 def test_save_run_takes_a_probe_and_refuses_an_empty_one(tmp_path):

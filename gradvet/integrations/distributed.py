@@ -11,7 +11,8 @@ keeps its trace, so `handle.diagnose()` works everywhere.
 A model inside DistributedDataParallel or DataParallel is probed through the module it wraps, so
 its layers keep their own names ("0", "encoder.layer.1") rather than "module.0". A torch.compile'd
 model is handed to the Probe as it is: the probe itself watches the module inside the compile
-wrapper.
+wrapper. An optimiser inside a wrapper (accelerate's, Lightning's) is hooked through the torch
+optimiser it wraps.
 """
 
 from __future__ import annotations
@@ -29,6 +30,13 @@ def rank() -> int:
 def is_main() -> bool:
     """Whether this process logs and saves: rank 0, or the only process."""
     return rank() == 0
+
+
+def inner_optimizer(optimizer):
+    """The torch optimiser inside a wrapper that keeps it as `.optimizer` (accelerate's AcceleratedOptimizer,
+    Lightning's LightningOptimizer): its step hooks are the ones that run."""
+    inner = getattr(optimizer, "optimizer", None)
+    return inner if isinstance(inner, torch.optim.Optimizer) else optimizer
 
 
 def unwrap(model: nn.Module) -> nn.Module:

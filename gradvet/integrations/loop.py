@@ -38,7 +38,7 @@ class Watch(Session):
                  logged: Iterable[str] | None = LOGGED):
         super().__init__(model, optimizer, every=every, include=include, metrics=metrics, logged=logged,
                          source="watch")
-        self.optimizer = optimizer
+        self.optimizer = self.probe.optimizer  # the torch optimiser (inside accelerate's wrapper, if any)
         self.loggers = make_loggers(log_to) if is_main() else []
         self._hook = None
 

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from gradvet.integrations.distributed import is_main, unwrap
+from gradvet.integrations.distributed import inner_optimizer, is_main, unwrap
 from gradvet.integrations.names import LOGGED, by_step, grad_norm, parameters_outside, shared_layers, step_metrics
 from gradvet.integrations.runs import save_run
 from gradvet.probe import Diagnosis, Probe, Trace, diagnose, watched_modules
@@ -37,7 +37,7 @@ class Session:
                  include: Include = None, metrics: Iterable[type[Metric]] | None = None,
                  logged: Iterable[str] | None = LOGGED, source: str = "watch"):
         self.model = unwrap(model)
-        self.probe = Probe(self.model, optimizer, every=every, include=include, metrics=metrics)
+        self.probe = Probe(self.model, inner_optimizer(optimizer) if optimizer is not None else None, every=every, include=include, metrics=metrics)
         self.logged = None if logged is None else tuple(logged)
         self.source = source
         self.losses: dict[int, Any] = {}  # step -> loss (a number, or a 0-d tensor read when saved)

@@ -6,10 +6,10 @@
     callback.diagnose()                    # or callback.trace, at any time
 
 It finds the Trainer's model and optimiser when `train()` starts (the optimiser is built there;
-accelerate's wrapper is looked through) and records per optimiser step, the
-`gradient_accumulation_steps` micro-batches before it included, with the parameter gradients
-read before clipping (`max_grad_norm`): its `gradvet/grad_norm` is the `grad_norm` the Trainer
-logs. Steps are numbered as `state.global_step` counts them (1, 2, ...); one in `every` is
+accelerate's wrapper is looked through: `integrations.distributed.inner_optimizer`) and records
+per optimiser step, the `gradient_accumulation_steps` micro-batches before it included, with the
+parameter gradients read before clipping (`max_grad_norm`): its `gradvet/grad_norm` is the
+`grad_norm` the Trainer logs. Steps are numbered as `state.global_step` counts them (1, 2, ...); one in `every` is
 recorded (default: the Trainer's `logging_steps`, so each log has a recorded step).
 
 Its numbers go into the Trainer's `logs` (`gradvet/grad_norm`, `gradvet/<layer>/<metric>`), so
@@ -103,8 +103,7 @@ class GradvetCallback(trainer_callback.TrainerCallback):
         if model is None:
             raise GradvetError("GradvetCallback: the Trainer passed no model to on_train_begin.")
         every = self.every or _logging_interval(args, state)
-        inner = getattr(optimizer, "optimizer", optimizer)  # accelerate's AcceleratedOptimizer wraps the torch one
-        self.session = Session(model, inner, every=every, include=self.include, metrics=self.metrics,
+        self.session = Session(model, optimizer, every=every, include=self.include, metrics=self.metrics,
                                logged=self.logged, source="transformers")
         self.session.open(state.global_step + 1)
         self._pending = {}
