@@ -186,7 +186,8 @@ def test_save_run_takes_a_probe_and_refuses_an_empty_one(tmp_path):
 
 def test_import_gradvet_stays_light():
     code = ("import sys, gradvet, gradvet.integrations; gradvet.watch; "
-            "print(sorted(m for m in ('lightning', 'transformers', 'wandb', 'mlflow', 'pandas', 'matplotlib') "
+            "print(sorted(m for m in ('lightning', 'transformers', 'wandb', 'mlflow', 'pandas', 'matplotlib', 'scipy', "
+            "'sympy', 'sklearn') "
             "if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
