@@ -19,6 +19,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time `__getattr__` impor
     from gradvet import activations
     from gradvet.activations import Activation, activation, register
     from gradvet.choose import Choice, choose
+    from gradvet.integrations import Watch, save_run, watch
     from gradvet.probe import Diagnosis, Probe, Trace, diagnose
 
 # public name -> the module that defines it
@@ -32,11 +33,14 @@ _LAZY = {
     "Probe": "gradvet.probe",
     "Trace": "gradvet.probe",
     "diagnose": "gradvet.probe",
+    "Watch": "gradvet.integrations",
+    "save_run": "gradvet.integrations",
+    "watch": "gradvet.integrations",
 }
 _SUBMODULES = ("activations",)
 
-__all__ = ["Activation", "Choice", "Diagnosis", "GradvetError", "Probe", "Trace", "activation", "activations",
-           "choose", "diagnose", "register", "__version__"]
+__all__ = ["Activation", "Choice", "Diagnosis", "GradvetError", "Probe", "Trace", "Watch", "activation",
+           "activations", "choose", "diagnose", "register", "save_run", "watch", "__version__"]
 
 
 def __getattr__(name: str) -> Any:

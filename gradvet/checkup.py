@@ -11,6 +11,7 @@ import inspect
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -42,17 +43,20 @@ def _working_directory_importable():
             sys.path.remove(here)
 
 
-FACTORY = "a Python function or class that takes no arguments and returns a torch.nn.Module"
+FACTORY = ("a Python function or class that takes no arguments and returns a torch.nn.Module, (model, batch) "
+           "or (model, batch, loss_fn)")
+FACTORY_WITH_ARGS = "a Python function or class that takes the --model-arg names as keyword arguments"
 
 
-def load_factory(target: str) -> nn.Module:
-    """Call `package.module:factory` and return the nn.Module it builds (the current
-    directory is importable while it is imported and called, as for `python -m`; `sys.path`
-    is as it was afterwards).
+def call_factory(target: str, kwargs: dict[str, Any] | None = None) -> Any:
+    """Call `package.module:factory` with `kwargs` and return what it returns (the current directory
+    is importable while it is imported and called, as for `python -m`; `sys.path` is as it was
+    afterwards).
 
-    The factory is called only when it is a Python function or class that can be called
-    without arguments: a built-in (os.system, os.abort) or anything needing arguments is
-    refused before it runs, and an exception it raises is reported in one sentence."""
+    The factory is called only when it is a Python function or class that can be called with
+    `kwargs`: a built-in (os.system, os.abort) or one needing other arguments is refused before it
+    runs, and an exception it raises is reported in one sentence."""
+    kwargs = dict(kwargs or {})
     module_name, sep, attr = target.partition(":")
     if not sep or not module_name or not attr:
         raise GradvetError(f"--model {target!r} must look like package.module:factory (a callable returning the model).")
@@ -64,12 +68,22 @@ def load_factory(target: str) -> nn.Module:
         factory = getattr(module, attr, None)
         if factory is None or not callable(factory):
             raise GradvetError(f"--model {target!r}: module {module_name!r} has no callable {attr!r}.")
-        _check_factory(target, factory)
+        _check_factory(target, factory, kwargs)
         try:
-            model = factory()
+            return factory(**kwargs)
         except (Exception, SystemExit) as err:  # noqa: BLE001 - the user's code failed: say so in one sentence
             why = f"{attr}() raised {type(err).__name__}: {first_line(err)}"
-            raise not_allowed("--model", target, FACTORY, why=why) from None
+            raise not_allowed("--model", target, FACTORY_WITH_ARGS if kwargs else FACTORY, why=why) from None
+
+
+def load_factory(target: str, kwargs: dict[str, Any] | None = None) -> nn.Module:
+    """The nn.Module `package.module:factory` builds (`call_factory`), with trainable parameters."""
+    return check_model(target, call_factory(target, kwargs))
+
+
+def check_model(target: str, model: Any) -> nn.Module:
+    """`model` if it is an nn.Module with trainable parameters; else one sentence naming `target`."""
+    attr = target.partition(":")[2]
     if not isinstance(model, nn.Module):
         raise GradvetError(f"--model {target!r}: {attr}() returned {type(model).__name__}, not a torch.nn.Module.")
     if not any(p.requires_grad for p in model.parameters()):
@@ -77,15 +91,17 @@ def load_factory(target: str) -> nn.Module:
     return model
 
 
-def _check_factory(target: str, factory) -> None:
-    """Refuse, without calling it, a factory that is built in or cannot be called with no arguments."""
+def _check_factory(target: str, factory, kwargs: dict[str, Any]) -> None:
+    """Refuse, without calling it, a factory that is built in or cannot be called with `kwargs`."""
+    allowed = FACTORY_WITH_ARGS if kwargs else FACTORY
     if not (inspect.isfunction(factory) or inspect.isclass(factory) or inspect.ismethod(factory)
             or isinstance(factory, functools.partial)):
-        raise not_allowed("--model", target, FACTORY, why=f"it is a {type(factory).__name__}, which is not called")
+        raise not_allowed("--model", target, allowed, why=f"it is a {type(factory).__name__}, which is not called")
     try:
-        inspect.signature(factory).bind()
+        inspect.signature(factory).bind(**kwargs)
     except TypeError as err:
-        raise not_allowed("--model", target, FACTORY, why=f"it needs arguments: {err}") from None
+        why = f"it does not take these arguments: {err}" if kwargs else f"it needs arguments: {err}"
+        raise not_allowed("--model", target, allowed, why=why) from None
     except ValueError:  # no signature to read (some classes): calling it tells
         pass
 
@@ -98,7 +114,7 @@ def check_settings(steps: int, lr: float, batch_size: int, seed: int) -> None:
     validation.seed("seed", seed)
 
 
-def _check_probe_size(model: nn.Module, steps: int) -> None:
+def check_probe_size(model: nn.Module, steps: int) -> None:
     """Every step of every watched layer is recorded: steps x layers within MAX_PROBED_LAYER_STEPS."""
     layers = len(watched_modules(model))
     if max(steps, 1) * layers > validation.MAX_PROBED_LAYER_STEPS:
@@ -149,7 +165,7 @@ def checkup(model: nn.Module, data: Dataset, steps: int = 0, lr: float = 0.1, ba
     """Probe `model` on `data`: one forward/backward at initialisation when steps = 0 (`probe_at_init`),
     else `steps` SGD steps on the same batches, recording every step; returns the diagnosis of the last."""
     check_settings(steps, lr, batch_size, seed)
-    _check_probe_size(model, steps)
+    check_probe_size(model, steps)
     loss_fn = _loss(data)
     if steps == 0:
         probe = probe_at_init(model, data, loss_fn, batch_size, seed)

@@ -335,11 +335,15 @@ def diagnose_command(
                                            "or gaussian:sw2=S,sb2=B")] = "xavier",
     norm: Annotated[str | None, typer.Option(help="batch or layer normalisation")] = None,
     residual: Annotated[bool, typer.Option(help="identity skips around hidden blocks")] = False,
-    data: Annotated[str, typer.Option(help="dataset name or .npz path")] = "digits",
+    data: Annotated[str | None, typer.Option(help="dataset name or .npz path (default digits); tokens: random token "
+                                                  "ids for a --model language model")] = None,
     steps: Annotated[int, typer.Option(help="SGD steps before the diagnosis (0: at initialisation)")] = 0,
     lr: Annotated[float, typer.Option(help="learning rate for --steps")] = 0.1,
     batch_size: Annotated[int, typer.Option(help="examples per step")] = 128,
-    model: Annotated[str | None, typer.Option("--model", help="your own model: package.module:factory")] = None,
+    model: Annotated[str | None, typer.Option("--model", help="your own model: package.module:factory, returning a "
+                                                           "model, (model, batch) or (model, batch, loss_fn)")] = None,
+    model_arg: Annotated[list[str] | None, typer.Option("--model-arg", help="KEY=VALUE passed to the factory "
+                                                                         "(repeatable)")] = None,
     seed: Annotated[int, typer.Option(help="random seed")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="print the diagnosis as JSON")] = False,
     report: Annotated[Path | None, typer.Option("--report", help="also write an HTML report to this .html file")] = None,
@@ -348,30 +352,39 @@ def diagnose_command(
     _check_report(report)
 
     from gradvet.base.rng import seeded
-    from gradvet.checkup import check_settings, checkup, load_factory
+    from gradvet.checkup import check_settings, checkup
     from gradvet.data import load
+    from gradvet.integrations.factory import TOKENS, checkup_factory, parse_model_args
     from gradvet.models.build import build
     from gradvet.spec import RunSpec
 
     check_settings(steps, lr, batch_size, seed)  # before anything is loaded, built or called
-    spec = None if model is not None else RunSpec(
-        data=data, depth=depth, width=width, activation=activation, init=init,
-        norm=None if norm in (None, "none") else norm, residual=residual, seed=seed, batch_size=batch_size)
-    dataset = load(data)
-    # A user's factory and its model's draws (dropout) take torch's global stream: it starts
-    # from --seed in this command and is given back as it was after it (gradvet.base.rng).
-    with seeded(seed):
-        if model is not None:
-            net = load_factory(model)
-            what = model
-        else:
+    if model is None and (model_arg or data == TOKENS):
+        raise GradvetError(f"{'--model-arg' if model_arg else '--data tokens'} is for your own model: give "
+                           "--model package.module:factory.")
+    if model is not None:
+        kwargs = parse_model_args(model_arg)
+        # A user's factory and its model's draws (dropout) take torch's global stream: it starts
+        # from --seed in this command and is given back as it was after it (gradvet.base.rng).
+        with seeded(seed):
+            diagnosis, data, fed = checkup_factory(model, kwargs, data, steps=steps, lr=lr, batch_size=batch_size,
+                                                   seed=seed)
+        what = model
+    else:
+        data = data or "digits"
+        spec = RunSpec(data=data, depth=depth, width=width, activation=activation, init=init,
+                       norm=None if norm in (None, "none") else norm, residual=residual, seed=seed,
+                       batch_size=batch_size)
+        dataset = load(data)
+        with seeded(seed):
             n_out = 1 if dataset.task == "regression" else dataset.n_classes
             sample = dataset.x_train[:512]
             net = build(spec, dataset.n_features, n_out, dataset.sequence, sample=sample)
             what = f"MLP depth {depth} width {width} {activation} init {init}" + (f" {norm}norm" if norm else "") + \
                 (" residual" if residual else "")
-        diagnosis, _ = checkup(net, dataset, steps=steps, lr=lr, batch_size=batch_size, seed=seed)
-    record = {**diagnosis.to_dict(), "model": what, "data": data, "steps": steps}
+            diagnosis, _ = checkup(net, dataset, steps=steps, lr=lr, batch_size=batch_size, seed=seed)
+        fed = dataset.describe()
+    record = {**diagnosis.to_dict(), "model": what, "data": data, "fed": fed, "steps": steps}
     _write_report(report, record)
     if as_json:
         typer.echo(json.dumps(record, indent=1))
@@ -381,7 +394,7 @@ def diagnose_command(
 
     con = console()
     when = "at initialisation" if steps == 0 else f"after {steps} SGD steps (lr {lr:g})"
-    con.print(f"[bold]{what}[/bold] on {dataset.describe()}, {when}")
+    con.print(f"[bold]{what}[/bold] on {fed}, {when}")
     con.print(render(diagnosis))
 
 

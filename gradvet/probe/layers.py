@@ -9,16 +9,26 @@
   `activations.identify`); their gain is the activation-derivative factor,
   and their input z gives f'(z) for the saturation and dead counts.
 Containers (Sequential, blocks) are not watched: their children are.
+
+`include` narrows the watch to part of a model: glob patterns (fnmatch) on module names, a
+module matching when its own name or the name of a module containing it matches (so
+"encoder" watches everything inside the encoder, "*.mlp.*" every module inside any MLP
+block), or a function (name, module) -> bool.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from fnmatch import fnmatchcase
 
 from torch import nn
 
 from gradvet.activations import Activation, ActivationModule, activation
 from gradvet.activations.identify import identify_module
+from gradvet.base.errors import GradvetError
+
+Include = str | Iterable[str] | Callable[[str, nn.Module], bool] | None
 
 # PyTorch activation modules -> catalog names (parameters read off the module).
 _TORCH_ACTIVATIONS: dict[type, str] = {
@@ -86,10 +96,14 @@ def _passes_through(module: nn.Module, act: Activation) -> bool:
     return isinstance(module, nn.Identity) or (act.name == "identity" and not isinstance(module, ActivationModule))
 
 
-def watched_modules(model: nn.Module) -> list[Watched]:
-    """Every module a probe watches, in model.named_modules() order."""
+def watched_modules(model: nn.Module, include: Include = None) -> list[Watched]:
+    """Every module a probe watches, in model.named_modules() order; with `include`, only those it
+    selects (see the module docstring; a pattern that matches no module is an error naming it)."""
+    keep = _selector(model, include)
     out: list[Watched] = []
     for name, module in model.named_modules():
+        if not keep(name, module):
+            continue
         act = catalog_activation(module)
         if act is not None and not _passes_through(module, act):
             out.append(Watched(name, module, "activation", act))
@@ -99,3 +113,28 @@ def watched_modules(model: nn.Module) -> list[Watched]:
         elif isinstance(module, nn.Identity):
             continue
     return out
+
+
+def _selector(model: nn.Module, include: Include) -> Callable[[str, nn.Module], bool]:
+    """`include` as a function (name, module) -> bool; each pattern must match some module of `model`."""
+    if include is None:
+        return lambda name, module: True
+    if callable(include):
+        return include
+    patterns = [include] if isinstance(include, str) else list(include)
+    if not patterns or not all(isinstance(p, str) and p for p in patterns):
+        raise GradvetError(f"include={include!r} must be a module-name pattern, a list of them or a function "
+                           "(name, module) -> bool.")
+    names = [name for name, _ in model.named_modules() if name]
+    for pattern in patterns:
+        if not any(_matches(name, pattern) for name in names):
+            listed = ", ".join(names[:6]) + (", ..." if len(names) > 6 else "")
+            raise GradvetError(f"include pattern {pattern!r} matches no module of {type(model).__name__} "
+                               f"(its modules: {listed}).")
+    return lambda name, module: any(_matches(name, p) for p in patterns)
+
+
+def _matches(name: str, pattern: str) -> bool:
+    """Whether `pattern` matches module `name` or a module containing it ('a.b' for 'a.b.c')."""
+    parts = name.split(".")
+    return any(fnmatchcase(".".join(parts[:i]), pattern) for i in range(1, len(parts) + 1))

@@ -6,7 +6,8 @@ autograd's engine) the marked gradients' norms are taken in one `torch._foreach_
 0-d tensors, replacing the ones of an earlier backward pass. So the norms are those of the
 gradient before any clipping (clip_grad_norm_ runs after backward), and with gradient
 accumulation those of the gradient summed over the micro-batches so far: the latest value is the
-one the optimiser steps with, before clipping. Nothing else is kept: p.grad is autograd's own.
+one the optimiser steps with, before clipping. Under DistributedDataParallel the reading is queued
+behind DDP's own end-of-backward callback, so it sees the averaged gradient. Nothing else is kept: p.grad is autograd's own.
 """
 
 from __future__ import annotations
@@ -63,13 +64,20 @@ class ParamGradReader:
             if not self._marked:
                 if self.on_backward is not None:
                     self.on_backward()
-                if not _queue_callback(self.flush):
+                if not _queue_callback(self._flush_last):
                     self._marked.append(index)
                     self.flush()
                     return
             self._marked.append(index)
 
         return hook
+
+    def _flush_last(self) -> None:
+        """Queue `flush` once more at the end of backward: it then runs after every callback queued
+        during the backward pass, DistributedDataParallel's gradient averaging among them (so the
+        norms are those of the all-reduced gradient the optimiser steps with)."""
+        if not _queue_callback(self.flush):
+            self.flush()
 
     def flush(self) -> None:
         """The norms of the marked gradients, in one foreach call where they are all float32/64 dense."""

@@ -67,7 +67,7 @@ from gradvet.base.errors import GradvetError
 from gradvet.probe import input_grads
 from gradvet.probe.block_hooks import BlockRecorder
 from gradvet.probe.compiled import GraphBreaks, eager, unwrap
-from gradvet.probe.layers import Watched, watched_modules
+from gradvet.probe.layers import Include, Watched, watched_modules
 from gradvet.probe.metrics import registry
 from gradvet.probe.metrics.layer_step import LayerStep, Seen
 from gradvet.probe.metrics.nonfinite import Nonfinite
@@ -123,11 +123,13 @@ class Probe:
     metrics: the metric classes to record (`probe.metrics`; the registered ones by default);
     update_ratio=False leaves out those that need the optimiser's before/after snapshot;
     blocks: the repeated blocks the block metrics are recorded on (None: found, `probe.blocks`;
-    False: none; or a list of module names)."""
+    False: none; or a list of module names);
+    include: watch only the modules it selects (glob patterns on module names, or a function;
+    `probe.layers.watched_modules`)."""
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer | None = None, every: int = 1,
                  update_ratio: bool = True, metrics: Iterable[type[Metric]] | None = None,
-                 blocks: bool | Iterable[str] | None = None):
+                 blocks: bool | Iterable[str] | None = None, include: Include = None):
         if not isinstance(model, nn.Module):
             raise GradvetError(f"Probe needs a torch.nn.Module; got {type(model).__name__}.")
         if isinstance(every, bool) or not isinstance(every, int) or every < 1:
@@ -137,7 +139,7 @@ class Probe:
             check(unit)
         if not update_ratio:
             units = tuple(u for u in units if UPDATE not in u.reads)
-        self.model, self.optimizer, self.every = model, optimizer, every
+        self.model, self.optimizer, self.every, self.include = model, optimizer, every, include
         self.metrics: list[Metric] = [unit() for unit in units]  # this probe's own instances (their state)
         self._layer_units = [m for m in self.metrics if m.scope == LAYER]
         self._model_units = [m for m in self.metrics if m.scope == MODEL]
@@ -184,10 +186,11 @@ class Probe:
             self._depth += 1
             return self
         target, self._compiled = unwrap(self.model)
-        self._watched = watched_modules(target)
+        self._watched = watched_modules(target, self.include)
         if not any(w.kind != "activation" for w in self._watched):
+            where = "" if self.include is None else f" among the modules include={self.include!r} selects"
             raise GradvetError(
-                f"model {type(self.model).__name__} has no parameters to watch; a probe needs layers with weights."
+                f"model {type(self.model).__name__} has no parameters to watch{where}; a probe needs layers with weights."
             )
         kinds = {w.kind for w in self._watched}
         self._units_of = {kind: [m for m in self._layer_units if kind in m.kinds] for kind in kinds}

@@ -1,0 +1,104 @@
+"""`Session`: a Probe kept open over a training loop that is not one `with` block.
+
+A framework calls back into gradvet (Lightning's and Hugging Face's callbacks) or the user makes
+one call before the loop (`gradvet.watch`); either way the probe is entered at the start and left
+at the end or on an exception, its hooks removed. Each integration then does the same things with
+it, here: hands out the numbers of the steps recorded since it last asked (`new_steps`, named as
+`integrations.names` says), keeps the losses it is given, diagnoses (`diagnose`) and saves the run
+into a store (`save`, on the main process only: see `integrations.distributed`).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+from torch import nn
+
+from gradvet.integrations.distributed import inner_optimizer, is_main, unwrap
+from gradvet.integrations.names import LOGGED, by_step, grad_norm, parameters_outside, shared_layers, step_metrics
+from gradvet.integrations.runs import save_run
+from gradvet.probe import Diagnosis, Probe, Trace, diagnose, watched_modules
+from gradvet.probe.layers import Include
+from gradvet.probe.metrics.unit import Metric
+
+
+class Session:
+    """A probe of `model` (unwrapped from DDP or torch.compile) entered by `open` and left by `close`.
+
+    every: record one optimiser step in `every`; include: the modules to watch (`Probe`); metrics: the
+    metric classes to record; logged: the metrics `new_steps` hands out per layer (None: all);
+    source: where the run came from, as a store shows it ('watch', 'lightning', 'transformers')."""
+
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer | None = None, *, every: int = 1,
+                 include: Include = None, metrics: Iterable[type[Metric]] | None = None,
+                 logged: Iterable[str] | None = LOGGED, source: str = "watch"):
+        self.model = unwrap(model)
+        self.probe = Probe(self.model, inner_optimizer(optimizer) if optimizer is not None else None, every=every, include=include, metrics=metrics)
+        self.logged = None if logged is None else tuple(logged)
+        self.source = source
+        self.losses: dict[int, Any] = {}  # step -> loss (a number, or a 0-d tensor read when saved)
+        self.started: float | None = None
+        self.shared: set[str] = set()  # layers holding only parameters of an earlier layer (tied weights)
+        self.outside = 0  # trainable parameters in no watched layer
+        self._sent = 0  # trace rows already handed out by new_steps
+        self._open = False
+
+    @property
+    def trace(self) -> Trace:
+        return self.probe.trace
+
+    @property
+    def is_open(self) -> bool:
+        return self._open
+
+    def open(self, step: int = 0) -> Session:
+        """Enter the probe, its first step numbered `step` (a framework's own count, when it resumes)."""
+        self.probe.__enter__()
+        self._open, self.started = True, time.perf_counter()
+        inner = getattr(self.model, "_orig_mod", self.model)  # a torch.compile'd model: the probe watches the module inside
+        watched = watched_modules(inner, self.probe.include)
+        self.shared, self.outside = shared_layers(watched), parameters_outside(self.model, watched)
+        if step:
+            self.probe.skip_to(step)
+        return self
+
+    def close(self, error: BaseException | None = None) -> None:
+        """Leave the probe (its hooks removed); a step left unfinished is recorded unless `error` ended it."""
+        if not self._open:
+            return
+        self._open = False
+        if error is None:
+            self.probe.__exit__(None, None, None)
+        else:
+            self.probe.__exit__(type(error), error, error.__traceback__)
+
+    def new_steps(self) -> list[tuple[int, dict[str, float]]]:
+        """(step, {name: value}) of each step recorded since the last call."""
+        rows = self.trace.rows[self._sent:]
+        self._sent = len(self.trace.rows)
+        return [(step, step_metrics(group, self.logged, self.shared)) for step, group in by_step(rows).items()]
+
+    def grad_norm(self, step: int) -> float:
+        """gradvet's total gradient norm at a recorded step (`integrations.names.grad_norm`)."""
+        return grad_norm([row for row in self.trace.rows if row[0] == step], self.shared)
+
+    def keep_loss(self, step: int, loss: Any) -> None:
+        """Keep the loss of `step` for the run's history (a tensor is detached and read only when saved)."""
+        self.losses[step] = loss.detach() if torch.is_tensor(loss) else loss
+
+    def diagnose(self, step: int | str = "last") -> Diagnosis:
+        """`gradvet.diagnose` of what was recorded, at `step` ('last', 'first' or a step number)."""
+        return diagnose(self.probe, step)
+
+    def save(self, store: str | os.PathLike[str] = "runs.db", name: str | None = None) -> str | None:
+        """Save the run into `store` (`integrations.runs.save_run`) and return its key; on a process other
+        than the main one (DDP rank > 0) nothing is saved and None is returned."""
+        if not is_main():
+            return None
+        losses = {step: float(loss) for step, loss in self.losses.items()}
+        wall = time.perf_counter() - self.started if self.started is not None else None
+        return save_run(self, store, name, losses=losses, wall_time=wall)
