@@ -1,7 +1,7 @@
 """gradvet: see, explain and fix vanishing and exploding gradients in PyTorch networks.
 
 The public names load on first use (PEP 562 module `__getattr__`), so `import gradvet`
-costs almost nothing and `gradvet.Probe` or `gradvet.activation("relu")` load only what
+costs almost nothing and `gradvet.Probe`, `gradvet.Monitor` or `gradvet.activation("relu")` load only what
 they need: torch, never matplotlib, SciPy, scikit-learn, pandas or SymPy.
 """
 
@@ -19,6 +19,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time `__getattr__` impor
     from gradvet import activations
     from gradvet.activations import Activation, activation, register
     from gradvet.choose import Choice, choose
+    from gradvet.monitor import Alert, Monitor
     from gradvet.probe import Diagnosis, Probe, Trace, diagnose
 
 # public name -> the module that defines it
@@ -26,17 +27,19 @@ _LAZY = {
     "Activation": "gradvet.activations",
     "activation": "gradvet.activations",
     "register": "gradvet.activations",
+    "Alert": "gradvet.monitor",
     "Choice": "gradvet.choose",
     "choose": "gradvet.choose",
     "Diagnosis": "gradvet.probe",
     "Probe": "gradvet.probe",
     "Trace": "gradvet.probe",
     "diagnose": "gradvet.probe",
+    "Monitor": "gradvet.monitor",
 }
 _SUBMODULES = ("activations",)
 
-__all__ = ["Activation", "Choice", "Diagnosis", "GradvetError", "Probe", "Trace", "activation", "activations",
-           "choose", "diagnose", "register", "__version__"]
+__all__ = ["Activation", "Alert", "Choice", "Diagnosis", "GradvetError", "Monitor", "Probe", "Trace", "activation",
+           "activations", "choose", "diagnose", "register", "__version__"]
 
 
 def __getattr__(name: str) -> Any:
