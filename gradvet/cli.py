@@ -265,7 +265,8 @@ def runs_command(
     status: Annotated[str | None, typer.Option("--status", help="only runs with this status: running, done, diverged or failed")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print a JSON list instead of a table")] = False,
 ) -> None:
-    """The runs in a store: key, label, status, steps, final loss, test accuracy, wall time."""
+    """The runs in a store: key, label, status, steps, final loss, test accuracy, wall time, alerts
+    (of monitored runs; the JSON lists them)."""
     from gradvet.sweep import Store
 
     with Store(store, create=False) as db:
@@ -310,15 +311,16 @@ def _runs_table(records: list[dict[str, Any]], store: str):
     table = Table(title=Text(f"{len(records)} runs in {_cell(store)}"), caption=caption, header_style="bold",
                   pad_edge=False)
     for col, justify in (("key", "left"), ("label", "left"), ("status", "left"), ("steps", "right"),
-                         ("final loss", "right"), ("test acc", "right"), ("wall time", "right")):
+                         ("final loss", "right"), ("test acc", "right"), ("wall time", "right"), ("alerts", "right")):
         table.add_column(Text(col), justify=justify, no_wrap=col in ("key", "status"))
     if failed:
         table.add_column(Text("error"), justify="left")
     for r in records:
         steps = (r.get("metrics") or {}).get("steps_done")
         wall = metric(r, "wall_time", 3)
+        monitored = (r.get("spec") or {}).get("monitor") is True or bool(r.get("alerts"))
         cells = [r["key"], r["label"], r["status"], steps, metric(r, "final_loss"), metric(r, "test_accuracy", 3),
-                 "-" if wall == "-" else f"{wall} s"]
+                 "-" if wall == "-" else f"{wall} s", len(r.get("alerts") or ()) if monitored else "-"]
         if failed:
             cells.append(r["error"] or "")
         table.add_row(*(Text(_cell(c)) for c in cells))
