@@ -327,6 +327,28 @@ def _runs_table(records: list[dict[str, Any]], store: str):
     return table
 
 
+WATCH_INTERVAL_LIMITS = (0.1, 3600.0)  # seconds between frames of `gradvet watch`
+
+
+@app.command("watch")
+@user_errors
+def watch_command(
+    store: Annotated[Path, typer.Argument(help="SQLite file a sweep writes (or wrote)")],
+    interval: Annotated[float, typer.Option("--interval", help="seconds between frames")] = 1.0,
+    once: Annotated[bool, typer.Option("--once", help="print one frame and exit")] = False,
+) -> None:
+    """A live view of the runs in a store while a sweep writes it: progress, loss, per-layer gradient
+    profile, alerts as they come. Reads only (never blocks the sweep); Ctrl-C ends it with status 0."""
+    from gradvet.base.validation import finite_number
+    from gradvet.report.watch_view import watch
+
+    finite_number("--interval", interval, low=WATCH_INTERVAL_LIMITS[0], high=WATCH_INTERVAL_LIMITS[1])
+    try:
+        watch(store, interval, once)
+    except KeyboardInterrupt:  # the way a viewer is closed: not an interrupted piece of work
+        raise typer.Exit(0) from None
+
+
 @app.command("diagnose")
 @user_errors
 def diagnose_command(

@@ -124,15 +124,18 @@ class Store:
     its folder or the file is read-only). `Store(path, create=False)` opens an existing store
     (GradvetError when missing): for writing where the file and its folder allow it, else
     read-only (`readonly` is then True and every write raises StoreWriteError).
+    `Store(path, create=False, read_only=True)` always reads only (a viewer beside a writer).
     One process writes at a time (a sweep holds `gradvet.sweep.lease.WriterLease`); any number read.
     Write errors of the disk or file (full, read-only, I/O) raise StoreWriteError; the reading
     functions never crash on a tampered row (`gradvet.sweep.rows`).
     """
 
-    def __init__(self, path: str | os.PathLike[str], create: bool = True) -> None:
+    def __init__(self, path: str | os.PathLike[str], create: bool = True, read_only: bool = False) -> None:
         self.path = Path(path)
         self._con: sqlite3.Connection | None = None
         self._reading: ReadConnection | None = None
+        if read_only and create:
+            raise ValueError("a store opened read_only cannot be created; pass create=False")
         if not store_exists(self.path):
             if not create:
                 raise GradvetError(f"store {str(self.path)!r} does not exist; run `gradvet sweep` first.")
@@ -142,7 +145,7 @@ class Store:
         if problem is not None and create:
             raise GradvetError(f"cannot write the store {str(self.path)!r}: {problem}; "
                                "give a store in a writable folder.")
-        if problem is None:
+        if problem is None and not read_only:
             try:
                 self._con = connect_for_writing(self.path)
             except StoreWriteError:
@@ -331,6 +334,14 @@ class Store:
         for row in self._read(sql + " ORDER BY rowid", params).fetchall():
             out.setdefault(str(row[0]), []).append(decode_alert(row[1:], ALERT_FIELDS))
         return out
+
+    def recent_alerts(self, n: int) -> tuple[list[tuple[str, dict[str, Any]]], int]:
+        """([(run key, alert)] of the `n` alerts written last, oldest first; how many the store holds)."""
+        if not self._has_table("alerts"):
+            return [], 0
+        total = self._read("SELECT count(*) FROM alerts").fetchone()[0]
+        rows = self._read(f"SELECT {', '.join(ALERT_COLUMNS)} FROM alerts ORDER BY rowid DESC LIMIT ?", (n,)).fetchall()
+        return [(str(row[0]), decode_alert(row[1:], ALERT_FIELDS)) for row in reversed(rows)], total
 
     def progress(self) -> dict[str, dict[str, Any]]:
         """{run key: the latest heartbeat of a run in flight}: step, steps, loss, grad_norm, layers
