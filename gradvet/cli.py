@@ -367,8 +367,17 @@ def diagnose_command(
     seed: Annotated[int, typer.Option(help="random seed")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="print the diagnosis as JSON")] = False,
     report: Annotated[Path | None, typer.Option("--report", help="also write an HTML report to this .html file")] = None,
+    store: Annotated[Path | None, typer.Option("--store", help="a post-mortem of a stored run instead: the store "
+                                                               "(with --run)")] = None,
+    run_key: Annotated[str | None, typer.Option("--run", help="the stored run's key, or the start of it "
+                                                              "(gradvet runs lists them)")] = None,
 ) -> None:
-    """Probe a model's gradient flow and say whether it vanishes or explodes, why, and what to do."""
+    """Probe a model's gradient flow and say whether it vanishes or explodes, why, and what to do.
+    With --store and --run: the post-mortem of a stored run (where the growth started, which layer blew
+    up first, what preceded it, the alerts, what would have prevented it)."""
+    if store is not None or run_key is not None:
+        _postmortem(store, run_key, as_json)
+        return
     _check_report(report)
 
     from gradvet.base.rng import seeded
@@ -407,6 +416,33 @@ def diagnose_command(
     when = "at initialisation" if steps == 0 else f"after {steps} SGD steps (lr {lr:g})"
     con.print(f"[bold]{what}[/bold] on {dataset.describe()}, {when}")
     con.print(render(diagnosis))
+
+
+def _postmortem(store: Path | None, run_key: str | None, as_json: bool) -> None:
+    from gradvet.monitor.postmortem import postmortem
+    from gradvet.sweep import Store
+
+    if store is None or run_key is None:
+        raise GradvetError("a post-mortem needs both --store STORE and --run KEY (`gradvet runs --store STORE` "
+                           "lists the keys).")
+    with Store(store, create=False, read_only=True) as db:
+        keys = [r["key"] for r in db.runs()]
+        matches = [k for k in keys if k == run_key] or [k for k in keys if run_key and k.startswith(run_key)]
+        if not matches:
+            raise unknown("run", run_key, f"a key of the {len(keys)} runs `gradvet runs --store {store}` lists",
+                          choices=keys)
+        if len(matches) > 1:
+            raise GradvetError(f"run {run_key!r} starts {len(matches)} keys ({', '.join(matches[:4])}"
+                               f"{', ...' if len(matches) > 4 else ''}); give more of the key.")
+        record = db.get(matches[0])
+        records = db.layer_records(matches[0])
+    pm = postmortem(record, records)
+    if as_json:
+        typer.echo(json.dumps(jsonable(pm.to_dict()), indent=1, allow_nan=False))
+        return
+    typer.echo(f"post-mortem of {pm.key} ({pm.label}), {pm.status}; steps counted from 0:")
+    for sentence in pm.story():
+        typer.echo(f"- {sentence}")
 
 
 @app.command("experiment")
