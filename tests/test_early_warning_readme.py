@@ -62,10 +62,10 @@ def test_the_readme_snippet_runs_prints_what_the_readme_shows_and_warns_before_t
     assert printed == [str(a) for a in monitor.alerts]  # on_alert=print saw every alert, once
     head = re.compile(r"^step \d+: [a-z_]+(?: in \S+)?:")
     assert [head.match(line).group(0) for line in printed] == [head.match(line).group(0) for line in shown.splitlines()]
-    exploding = [a for a in monitor.alerts if a.kind == "exploding"]
+    exploding = [a for a in monitor.alerts if a.kind in ("exploding", "unstable")]
     assert exploding, printed
     diverged = _first_nonfinite_step()
-    assert diverged is not None and exploding[0].step < diverged
+    assert diverged is not None and exploding[0].step < diverged - 10
     assert f"Inf at step {diverged}" in _section("Early warning")  # the README's word for it
     assert exploding[0].remedy and exploding[0].message.endswith(".")
 
