@@ -16,6 +16,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -181,6 +182,8 @@ def test_the_live_view_redraws_until_ctrl_c_and_ends_with_status_0(store):
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     proc = subprocess.Popen([sys.executable, "-m", "gradvet.cli", "watch", str(store["path"]), "--interval", "0.2"],
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    guard = threading.Timer(120, proc.kill)  # whatever happens, the test ends
+    guard.start()
     try:
         assert proc.stdout.readline().startswith("gradvet watch ")  # the first frame: the view is up
         con = sqlite3.connect(store["path"], isolation_level=None)
@@ -193,6 +196,7 @@ def test_the_live_view_redraws_until_ctrl_c_and_ends_with_status_0(store):
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=60)
     finally:
+        guard.cancel()
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 0, err
