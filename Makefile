@@ -31,14 +31,16 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/gradvet demo
 
-# lint (ruff), the import-layer contract (lint-imports, [tool.importlinter] in pyproject.toml), then the tests
+# lint (ruff), the import-layer contract (lint-imports, [tool.importlinter] in pyproject.toml),
+# the type check of the public API (mypy, [tool.mypy]), then every test (the slow ones too)
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
+	$(BIN)/mypy
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)
 	for f in benchmarks/*.py; do $(BIN)/python $$f || exit 1; done
 
 clean:
-	rm -rf $(VENV) gradvet-report .pytest_cache
+	rm -rf $(VENV) gradvet-report .pytest_cache .mypy_cache

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 from pathlib import Path
 
 from sweep_fakes import FakeRun, fake_run
@@ -42,12 +41,6 @@ def raise_error(spec: RunSpec) -> FakeRun:
     """A Python error in the run: a result ('failed'), never a reason to retry."""
     _attempt(spec, "raise")
     raise ValueError(f"bad run at seed {spec.seed}")
-
-
-def slow_run(spec: RunSpec) -> FakeRun:
-    """A run that takes a second: long enough to interrupt a sweep in the middle."""
-    time.sleep(1.0)
-    return fake_run(spec)
 
 
 def report_threads(spec: RunSpec) -> FakeRun:

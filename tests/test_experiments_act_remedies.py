@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import pytest
 import torch
@@ -161,7 +162,22 @@ def test_every_activation_trains_with_the_init_that_keeps_its_backward_signal(tm
         other = abs(math.log10(wide_net_ratio(name, SW2[OTHER[init]])))
         assert mine < other, (name, init, mine, other)
     assert set(act_exp.QUICK_ACTIVATIONS) < set(used)
-    assert min(act_exp.DEPTHS) == 2 and max(act_exp.DEPTHS) == 32
+
+
+def test_depths_are_the_ones_the_experiment_promises():
+    """What users read (the experiment's title, the heading of its run, and the README's table:
+    'depth A to B', 'depth A-B') against the depths the full plan runs; the quick plan a subset of them."""
+    from pathlib import Path
+
+    from gradvet.experiments.base import EXPERIMENTS
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    row = next(line for line in readme.splitlines() if line.startswith("| `activations` |"))
+    promises = [re.search(r"depth (\d+) to (\d+)", EXPERIMENTS["activations"][0]), re.search(r"depth (\d+)-(\d+)", row)]
+    for promise in promises:
+        assert promise is not None
+        assert (min(act_exp.DEPTHS), max(act_exp.DEPTHS)) == tuple(map(int, promise.groups()))
+    assert set(act_exp.QUICK_DEPTHS) <= set(act_exp.DEPTHS)
 
 
 def test_activations_quick_tables_and_figures(activations):

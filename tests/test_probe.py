@@ -198,18 +198,28 @@ def test_activation_statistics_combine_every_call_of_the_step():
 
 
 def test_update_ratio_equals_parameter_change():
+    """update_ratio = ||W_before - W_after|| / ||W_before|| over the layer's parameters (weight and bias),
+    computed by hand from copies taken around `optimizer.step()`; Adam, so the step is not the plain
+    lr * grad of the SGD oracle above."""
     torch.manual_seed(1)
-    model = mlp(5, 2, depth=1, width=4, activation="tanh", init="xavier")
-    opt = torch.optim.SGD(model.parameters(), lr=0.3)
-    layer = model.hidden[0].linear
-    old = [layer.weight.detach().clone(), layer.bias.detach().clone()]
+    model = mlp(5, 2, depth=2, width=4, activation="tanh", init="xavier").double()
+    opt = torch.optim.Adam(model.parameters(), lr=0.01)
+    layers = {name: m for name, m in model.named_modules() if isinstance(m, nn.Linear)}
+    x, y = torch.randn(8, 5, dtype=torch.float64), torch.randint(0, 2, (8,))
     with Probe(model, opt) as probe:
-        nn.functional.cross_entropy(model(torch.randn(8, 5)), torch.randint(0, 2, (8,))).backward()
-        opt.step()
-    new = [layer.weight.detach(), layer.bias.detach()]
-    change = math.sqrt(sum(float((n - o).norm()) ** 2 for n, o in zip(new, old)))
-    size = math.sqrt(sum(float(o.norm()) ** 2 for o in old))
-    assert probe.trace.at(0)["hidden.0.linear"]["update_ratio"] == pytest.approx(change / size, rel=1e-5)
+        for _ in range(2):  # the second step: Adam's moments are no longer zero
+            before = {name: [p.detach().clone() for p in (m.weight, m.bias)] for name, m in layers.items()}
+            nn.functional.cross_entropy(model(x), y).backward()
+            opt.step()
+            opt.zero_grad()
+    row = probe.trace.at(1)
+    assert set(layers) == {"hidden.0.linear", "hidden.1.linear", "out"}
+    for name, m in layers.items():
+        after = [m.weight.detach(), m.bias.detach()]
+        change = math.sqrt(sum(float((a - b).norm()) ** 2 for a, b in zip(after, before[name])))
+        size = math.sqrt(sum(float(b.norm()) ** 2 for b in before[name]))
+        assert change > 0
+        assert row[name]["update_ratio"] == pytest.approx(change / size, rel=1e-6), name
 
 
 def all_hooks(model, optimizer=None):

@@ -19,7 +19,6 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
-import time
 import types
 from pathlib import Path
 
@@ -39,7 +38,15 @@ if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
 from cli_helpers import assert_user_error  # noqa: E402
-from sweep_fakes import expected_layer_records, fake_run, trainings  # noqa: E402
+from cli_helpers import cli_batch as shared_cli_batch  # noqa: E402
+from sweep_fakes import (  # noqa: E402
+    expected_layer_records,
+    fake_run,
+    gate_env,
+    open_gate,
+    trainings,
+    wait_until,
+)
 
 runner = CliRunner()
 GRID = "[base]\nsteps = 5\n[grid]\nlr = [0.1, 0.5]\nseed = [0, 1, 2, 3, 4, 5, 6, 7]\n"  # 16 runs
@@ -76,9 +83,11 @@ def gradvet_argv(*args: object) -> list[str]:
     return [sys.executable, "-c", DRIVER, *map(str, args)]
 
 
-def start(*args: object, log: Path | None = None, wait_for_go: bool = False) -> subprocess.Popen:
-    """`gradvet ARGS` started in a new process group; returns once its imports are done."""
-    env = dict(env_with(log), **({"WAIT_FOR_GO": "1"} if wait_for_go else {}))
+def start(*args: object, log: Path | None = None, wait_for_go: bool = False,
+          env: dict[str, str] | None = None) -> subprocess.Popen:
+    """`gradvet ARGS` started in a new process group (`env` added to its environment); returns once its
+    imports are done."""
+    env = dict(env_with(log), **({"WAIT_FOR_GO": "1"} if wait_for_go else {}), **(env or {}))
     proc = subprocess.Popen(gradvet_argv(*args), cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
     assert proc.stdout.readline().strip() == "ready", proc.stderr.read()
@@ -98,29 +107,13 @@ def run_gradvet(*args: object, log: Path | None = None, timeout: float = 120, **
     return done
 
 
-# several `gradvet` commands in one fresh process (typer's CliRunner), the answers as JSON: one
-# subprocess with a timeout guards them all against a hang, for the price of one start-up
-CLI_BATCH = """
-import json, sys
-from typer.testing import CliRunner
-import gradvet.sweep.runner
-gradvet.sweep.runner.DEFAULT_RUN = "sweep_fakes:fake_run"
-from gradvet.cli import app
-runner = CliRunner()
-answers = []
-for args in json.loads(sys.argv[1]):
-    r = runner.invoke(app, args)
-    answers.append({"exit_code": r.exit_code, "stdout": r.stdout, "stderr": r.stderr, "output": r.output})
-print(json.dumps(answers))
-"""
-
-
 def cli_batch(*commands: list[object], timeout: float = 120) -> list[types.SimpleNamespace]:
-    """Each command's result (exit_code, stdout, stderr, output), as CliRunner gives it, run in a subprocess."""
-    argv = [sys.executable, "-c", CLI_BATCH, json.dumps([[str(a) for a in c] for c in commands])]
-    done = subprocess.run(argv, cwd=ROOT, env=env_with(), capture_output=True, text=True, timeout=timeout)
-    assert done.returncode == 0, done.stderr
-    return [types.SimpleNamespace(**answer) for answer in json.loads(done.stdout)]
+    """Each command's result (exit_code, stdout, stderr, output) as CliRunner gives it, all in one fresh
+    process (cli_helpers.cli_batch) whose default run function is the fake one."""
+    return shared_cli_batch(*commands, timeout=timeout, prelude=FAKE_RUN_PRELUDE)
+
+
+FAKE_RUN_PRELUDE = 'import gradvet.sweep.runner; gradvet.sweep.runner.DEFAULT_RUN = "sweep_fakes:fake_run"'
 
 
 def one_error_line(done: subprocess.CompletedProcess, *fragments: str) -> str:
@@ -149,9 +142,7 @@ def finished(store: Path) -> int:
 
 
 def wait_for_a_saved_run(store: Path, proc: subprocess.Popen) -> None:
-    deadline = time.monotonic() + 60
-    while proc.poll() is None and finished(store) == 0 and time.monotonic() < deadline:
-        time.sleep(0.03)
+    wait_until(lambda: proc.poll() is not None or finished(store) > 0, "a saved run")
     assert finished(store) > 0, "the sweep saved nothing"
 
 
@@ -190,28 +181,36 @@ def test_a_held_store_refuses_a_second_sweep_naming_the_writer(tmp_path, monkeyp
     assert summary.done == 4 and not lock_path(store).exists()
 
 
+@pytest.mark.slow
 def test_two_sweeps_on_one_store_train_each_run_once(tmp_path):
+    """Two sweeps on one store: the one that comes second while the first writes is refused, naming the
+    first. The first is held mid-sweep by the fakes' gate (its runs after the first wait until the test
+    opens it), so the second surely meets it writing, however slow the machine."""
     grid, log = write(tmp_path / "g.toml", GRID), tmp_path / "trainings.log"
     specs = load_grid(grid)
     # the second starts while the first is writing: refused, naming the first
-    store = tmp_path / "a.db"
+    store, gate = tmp_path / "a.db", tmp_path / "gate-a"
     second = start("sweep", grid, "--store", store, log=log, wait_for_go=True)  # imports done, waiting
-    first = start("sweep", grid, "--store", store, log=log)
-    wait_for_a_saved_run(store, first)
+    first = start("sweep", grid, "--store", store, log=log, env=gate_env(gate, free=1))
+    wait_for_a_saved_run(store, first)  # one run saved, the next held at the gate: the first is writing
     go(second)
     out, err = second.communicate(timeout=120)
     one_error_line(subprocess.CompletedProcess([], second.returncode, out, err),
                    "being written by another gradvet sweep", f"pid {first.pid} on host")
+    open_gate(gate)
     out, err = first.communicate(timeout=120)
     assert first.returncode == 0, err
     assert "16 runs: 0 already done, 16 ran" in out
     assert_every_run_once(store, specs)
     assert collections.Counter(trainings(log)) == {s.key: 1 for s in specs}  # each trained exactly once
-    # both let go at the same moment on a fresh store
-    store, log = tmp_path / "b.db", tmp_path / "trainings-b.log"
-    procs = [start("sweep", grid, "--store", store, log=log, wait_for_go=True) for _ in range(2)]
+    # both let go at the same moment on a fresh store: the winner's first run waits at the gate until
+    # the loser has been refused
+    store, log, gate = tmp_path / "b.db", tmp_path / "trainings-b.log", tmp_path / "gate-b"
+    procs = [start("sweep", grid, "--store", store, log=log, wait_for_go=True, env=gate_env(gate)) for _ in range(2)]
     for proc in procs:
         go(proc)
+    wait_until(lambda: any(p.poll() is not None for p in procs), "one of the two sweeps to end")
+    open_gate(gate)
     outcomes = [(p.returncode, out, err) for p in procs for out, err in [p.communicate(timeout=120)]]
     assert sorted(code for code, _, _ in outcomes) == [0, 2], outcomes
     refused = next(err for code, _, err in outcomes if code == 2)
@@ -222,6 +221,7 @@ def test_two_sweeps_on_one_store_train_each_run_once(tmp_path):
     assert collections.Counter(trainings(log)) == {s.key: 1 for s in specs}
 
 
+@pytest.mark.slow
 def test_a_killed_writer_does_not_block_the_next_sweep(tmp_path):
     grid, store, log = write(tmp_path / "g.toml", GRID), tmp_path / "runs.db", tmp_path / "trainings.log"
     specs = load_grid(grid)
@@ -242,6 +242,7 @@ def test_a_killed_writer_does_not_block_the_next_sweep(tmp_path):
     assert all(counts[k] == 1 for k in kept)  # a run saved before the kill was not trained again
 
 
+@pytest.mark.slow
 def test_a_lock_file_that_is_not_a_regular_file_is_one_sentence(tmp_path):
     store, grid = tmp_path / "runs.db", write(tmp_path / "g.toml", SMALL_GRID)
     os.mkfifo(lock_path(store))
@@ -315,6 +316,7 @@ def _limit_file_size(limit: int):
     return preexec
 
 
+@pytest.mark.slow
 def test_a_real_write_failure_rlimit_fsize_stops_the_sweep_in_one_sentence(tmp_path):
     """A file-size limit on the sweep's process: SQLite's writes fail for real (EFBIG, which it reports
     as an I/O error, not as a full disk: the disk has room)."""
@@ -346,6 +348,7 @@ cp "$MNT/runs.db" "$out/final.db"
 """
 
 
+@pytest.mark.slow
 def test_a_really_full_disk_a_tiny_tmpfs(tmp_path):
     """A 160 kB tmpfs in a private mount namespace (root with CAP_SYS_ADMIN; skipped elsewhere):
     ENOSPC for real. Then `runs` reads the store left by the full disk, and with space back the sweep resumes."""
@@ -552,6 +555,7 @@ def _as_result(answer: dict) -> types.SimpleNamespace:
 
 @pytest.mark.parametrize("how", ["media", "folder"])
 @pytest.mark.parametrize("in_wal,with_shm,access", [(0, False, "immutable"), (2, False, "copy"), (2, True, "read-only")])
+@pytest.mark.slow
 def test_a_store_that_cannot_be_written_is_read_in_full(open_tmp, how, in_wal, with_shm, access):
     store, specs = read_only_store(open_tmp, in_wal, with_shm)
     copy = open_tmp / "expected"
@@ -611,6 +615,7 @@ def test_sweep_into_proc_is_one_sentence(tmp_path):
 # -- not a regular file ------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_fifo_as_store_is_one_sentence_and_never_hangs(tmp_path):
     fifo = tmp_path / "runs.db"
     os.mkfifo(fifo)
@@ -680,6 +685,7 @@ def test_tampered_json_fields_read_back_as_unreadable_with_a_note(tmp_path, colu
     assert all(s.key in table.stdout for s in specs)
 
 
+@pytest.mark.slow
 def test_report_of_a_tampered_store(tmp_path):
     store, specs = _tampered(tmp_path, [("metrics", "{not json"), ("metrics", "[1]"), ("history", "[2]"),
                                         ("history", VERY_DEEP)])
@@ -727,6 +733,7 @@ def test_a_damaged_file_is_one_sentence(tmp_path):
     assert_user_error(result, str(store))
 
 
+@pytest.mark.slow
 def test_a_1mb_label_is_cut_in_the_table_and_whole_in_the_json(tmp_path):
     label = "x" * 1_000_000
     store, specs = _tampered(tmp_path, [("label", label)])

@@ -29,7 +29,7 @@ if str(HERE) not in sys.path:  # worker processes inherit sys.path, so they find
 
 import sweep_fakes  # noqa: E402
 from cli_helpers import assert_user_error  # noqa: E402
-from sweep_fakes import FakeRun, expected_layer_records, fake_run  # noqa: E402
+from sweep_fakes import FakeRun, end_group, expected_layer_records, fake_run, gate_env, open_gate, tickets, wait_until  # noqa: E402
 
 runner = CliRunner()
 
@@ -377,16 +377,20 @@ def _kill_and_resume(tmp_path: Path, workers: int, kills: int, seed: int) -> Non
         con.close()
 
 
+@pytest.mark.slow
 def test_kill_9_then_resume_serial(tmp_path):
     _kill_and_resume(tmp_path, workers=1, kills=4, seed=1)
 
 
+@pytest.mark.slow
 def test_kill_9_then_resume_two_workers(tmp_path):
     _kill_and_resume(tmp_path, workers=2, kills=3, seed=2)
 
 
 CLI_DRIVER = """
 import sys
+import signal
+signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C as in a terminal, even where the tests run with SIGINT ignored (a background job)
 import gradvet.sweep.runner
 from gradvet.cli import main
 gradvet.sweep.runner.DEFAULT_RUN = "sweep_fakes:fake_run"
@@ -396,18 +400,24 @@ main()
 """
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_the_sweep_with_status_130_and_keeps_finished_runs(tmp_path):
     grid, store = write(tmp_path / "grid.toml", CRASH_GRID), tmp_path / "runs.db"
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(HERE), str(ROOT)]))
+    gate = tmp_path / "gate"  # the first run goes through, the others wait there: the sweep is surely mid-way
+    env.update(gate_env(gate, free=1))
     proc = subprocess.Popen([sys.executable, "-c", CLI_DRIVER, str(grid), "--store", str(store), "--workers", "2"],
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
-    assert proc.stdout.readline().strip() == "ready"
-    deadline = time.monotonic() + 30
-    while proc.poll() is None and _finished(store) == 0 and time.monotonic() < deadline:
-        time.sleep(0.03)
-    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole foreground group
-    out, err = proc.communicate(timeout=30)
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        wait_until(lambda: proc.poll() is not None or (_finished(store) > 0 and tickets(gate) > 1),
+                   "a saved run and a run waiting at the gate")
+        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole foreground group
+        out, err = proc.communicate(timeout=60)
+    finally:
+        open_gate(gate)  # nothing left waiting, whatever happened
+        end_group(proc)
     assert proc.returncode == 130, err
     lines = [line for line in err.splitlines() if line.strip()]
     assert len(lines) == 1 and "interrupted" in lines[0] and "resume" in lines[0], err

@@ -12,7 +12,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -29,7 +28,7 @@ if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
 from cli_helpers import assert_user_error  # noqa: E402
-from sweep_fakes import expected_layer_records  # noqa: E402
+from sweep_fakes import end_group, expected_layer_records, gate_env, open_gate, tickets, wait_until  # noqa: E402
 
 try:
     import ray
@@ -134,6 +133,7 @@ def _without_timing(metrics: dict) -> dict:
 
 
 @needs_ray
+@pytest.mark.slow
 def test_ray_sweep_stores_each_run_once_equal_to_local_and_resumes(markers, tmp_path):
     specs = [RunSpec(data="digits", depth=2, width=8, steps=20, eval_every=0, seed=s) for s in range(4)]
     local = run_sweep(specs, tmp_path / "local.db", batched="off")  # one by one, as the ray tasks
@@ -175,6 +175,7 @@ def test_tasks_run_torch_on_one_thread(markers, tmp_path):
 
 
 @needs_ray
+@pytest.mark.slow
 def test_a_killed_worker_is_retried_and_the_run_lands_once(markers, tmp_path):
     specs = [RunSpec(steps=5, seed=s) for s in range(2)]
     summary = run_sweep(specs, tmp_path / "runs.db", run_fn="ray_fakes:die_once", backend="ray")
@@ -211,6 +212,7 @@ def test_a_worker_that_always_dies_is_stored_as_failed_after_the_retries(markers
 
 
 @needs_ray
+@pytest.mark.slow
 def test_cli_starts_and_stops_its_own_ray_instance(ray_installed, tmp_path):
     """The user's path: a fresh process starts a local instance whose workers import the installed gradvet."""
     grid = tmp_path / "grid.toml"
@@ -227,33 +229,44 @@ def test_cli_starts_and_stops_its_own_ray_instance(ray_installed, tmp_path):
 
 CTRL_C_DRIVER = """
 import sys
+import signal
+signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C as in a terminal, even where the tests run with SIGINT ignored (a background job)
 import gradvet.sweep.runner
 from gradvet.cli import main
-gradvet.sweep.runner.DEFAULT_RUN = "ray_fakes:slow_run"
+gradvet.sweep.runner.DEFAULT_RUN = "sweep_fakes:fake_run"
 sys.argv = ["gradvet", "sweep", *sys.argv[1:]]
 main()
 """
 
 
 @needs_ray
+@pytest.mark.slow
 def test_ctrl_c_cancels_the_ray_tasks_and_keeps_finished_runs(ray_installed, tmp_path):
     grid = tmp_path / "grid.toml"
     grid.write_text("[base]\nsteps = 3\n[grid]\nseed = [0, 1, 2, 3, 4, 5, 6, 7]\n")
-    store = tmp_path / "runs.db"
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(HERE), str(ROOT)]), GRADVET_TEST_MARKERS=str(tmp_path))
+    store, gate = tmp_path / "runs.db", tmp_path / "gate"
+    # the first run goes through, the others wait at the gate (sweep_fakes): the sweep is surely mid-way
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(HERE), str(ROOT)]), GRADVET_TEST_MARKERS=str(tmp_path),
+               **gate_env(gate, free=1))
     env.pop("RAY_ADDRESS", None)
     proc = subprocess.Popen([sys.executable, "-c", CTRL_C_DRIVER, str(grid), "--store", str(store), "--backend", "ray"],
                             cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
-    deadline = time.monotonic() + 60
-    while proc.poll() is None and time.monotonic() < deadline:
-        if store.exists():
-            with Store(store, create=False) as db:
-                if db.count("done"):
-                    break
-        time.sleep(0.1)
-    os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C in a terminal: the driver and the Ray processes it started
-    out, err = proc.communicate(timeout=60)
+
+    def done() -> int:
+        if not store.exists():
+            return 0
+        with Store(store, create=False) as db:
+            return db.count("done")
+
+    try:
+        wait_until(lambda: proc.poll() is not None or (done() > 0 and tickets(gate) > 1),
+                   "a saved run and a run waiting at the gate", seconds=120)  # Ray's start-up included
+        os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C in a terminal: the driver and the Ray processes it started
+        out, err = proc.communicate(timeout=60)
+    finally:
+        open_gate(gate)  # nothing left waiting, whatever happened
+        end_group(proc)
     assert proc.returncode == 130, err
     lines = [line for line in err.splitlines() if line.strip()]
     assert len(lines) == 1 and "interrupted" in lines[0], err

@@ -144,6 +144,7 @@ def monte_carlo(act, sw2, sb2, width=1000, depth=40, seed=0):
 @pytest.mark.parametrize("name,sw2,sb2", [
     ("tanh", 1.5, 0.05), ("relu", 1.5, 0.1), ("selu", 1.0, 0.0), ("x*sigmoid(x)", 2.0, 0.1),
 ])
+@pytest.mark.slow
 def test_monte_carlo_reproduces_q_star_and_chi1(name, sw2, sb2):
     act = gradvet.activation(name)
     q_emp, chi_emp = monte_carlo(act, sw2, sb2)
@@ -183,6 +184,7 @@ def test_depth_scales():
 
 
 @pytest.mark.parametrize("sw2,sb2", [(2.5, 0.05), (4.0, 0.3), (20.0, 0.3)])
+@pytest.mark.slow
 def test_xi_c_in_the_chaotic_phase_against_a_brute_force_grid(sw2, sb2):
     """c* and chi_c = sw2 E[f'(u1) f'(u2)] by the trapezoid rule on a 1501 x 1501 grid (spectrally
     accurate for these smooth, Gaussian-weighted integrands), c* by plain iteration of the map."""
@@ -250,6 +252,7 @@ def test_critical_init_uses_the_edge_of_chaos():
         mlp(10, 2, 2, 8, "sigmoid", "critical")
 
 
+@pytest.mark.slow
 def test_theory_command(tmp_path):
     import json
 

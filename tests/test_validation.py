@@ -76,6 +76,7 @@ print(json.dumps(out))
 
 # -- sizes that must have a limit: refused before anything large is built ---------------------------------
 
+@pytest.mark.slow
 def test_huge_depths_and_grids_are_refused_before_any_large_allocation(tmp_path):
     huge = tmp_path / "huge.toml"
     huge.write_text("[grid]\n" + "".join(f"{name} = {list(range(1, 1001))}\n" for name in ("seed", "depth", "steps")))
@@ -99,6 +100,7 @@ def test_huge_depths_and_grids_are_refused_before_any_large_allocation(tmp_path)
     assert not store.exists()  # nothing ran
 
 
+@pytest.mark.slow
 def test_gradvet_threads_is_checked_before_torch_starts_threads():
     main = "from gradvet.cli import main; sys.argv[0] = 'gradvet'; main()"
     for value, shown in (("100000", "'100000'"), ("0", "'0'"), ("abc", "'abc'"), ("9" * 5000, "'999")):

@@ -28,6 +28,7 @@ class HiddenBlock(nn.Module):
     def __init__(self, in_features: int, width: int, act: Activation, norm: str | None, residual: bool):
         super().__init__()
         self.linear = nn.Linear(in_features, width)
+        self.norm: nn.Module | None
         if norm == "batch":
             self.norm = nn.BatchNorm1d(width)
         elif norm == "layer":

@@ -52,6 +52,7 @@ class SequenceModel(nn.Module):
         validation.choice("recurrent model kind", kind, KINDS)
         self.kind = kind
         self.hidden_size = hidden_size
+        self.cell: nn.Module
         if kind == "rnn":
             self.cell = ElmanCell(input_size, hidden_size, act or get_activation("tanh"))
         elif kind == "lstm":

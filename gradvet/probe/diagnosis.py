@@ -16,6 +16,11 @@ splits the ratio into the chain-rule factors measured by the probe: per hidden
 layer an activation factor (gain through f') and a weight factor (gain through
 W^T of the layer above); their products telescope to delta_1 / delta_L.
 
+A model whose repeated blocks have identity skips (a residual stream: ResNets, transformers)
+is judged on the stream instead, ||dL/dh|| at the first block's output over the last's, with
+the same thresholds, and its cause and remedies speak in blocks (`probe.diagnosis_blocks`,
+`probe.remedies_blocks`); the per-layer reports stay beside it.
+
 A NaN or Inf is placed where it first appears in the forward pass, with the layer
 the backward pass met first beside it (`probe.nonfinite`). Units with f'(z) = 0 for a
 whole batch are called inactive; only those inactive over many recorded training
@@ -35,7 +40,9 @@ from gradvet.base.errors import GradvetError
 from gradvet.base.formatting import short_number
 from gradvet.base.jsonable import jsonable
 from gradvet.base.stats import geometric_mean, product
+from gradvet.probe import diagnosis_blocks as stream
 from gradvet.probe.dead_units import DEAD_RECORDS, DEAD_SPAN
+from gradvet.probe.diagnosis_blocks import BlockReport, Stream
 from gradvet.probe.diagnosis_text import plain_text
 from gradvet.probe.metrics import registry
 from gradvet.probe.metrics.calls import Calls
@@ -44,6 +51,7 @@ from gradvet.probe.metrics.unit import ABOVE, ACTIVATION, LAYER, OWN, Metric
 from gradvet.probe.nonfinite import NonFinite, from_trace
 from gradvet.probe.probe import Probe
 from gradvet.probe.remedies import Remedy, suggest
+from gradvet.probe.remedies_blocks import suggest_for_blocks
 from gradvet.probe.thresholds import DEAD, EXPLODING, MEAN_DEAD, SATURATED, VANISHING
 from gradvet.probe.trace import INPUT, Trace
 
@@ -106,6 +114,14 @@ class Diagnosis:
     predicted_ratio: float | None = None
     prediction_note: str | None = None
     histograms: dict[str, dict[str, list]] = field(default_factory=dict)  # `probe.histograms`, when taken
+    basis: str = "layers"  # what the verdict reads: 'layers' (delta_1/delta_L) or 'blocks' (the residual stream)
+    blocks: list[BlockReport] = field(default_factory=list)  # per block, in a residual net
+    stream: Stream | None = None  # the residual stream in a few numbers, in a residual net
+
+    @property
+    def ratio_name(self) -> str:
+        """What `ratio` is: 'delta_1/delta_L' or, in a residual net, '||dL/dh|| first/last block'."""
+        return stream.RATIO_NAME if self.basis == "blocks" else "delta_1/delta_L"
 
     def attach_prediction(self, prediction) -> Diagnosis:
         """Set mean-field theory's predicted ratios (a `probe.predicted.Prediction`) beside the
@@ -213,7 +229,16 @@ def diagnose(source, step: int | str = "last", vanishing: float = VANISHING, exp
         verdict = "exploding"
     else:
         verdict = "healthy"
-    for lay in layers:
+    blocks = stream.block_names(table)
+    residual = stream.is_residual(table, blocks)
+    if residual:
+        reports = stream.block_reports(table, blocks)
+        ratio = stream.stream_ratio(reports)
+        finite_stream = all(math.isfinite(r.stream_grad_norm) for r in reports)
+        verdict = ("exploding" if nonfinite is not None or not finite_stream or ratio > exploding
+                   else "vanishing" if ratio < vanishing else "healthy")
+        stream.flag_blocks(reports, verdict, vanishing, exploding)
+    for lay in layers if not residual else ():
         if verdict == "vanishing" and lay.ratio_to_last < vanishing:
             lay.flags.append("vanishing")
         if verdict == "exploding" and lay.ratio_to_last > exploding:
@@ -229,6 +254,16 @@ def diagnose(source, step: int | str = "last", vanishing: float = VANISHING, exp
         forward_ratio=forward_ratio, nonfinite=nonfinite, output_layer=out_layer,
     )
     main_act = _main_activation(layers, names)
+    if residual:
+        classes = {n: type(m).__name__ for n, m in probe.model.named_modules()} if probe is not None else {}
+        diagnosis.basis, diagnosis.blocks = "blocks", reports
+        post_norm = probe._blocks.post_norm if probe is not None else None
+        diagnosis.stream = stream.stream_summary(table, reports, kinds, classes, post_norm)
+        diagnosis.cause = (_nonfinite_cause(nonfinite) if nonfinite is not None
+                           else stream.stream_cause(verdict, ratio, diagnosis.stream, reports))
+        diagnosis.notes = stream.stream_notes(diagnosis.stream, len(weights)) + _notes(diagnosis, trace, probe)
+        diagnosis.remedies = suggest_for_blocks(diagnosis, trace, main_act)
+        return diagnosis
     diagnosis.cause = _cause(diagnosis, act_factors, weight_factors, main_act)
     diagnosis.notes += _notes(diagnosis, trace, probe)
     diagnosis.remedies = suggest(diagnosis, trace, main_act, recurrent=_recurrent(trace, probe))
@@ -325,13 +360,29 @@ def _cause(d: Diagnosis, act_factors: list, weight_factors: list, main_act: str 
             bound = f", {main_act}' <= {top:.3g}" if math.isfinite(top) else ""
         except ValueError:
             bound = ""
-    core = (f"the activation derivative factors multiply to {short_number(d.activation_factor)} across {n} layers "
-            f"(mean {short_number(act_mean)} per layer{bound}); the weight factors to {short_number(d.weight_factor)} "
-            f"(mean {short_number(weight_mean)} per layer)")
+    core = f"{_factor_text('activation derivative', d.activation_factor, act_mean, act_factors, bound)}; " \
+           f"{_factor_text('weight', d.weight_factor, weight_mean, weight_factors, '')}"
+    if math.isnan(d.ratio):
+        return f"no gradient reached the last hidden layer (delta_L = 0), so delta_1/delta_L is not defined; {core}."
     if d.verdict == "healthy":
         return f"the backward signal keeps its size: delta_1/delta_L = {short_number(d.ratio)}; {core}."
     lead = "vanishes" if d.verdict == "vanishing" else "grows"
     return f"the backward signal {lead}: delta_1/delta_L = {short_number(d.ratio)}; {core}."
+
+
+def _factor_text(kind: str, total: float | None, mean: float | None, factors: list, bound: str) -> str:
+    """'the <kind> factors multiply to X across n layers (mean Y per layer)', or in words why not."""
+    n = len(factors)
+    measured = [f for f in factors if f is not None and math.isfinite(f)]
+    if not measured:
+        why = ("no activation module follows the hidden layers (a functional call such as torch.relu has no hooks "
+               "to read)" if kind.startswith("activation") else "no gradient reached the layers' inputs")
+        return f"the {kind} factors were not measured: {why}"
+    some = f" ({len(measured)} of {n} measured)" if len(measured) < n else ""
+    if mean is None:
+        return f"the {kind} factors multiply to {short_number(total)} across {n} layers{some}: a layer passes no gradient back"
+    return (f"the {kind} factors multiply to {short_number(total)} across {n} layers{some} "
+            f"(mean {short_number(mean)} per layer{bound})")
 
 
 def _inactive_note(d: Diagnosis) -> str | None:
@@ -356,7 +407,8 @@ def _inactive_note(d: Diagnosis) -> str | None:
 def _notes(d: Diagnosis, trace: Trace, probe) -> list[str]:
     notes = []
     wg = [lay.get("weight_grad_norm") for lay in d.layers if lay.get("weight_grad_norm")]
-    if d.verdict == "vanishing" and len(wg) >= 2 and max(wg) / min(wg) < 1 / d.thresholds["vanishing"]:
+    layers = d.basis == "layers"  # in a residual net the stream's notes replace the layer chain's
+    if layers and d.verdict == "vanishing" and len(wg) >= 2 and max(wg) / min(wg) < 1 / d.thresholds["vanishing"]:
         spread = max(wg) / min(wg)
         fwd = f"; the forward signal shrinks too (last/first activation std {short_number(d.forward_ratio)})" if d.forward_ratio else ""
         notes.append(f"weight-gradient norms are level across layers (max/min {spread:.2g}) although the backward "
@@ -365,7 +417,7 @@ def _notes(d: Diagnosis, trace: Trace, probe) -> list[str]:
     inactive = _inactive_note(d)
     if inactive:
         notes.append(inactive)
-    if d.forward_ratio is not None and (d.forward_ratio < 1e-2 or d.forward_ratio > 1e2):
+    if layers and d.forward_ratio is not None and (d.forward_ratio < 1e-2 or d.forward_ratio > 1e2):
         notes.append(f"the forward signal {'collapses' if d.forward_ratio < 1 else 'blows up'}: the last hidden "
                      f"layer's activation std is {short_number(d.forward_ratio)} of the first's.")
     shared = {}

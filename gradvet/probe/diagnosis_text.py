@@ -4,8 +4,9 @@ The terminal's table with bars, the HTML report and the notebook's HTML are view
 report layer (`gradvet.report.diagnosis_view`); this is the one rendering a core object
 carries itself, with no dependency: verdict, the backward signal per hidden layer with the
 diagnosis columns of the probe's metrics (`probe.metrics.Column`: the chain-rule factors,
-forward std, inactive, dead and saturated fractions, and any metric one registers), cause,
-notes, theory and the remedies, most promising first.
+forward std, inactive, dead and saturated fractions, and any metric one registers) -- or, for
+a residual net, per block on the stream (BLOCK_COLUMNS) --, cause, notes, theory and the
+remedies, most promising first.
 """
 
 from __future__ import annotations
@@ -16,6 +17,9 @@ from gradvet.base.formatting import number
 from gradvet.probe.metrics import Column, Metric, drawn_columns
 
 COLUMNS = ("layer", "||dL/dz||", "ratio to last")
+# a residual net's table: (header, BlockReport attribute), the block metrics (`probe.metrics.block_unit`)
+BLOCK_COLUMNS = (("block", "name"), ("||dL/dh||", "stream_grad_norm"), ("ratio to last", "ratio_to_last"),
+                 ("block gain", "block_gain"), ("stream std", "stream_std"), ("branch ratio", "branch_ratio"))
 
 
 def _table(rows: list[list[str]]) -> list[str]:
@@ -34,12 +38,23 @@ def metric_columns(d, units: Iterable[type[Metric]] | None = None) -> list[Colum
     return drawn_columns([lay.values for lay in d.layers], units)
 
 
+def block_rows(d) -> list[list[str]]:
+    """The block table of a residual net (`d.blocks`): a header row, then a row of text cells per block."""
+    rows = [[header for header, _ in BLOCK_COLUMNS] + ["flags"]]
+    rows += [[b.name, *(number(getattr(b, key), 3) for _, key in BLOCK_COLUMNS[1:]), ", ".join(b.flags)]
+             for b in d.blocks]
+    return rows
+
+
 def plain_text(d, units: Iterable[type[Metric]] | None = None) -> str:
     """The diagnosis `d` (a `probe.diagnosis.Diagnosis`) in lines of plain text; `units`: the metrics
     whose columns to show (the registered ones by default)."""
-    lines = [f"verdict: {d.verdict} at step {d.step} (delta_1/delta_L = {number(d.ratio, 3)}; vanishing below "
+    lines = [f"verdict: {d.verdict} at step {d.step} ({d.ratio_name} = {number(d.ratio, 3)}; vanishing below "
              f"{d.thresholds['vanishing']:g}, exploding above {d.thresholds['exploding']:g})"]
-    if d.layers:
+    if d.blocks:
+        lines += [f"backward signal on the residual stream per block at step {d.step}:",
+                  *("  " + line for line in _table(block_rows(d)))]
+    elif d.layers:
         shown = metric_columns(d, units)
         rows = [[*COLUMNS, *(c.label for c in shown), "flags"]]
         rows += [[lay.name, number(lay.delta, 3), number(lay.ratio_to_last, 3),

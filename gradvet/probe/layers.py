@@ -4,8 +4,10 @@
   and their cells, Embedding, normalisation layers); their backward gain
   ||dL/d input|| / ||dL/d output|| is the article's weight factor;
 - activations: parameter-free elementwise modules (nn.ReLU, nn.Tanh, ...,
-  gradvet's own ActivationModule); their gain is the activation-derivative
-  factor, and their input z gives f'(z) for the saturation and dead counts.
+  gradvet's own ActivationModule, and any other class whose values match a
+  catalog entry: Hugging Face's GELU classes, a user's Swish; see
+  `activations.identify`); their gain is the activation-derivative factor,
+  and their input z gives f'(z) for the saturation and dead counts.
 Containers (Sequential, blocks) are not watched: their children are.
 """
 
@@ -16,6 +18,7 @@ from dataclasses import dataclass
 from torch import nn
 
 from gradvet.activations import Activation, ActivationModule, activation
+from gradvet.activations.identify import identify_module
 
 # PyTorch activation modules -> catalog names (parameters read off the module).
 _TORCH_ACTIVATIONS: dict[type, str] = {
@@ -43,12 +46,14 @@ class Watched:
 
 
 def catalog_activation(module: nn.Module) -> Activation | None:
-    """The catalog Activation a module computes, when gradvet knows it."""
+    """The catalog Activation a module computes, when gradvet knows it: by class for PyTorch's
+    activations (parameters read off the module), by its values for any other parameter-free
+    class outside torch.nn (`activations.identify`)."""
     if isinstance(module, ActivationModule):
         return module.activation
     name = _TORCH_ACTIVATIONS.get(type(module))
     if name is None:
-        return None
+        return None if type(module).__module__.startswith("torch.") else identify_module(module)
     params = {}
     if isinstance(module, nn.LeakyReLU):
         params["negative_slope"] = module.negative_slope
@@ -74,12 +79,19 @@ def catalog_activation(module: nn.Module) -> Activation | None:
         return None
 
 
+def _passes_through(module: nn.Module, act: Activation) -> bool:
+    """nn.Identity, or a module of another class found to compute the identity (Hugging Face's
+    LinearActivation): nothing to watch. gradvet's own ActivationModule of 'identity' (a linear net
+    chosen on purpose) is watched."""
+    return isinstance(module, nn.Identity) or (act.name == "identity" and not isinstance(module, ActivationModule))
+
+
 def watched_modules(model: nn.Module) -> list[Watched]:
     """Every module a probe watches, in model.named_modules() order."""
     out: list[Watched] = []
     for name, module in model.named_modules():
         act = catalog_activation(module)
-        if act is not None and not isinstance(module, nn.Identity):
+        if act is not None and not _passes_through(module, act):
             out.append(Watched(name, module, "activation", act))
         elif any(True for _ in module.parameters(recurse=False)):
             kind = "norm" if isinstance(module, NORM_TYPES) else "weight"

@@ -13,7 +13,10 @@ for activations mean, std, dead_fraction (inactive on this batch), persistent_de
 (dead) and saturated_fraction; update_ratio over the optimiser step; calls (weight sharing,
 recurrence); nonfinite flags; the model input's std. `Probe(..., metrics=...)` picks the
 metrics, `probe.metrics.register` adds one of one's own; the probe gathers only the hook
-data the metrics read, and its `_collect` and `_rows` are loops over them.
+data the metrics read, and its `_collect` and `_rows` are loops over them. On a model's
+repeated blocks (`probe.blocks`: transformer layers, residual blocks) it records the block
+metrics too, stream_grad_norm, block_gain, stream_std and branch_ratio (`probe.block_hooks`);
+`Probe(..., blocks=False)` leaves them out, `blocks=[names]` picks the blocks.
 
 A step ends on the optimiser's step (so k backward calls of gradient
 accumulation make one step) or on `probe.step()` when there is no optimiser.
@@ -32,11 +35,13 @@ import torch
 from torch import nn
 
 from gradvet.base.errors import GradvetError
+from gradvet.probe.block_hooks import BlockRecorder
 from gradvet.probe.layers import Watched, watched_modules
 from gradvet.probe.metrics import registry
 from gradvet.probe.metrics.layer_step import LayerStep
 from gradvet.probe.metrics.nonfinite import Nonfinite
 from gradvet.probe.metrics.unit import (
+    BLOCK,
     FINITE,
     INPUT,
     INPUT_GRAD,
@@ -61,10 +66,13 @@ class Probe:
     """Context manager recording per-layer gradient flow of `model` into `self.trace`.
 
     metrics: the metric classes to record (`probe.metrics`; the registered ones by default);
-    update_ratio=False leaves out those that need the optimiser's before/after snapshot."""
+    update_ratio=False leaves out those that need the optimiser's before/after snapshot;
+    blocks: the repeated blocks the block metrics are recorded on (None: found, `probe.blocks`;
+    False: none; or a list of module names)."""
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer | None = None, every: int = 1,
-                 update_ratio: bool = True, metrics: Iterable[type[Metric]] | None = None):
+                 update_ratio: bool = True, metrics: Iterable[type[Metric]] | None = None,
+                 blocks: bool | Iterable[str] | None = None):
         if not isinstance(model, nn.Module):
             raise GradvetError(f"Probe needs a torch.nn.Module; got {type(model).__name__}.")
         if isinstance(every, bool) or not isinstance(every, int) or every < 1:
@@ -78,6 +86,7 @@ class Probe:
         self.metrics: list[Metric] = [unit() for unit in units]  # this probe's own instances (their state)
         self._layer_units = [m for m in self.metrics if m.scope == LAYER]
         self._model_units = [m for m in self.metrics if m.scope == MODEL]
+        self._blocks, self._blocks_choice = BlockRecorder(m for m in self.metrics if m.scope == BLOCK), blocks
         self.record_updates = optimizer is not None and any(UPDATE in m.reads for m in self._layer_units)
         self.trace = Trace()
         self.step_index = 0  # index of the step in progress
@@ -120,6 +129,9 @@ class Probe:
             for unit in self._units_of[w.kind]:
                 unit.prepare(w)  # e.g. max |f'| looked up now, not inside a timed step
         self.trace.kinds = {w.name: w.kind for w in self._watched}
+        self._blocks.enter(self.model, self._blocks_choice)
+        for name, _ in self._blocks.blocks:
+            self.trace.kinds.setdefault(name, "block")
         self._params_of = {w.name: list(w.module.named_parameters(recurse=False))
                            for w in self._watched if w.kind != "activation"}
         self._updated = [(w.name, p) for w in self._watched if UPDATE in self._needs[w.kind]
@@ -169,7 +181,7 @@ class Probe:
 
     @property
     def hooks_attached(self) -> int:
-        return len(self._module_hooks) + len(self._optimizer_hooks)
+        return len(self._module_hooks) + len(self._optimizer_hooks) + self._blocks.hooks_attached
 
     # -- hooks -------------------------------------------------------------------------------
     def _sampled(self, index: int) -> bool:
@@ -184,11 +196,13 @@ class Probe:
         for w in self._watched:
             self._module_hooks.append(w.module.register_forward_pre_hook(self._input_hook(w)))
             self._module_hooks.append(w.module.register_forward_hook(self._forward_hook(w)))
+        self._blocks.attach()
 
     def _detach(self) -> None:
         for handle in self._module_hooks:
             handle.remove()
         self._module_hooks = []
+        self._blocks.detach()
 
     def _reset_state(self) -> None:
         self._state = {w.name: LayerStep(w.name, w.kind, self.step_index, w.activation, self._params_of.get(w.name, []))
@@ -196,6 +210,7 @@ class Probe:
         self._model_step = LayerStep(INPUT_LAYER, "model", self.step_index)
         self._order, self._backward_order = [], []
         self._finite_checks, self._finite_flags, self._last_output = [], [], None
+        self._blocks.reset(self.step_index)
 
     def _has_data(self) -> bool:
         return bool(self._module_hooks) and any(s.calls for s in self._state.values())
@@ -332,9 +347,14 @@ class Probe:
             pieces.append(torch.stack(torch._foreach_norm(norms)))
         if self._finite_flags:
             pieces.append(torch.stack(self._finite_flags).float())
+        blocks = self._blocks.tensors()
+        if blocks:
+            pieces.append(torch.stack(blocks))
         flat = torch.cat(pieces).tolist() if pieces else []  # the one host copy (cat promotes dtypes)
-        forward = first_in_forward(self._finite_checks, flat[len(scalars) + len(norms):])
-        return self._rows(measured, flat[: len(scalars)], flat[len(scalars): len(scalars) + len(norms)], forward)
+        at = len(scalars) + len(norms)
+        forward = first_in_forward(self._finite_checks, flat[at: at + len(self._finite_flags)])
+        return (self._rows(measured, flat[: len(scalars)], flat[len(scalars): at], forward)
+                + self._blocks.rows(self.step_index, flat[at + len(self._finite_flags):]))
 
     def _rows(self, measured: list[tuple[LayerStep, list[tuple[Metric, Parts]]]], scalars: list[float],
               norms: list[float], forward: tuple[str, bool, str | None] | None) -> list[TraceRow]:

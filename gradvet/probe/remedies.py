@@ -74,8 +74,6 @@ def suggest(d, trace: Trace, main_act: str | None, recurrent: bool) -> list[Reme
     weights = [lay.weight_gain for lay in d.layers[:-1]]
     act_mean, weight_mean = geometric_mean(acts), geometric_mean(weights)
     depth = len(d.layers) + 1
-    mean_dead = d.layer_mean("persistent_dead_fraction") or 0.0
-    mean_sat = d.layer_mean("saturated_fraction") or 0.0
 
     if d.verdict == "vanishing":
         if recurrent:
@@ -135,6 +133,15 @@ def suggest(d, trace: Trace, main_act: str | None, recurrent: bool) -> list[Reme
                                    "the recurrent product of W_hh factors grows with every step it spans."))
         remedies.append(Remedy("add batch normalisation after each hidden linear layer",
                                "it rescales each layer's pre-activations, breaking the chain of growing factors."))
+    return remedies + unit_remedies(d, main_act)
+
+
+def unit_remedies(d, main_act: str | None) -> list[Remedy]:
+    """The remedies for units that pass no gradient, whatever the verdict: dead units, saturated ones."""
+    remedies: list[Remedy] = []
+    family = _family(main_act)
+    mean_dead = d.layer_mean("persistent_dead_fraction") or 0.0
+    mean_sat = d.layer_mean("saturated_fraction") or 0.0
     if mean_dead >= MEAN_DEAD:
         remedies.append(Remedy("use leaky_relu (or elu) and a smaller learning rate",
                                f"on average {mean_dead:.0%} of the units are dead: f'(z) = 0 for every sample on every "

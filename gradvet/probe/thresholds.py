@@ -31,6 +31,18 @@ The remedies' reading of the chain-rule factors (geometric means per hidden laye
   GROWING_WEIGHT_FACTOR     weight factors above 1.1 per layer, in an exploding net, call for a
                             smaller init or learning rate;
   DEEP                      more than 8 layers earn the residual-connection remedy.
+
+The residual stream of a model with repeated blocks (`probe.diagnosis_blocks`; the verdict there
+reads ||dL/dh|| at the first block over the last, with VANISHING and EXPLODING as above):
+  BRANCH_IDENTITY           a branch_ratio ||f(x)||/||x|| below 1e-3: the block is (almost) the
+                            identity, as a zero-initialised branch starts (Fixup, SkipInit);
+  BRANCH_LARGE              a branch_ratio of 0.5 or more: the branch is a match for the skip,
+                            the stream's variance grows by (1 + r^2) >= 1.25 per block, and
+                            the remedies scale the branches by 1/sqrt(L) (a 1/sqrt(L) branch
+                            has r about 1/sqrt(L), 0.14 at 50 blocks);
+  GROWING_BLOCK_GAIN, SHRINKING_BLOCK_GAIN
+                            a gain per block (geometric mean of block_gain) above 1.1 or below
+                            0.9: the stream's backward signal grows or shrinks block by block.
 """
 
 from __future__ import annotations
@@ -50,3 +62,8 @@ WEAK_LAYER = 0.95
 SHRINKING_WEIGHT_FACTOR = 0.9
 GROWING_WEIGHT_FACTOR = 1.1
 DEEP = 8
+
+BRANCH_IDENTITY = 1e-3
+BRANCH_LARGE = 0.5
+GROWING_BLOCK_GAIN = 1.1
+SHRINKING_BLOCK_GAIN = 0.9

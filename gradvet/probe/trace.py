@@ -116,9 +116,9 @@ INPUT = "<input>"  # pseudo-layer holding the model input's statistics
 def infer_kinds(rows: Iterable[Row]) -> dict[str, str]:
     """Layer kinds from the metrics a layer has (for traces read back from a store), as the
     metric units declare them (`probe.metrics.implied_kind`): activation statistics make an
-    activation, a norm_layer flag a norm layer, parameter gradients a weight layer; anything
-    else is 'other'."""
-    rank = {"other": 0, "weight": 1, "norm": 2, "activation": 3}
+    activation, a norm_layer flag a norm layer, parameter gradients a weight layer, block
+    metrics alone a block; anything else is 'other'."""
+    rank = {"other": 0, "block": 1, "weight": 2, "norm": 3, "activation": 4}
     kinds: dict[str, str] = {}
     for _, layer, metric, _ in rows:
         if layer == INPUT:

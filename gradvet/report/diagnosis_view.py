@@ -20,7 +20,7 @@ from rich.text import Text
 
 from gradvet.base.formatting import number
 from gradvet.probe.diagnosis import Diagnosis
-from gradvet.probe.diagnosis_text import metric_columns
+from gradvet.probe.diagnosis_text import block_rows, metric_columns
 from gradvet.probe.metrics import Metric
 
 COLOURS = {"vanishing": "dark_orange", "exploding": "red", "healthy": "green"}
@@ -46,9 +46,21 @@ def _bar(ratio: float | None, width: int = 24, predicted: float | None = None) -
     return text
 
 
+def _block_table(d: Diagnosis) -> Table:
+    """A residual net's table: the backward signal on the stream per block, with bars."""
+    table = Table(title=f"backward signal on the residual stream per block at step {d.step}", header_style="bold")
+    header, *rows = block_rows(d)
+    for i, col in enumerate(header[:3] + ["(log scale)"] + header[3:]):
+        table.add_column(Text(col), justify="left" if i in (0, 3, len(header)) else "right")
+    for block, cells in zip(d.blocks, rows):
+        table.add_row(Text(cells[0]), *cells[1:3], _bar(block.ratio_to_last), *cells[3:-1], Text(cells[-1]))
+    return table
+
+
 def render(d: Diagnosis, units: Iterable[type[Metric]] | None = None) -> Group:
-    """A rich renderable: the per-layer table with bars, the verdict, cause, notes, theory and remedies;
-    `units`: the metrics whose columns to draw (the registered ones by default)."""
+    """A rich renderable: the per-layer table with bars (per block on the stream for a residual net), the
+    verdict, cause, notes, theory and remedies; `units`: the metrics whose columns to draw (the registered
+    ones by default)."""
     table = Table(title=f"backward signal per hidden layer at step {d.step}", header_style="bold")
     predicted = any(lay.predicted_ratio is not None for lay in d.layers)
     shown = metric_columns(d, units)
@@ -64,9 +76,9 @@ def render(d: Diagnosis, units: Iterable[type[Metric]] | None = None) -> Group:
         cells += [number(lay.values.get(c.key), c.digits) for c in shown] + [Text(", ".join(lay.flags))]
         table.add_row(*cells)
     verdict = Text.assemble(("verdict: ", "bold"), (d.verdict.upper(), f"bold {COLOURS[d.verdict]}"),
-                            f"   (delta_1/delta_L = {number(d.ratio, 3)}; vanishing below {d.thresholds['vanishing']:g}, "
+                            f"   ({d.ratio_name} = {number(d.ratio, 3)}; vanishing below {d.thresholds['vanishing']:g}, "
                             f"exploding above {d.thresholds['exploding']:g})")
-    parts = [table, verdict, Text.assemble(("cause: ", "bold"), d.cause)]
+    parts = [_block_table(d) if d.blocks else table, verdict, Text.assemble(("cause: ", "bold"), d.cause)]
     for note in d.notes:
         parts.append(Text.assemble(("note: ", "bold"), note))
     if d.prediction_note:
@@ -94,6 +106,9 @@ def render_html(d: Diagnosis, units: Iterable[type[Metric]] | None = None) -> st
             *([number(lay.predicted_ratio, 3)] if predicted else []),
             *(number(lay.values.get(c.key), c.digits) for c in shown), ", ".join(lay.flags))) + "</tr>"
         for lay in d.layers)
+    if d.blocks:
+        head, *cells = block_rows(d)
+        rows = "".join("<tr>" + "".join(f"<td>{e(cell)}</td>" for cell in row) + "</tr>" for row in cells)
     remedies = "".join(f"<li><b>{e(r.action)}</b>: {e(r.why)}</li>" for r in d.remedies)
     return (f"<div><p><b style='color:{HTML_COLOURS[d.verdict]}'>{d.verdict}</b> at step {d.step}: "
             f"{e(d.cause)}</p><table><tr>{''.join(f'<th>{e(h)}</th>' for h in head)}</tr>{rows}</table>"

@@ -32,6 +32,8 @@ from gradvet.base.files import (
     read_regular_file,
     require_regular_file,
 )
+from gradvet.probe.diagnosis_blocks import RATIO_NAME
+from gradvet.probe.diagnosis_text import BLOCK_COLUMNS
 from gradvet.probe.metrics import drawn_columns
 from gradvet.report import svg_figures as figs
 from gradvet.report.fields import Fields, number, numbers
@@ -323,12 +325,18 @@ def add_diagnosis(page: Page, record: dict, path: Path | None = None) -> None:
     sec.raw(f'<div class="card"><p>{sec.show(f.text(record, "model", "the model"))} on '
             f'{sec.show(f.text(record, "data", "?"))}, step {sec.show(f.number(record, "step"))}: '
             f"<span{css}>{sec.show(verdict.upper())}</span> "
-            f"(delta_1/delta_L = {sec.show(f.number(record, 'ratio'))})</p>"
+            f"({RATIO_NAME if f.text(record, 'basis') == 'blocks' else 'delta_1/delta_L'} = "
+            f"{sec.show(f.number(record, 'ratio'))})</p>"
             f"<p><b>cause:</b> {sec.show(f.text(record, 'cause', '-'))}</p>" + notes
             + (f"<p><b>theory:</b> {sec.show(theory)}</p>" if theory else "")
             + ("<h3>remedies, most promising first</h3><ol>"
                + "".join(f"<li><b>{sec.show(f.text(r, 'action', '-'))}</b>: {sec.show(f.text(r, 'why', '-'))}</li>"
                          for r in remedies) + "</ol>" if remedies else "") + "</div>")
+    blocks = f.records(record, "blocks")  # a residual net: the stream per block, the verdict's basis
+    if blocks:
+        sec.table("per block, on the residual stream", [label for label, _ in BLOCK_COLUMNS],
+                  [[f.text(b, "name", "-"), *(f.number(b, key) for _, key in BLOCK_COLUMNS[1:])] for b in blocks],
+                  "diagnosis-blocks")
     layers = f.records(record, "layers")
     names = [f.text(lay, "name", "-") for lay in layers]
     shown = drawn_columns(layers)  # the probe's metric columns, as in the terminal

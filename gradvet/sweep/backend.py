@@ -8,6 +8,7 @@ chooses the runs, holds the store's writer lease and hands them to one backend.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 from gradvet.base.errors import unknown
@@ -31,7 +32,7 @@ class Backend(Protocol):
         through `recorder`; `batched` is "auto" where runs may train together, else "off"."""
 
 
-BACKENDS = {"local": LocalBackend, "ray": RayBackend}
+BACKENDS: dict[str, Callable[[str | None], Backend]] = {"local": LocalBackend, "ray": RayBackend}
 
 
 def check_backend(name: str) -> str:

@@ -73,7 +73,8 @@ def execute(target: str | RunFn, spec: RunSpec, live: Any = None) -> Outcome:
         if live is None or not takes_progress(fn):
             return outcome_of(spec, fn(spec))
         with live.for_run(spec.key) as beats:
-            return outcome_of(spec, fn(spec, on_progress=beats))
+            takes_beats: Callable[..., Any] = fn  # it has an on_progress keyword (takes_progress)
+            return outcome_of(spec, takes_beats(spec, on_progress=beats))
     except Exception as err:  # noqa: BLE001 - any error of a run is a result: 'failed' with its text
         return Outcome(spec=spec, error=error_text(err))
 

@@ -70,11 +70,16 @@ SUMMARY_COLUMNS = "key, spec, label, status, error, metrics, started, finished"
 class RunLike(Protocol):
     """What `Store.save` needs of a finished run (`gradvet.train.Run` has it; `to_dict()` is optional)."""
 
-    spec: RunSpec
-    status: str
-    history: dict[str, list]
-    metrics: dict[str, Any]
-    layer_records: Sequence[tuple[int, str, str, float]]
+    @property
+    def spec(self) -> RunSpec: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def history(self) -> dict[str, list]: ...
+    @property
+    def metrics(self) -> dict[str, Any]: ...
+    @property
+    def layer_records(self) -> Sequence[tuple[int, str, str, float]]: ...  # read only: a list of them will do
     # and, optionally, alerts: a sequence of dicts of `gradvet.Alert`'s fields (a monitored run's)
 
 
@@ -184,8 +189,9 @@ class Store:
             raise RuntimeError(f"{self!r} is closed")
         return self._con
 
-    def _transaction(self, statements: Iterable[tuple[str, Sequence[Any] | Iterable[Sequence[Any]], bool]]) -> None:
-        """Run (sql, params, many) statements in one IMMEDIATE transaction: all or nothing.
+    def _transaction(self, statements: Iterable[tuple[str, Any, bool]]) -> None:
+        """Run (sql, params, many) statements in one IMMEDIATE transaction: all or nothing (params: one
+        row of values, or with `many` an iterable of rows).
 
         A fault of the disk or the file (full, read-only, I/O error) raises StoreWriteError;
         an error caused by the values (IntegrityError and the like) is raised as it is."""
@@ -268,11 +274,11 @@ class Store:
     def forget_running(self, keys: Iterable[str]) -> None:
         """Delete the 'running' rows of `keys` (runs interrupted before they produced anything), with
         the alerts and progress they wrote while they trained."""
-        keys = [(k,) for k in keys]
+        rows = [(k,) for k in keys]
         running = "run_key IN (SELECT key FROM runs WHERE key = ? AND status = 'running')"
-        self._transaction([(f"DELETE FROM alerts WHERE {running}", keys, True),
-                           (f"DELETE FROM progress WHERE {running}", keys, True),
-                           ("DELETE FROM runs WHERE key = ? AND status = 'running'", keys, True)])
+        self._transaction([(f"DELETE FROM alerts WHERE {running}", rows, True),
+                           (f"DELETE FROM progress WHERE {running}", rows, True),
+                           ("DELETE FROM runs WHERE key = ? AND status = 'running'", rows, True)])
 
     # -- reading ----------------------------------------------------------
 
@@ -308,6 +314,7 @@ class Store:
         that cannot be read (a tampered file) is None, and `unreadable` maps it to the reason.
         """
         columns = SUMMARY_COLUMNS + (", history" if history else "")
+        params: tuple[str, ...]
         sql, params = f"SELECT {columns} FROM runs", ()
         if status is not None:
             check_status(status)
@@ -327,6 +334,7 @@ class Store:
         dict of `gradvet.Alert`'s fields (a NULL value as NaN; a field of another type as None)."""
         if not self._has_table("alerts"):
             return {}
+        params: tuple[str, ...]
         sql, params = f"SELECT {', '.join(ALERT_COLUMNS)} FROM alerts", ()
         if key is not None:
             sql, params = sql + " WHERE run_key = ?", (key,)
@@ -357,6 +365,7 @@ class Store:
 
     def layer_records(self, key: str, metric: str | None = None) -> list[tuple[int, str, str, float]]:
         """(step, layer, metric, value) rows of one run, in the order they were saved (NaN for a NULL value)."""
+        params: tuple[str, ...]
         sql, params = "SELECT step, layer, metric, value FROM layer_records WHERE run_key = ?", (key,)
         if metric is not None:
             sql, params = sql + " AND metric = ?", (key, metric)

@@ -13,6 +13,8 @@ from typing import Any
 
 from gradvet.base.errors import GradvetError
 from gradvet.probe.metrics.bias_grad_norm import BiasGradNorm
+from gradvet.probe.metrics.block_gain import BlockGain
+from gradvet.probe.metrics.branch_ratio import BranchRatio
 from gradvet.probe.metrics.calls import Calls
 from gradvet.probe.metrics.dead_fraction import DeadFraction
 from gradvet.probe.metrics.gain import Gain
@@ -27,7 +29,9 @@ from gradvet.probe.metrics.output_grad_norm import OutputGradNorm
 from gradvet.probe.metrics.persistent_dead_fraction import PersistentDeadFraction
 from gradvet.probe.metrics.saturated_fraction import SaturatedFraction
 from gradvet.probe.metrics.std import Std
-from gradvet.probe.metrics.unit import LAYER, Column, Metric, check
+from gradvet.probe.metrics.stream_grad_norm import StreamGradNorm
+from gradvet.probe.metrics.stream_std import StreamStd
+from gradvet.probe.metrics.unit import BLOCK, LAYER, Column, Metric, check
 from gradvet.probe.metrics.update_ratio import UpdateRatio
 from gradvet.probe.metrics.weight_grad_norm import WeightGradNorm
 
@@ -35,7 +39,9 @@ BUILTIN: tuple[type[Metric], ...] = (
     InputStd,
     OutputGradNorm, InputGradNorm, WeightGradNorm, BiasGradNorm, Gain,
     Mean, Std, DeadFraction, PersistentDeadFraction, SaturatedFraction,
-    UpdateRatio, Calls, NormLayer, NonfiniteInput, NonfiniteOutput, Nonfinite,
+    UpdateRatio, Calls, NormLayer,
+    StreamGradNorm, BlockGain, StreamStd, BranchRatio,  # per repeated block (scope BLOCK)
+    NonfiniteInput, NonfiniteOutput, Nonfinite,
 )
 
 _registered: list[type[Metric]] = list(BUILTIN)
@@ -91,8 +97,10 @@ def drawn_columns(layers: Iterable[Mapping[str, Any]], units: Iterable[type[Metr
 def implied_kind(metric_name: str) -> str:
     """The kind of module a metric of that name implies (for a trace read back without its
     model): 'activation', 'norm' or 'weight' when it is measured only on such modules (weight
-    and norm layers count as 'weight'), else 'other'."""
+    and norm layers count as 'weight'), 'block' for a block metric, else 'other'."""
     unit = find(metric_name)
+    if unit is None and find(metric_name, BLOCK) is not None:
+        return "block"
     kinds = unit.kinds if unit is not None else frozenset()
     if kinds == {"activation"}:
         return "activation"

@@ -2,9 +2,10 @@
 & Hennig 2021), so that adding a metric is one file and its test.
 
 A metric declares
-- `name` (the trace's metric name) and `scope`: LAYER (a watched module) or MODEL (once per
-  step for the whole model, recorded on the '<input>' pseudo-layer); issue 14's blocks get a
-  BLOCK scope of their own;
+- `name` (the trace's metric name) and `scope`: LAYER (a watched module), MODEL (once per
+  step for the whole model, recorded on the '<input>' pseudo-layer) or BLOCK (a model's
+  repeated blocks and the residual stream between them: `block_unit.BlockMetric`, whose
+  hooks reduce each call to 0-d tensors);
 - `kinds`: the kinds of watched module it is measured on ('weight', 'norm', 'activation');
 - `reads`: the hook data it needs (the HOOK_DATA below); the probe gathers only what some
   metric of a module's kind reads;
@@ -28,8 +29,8 @@ rule is what lets a hook reduce each call (or micro-batch) as it comes and keep 
 results, memory O(layers) (issue 14): norms merge as the root of the sum of squares (keep each
 call's norm, or a running sum of squares), SAMPLE_MEAN as the sample-weighted mean (keep sums
 and counts), ALL_CALLS as the AND of per-unit masks (one mask per unit), MAX as the maximum;
-AFTER and COUNT keep nothing. A BLOCK scope (repeated blocks, the residual stream) would sit
-beside LAYER and MODEL, measured on a block's input and output as a layer's are.
+AFTER and COUNT keep nothing. The BLOCK scope (repeated blocks, the residual stream) works so
+already: its metrics reduce each call to 0-d tensors inside the hooks (`block_unit`).
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ if TYPE_CHECKING:
 # scopes
 LAYER = "layer"
 MODEL = "model"
+BLOCK = "block"
 
 KINDS = frozenset({"weight", "norm", "activation"})
 
@@ -167,7 +169,7 @@ def check(unit: type[Metric]) -> None:
         raise GradvetError(f"{unit!r} is not a probe metric; a metric is a subclass of gradvet.probe.metrics.Metric.")
     if not isinstance(name, str) or not name.isidentifier():
         raise GradvetError(f"metric {unit.__name__} has name {name!r}; a metric's name is a Python identifier.")
-    problems = [("scope", unit.scope, {LAYER, MODEL}), ("combine", unit.combine, COMBINE)]
+    problems = [("scope", unit.scope, {LAYER, MODEL, BLOCK}), ("combine", unit.combine, COMBINE)]
     problems += [("kind", k, KINDS) for k in unit.kinds] + [("hook data", r, HOOK_DATA) for r in unit.reads]
     problems += [("column source", c.source, SOURCES) for c in unit.columns]
     for what, value, allowed in problems:
