@@ -1,7 +1,7 @@
 """gradvet: see, explain and fix vanishing and exploding gradients in PyTorch networks.
 
 The public names load on first use (PEP 562 module `__getattr__`), so `import gradvet`
-costs almost nothing and `gradvet.Probe` or `gradvet.activation("relu")` load only what
+costs almost nothing and `gradvet.Probe`, `gradvet.Monitor` or `gradvet.activation("relu")` load only what
 they need: torch, never matplotlib, SciPy, scikit-learn, pandas or SymPy.
 """
 
@@ -20,6 +20,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time `__getattr__` impor
     from gradvet.activations import Activation, activation, register
     from gradvet.choose import Choice, choose
     from gradvet.integrations import Watch, save_run, watch
+    from gradvet.monitor import Alert, Monitor
     from gradvet.probe import Diagnosis, Probe, Trace, diagnose
 
 # public name -> the module that defines it
@@ -27,20 +28,22 @@ _LAZY = {
     "Activation": "gradvet.activations",
     "activation": "gradvet.activations",
     "register": "gradvet.activations",
+    "Alert": "gradvet.monitor",
     "Choice": "gradvet.choose",
     "choose": "gradvet.choose",
     "Diagnosis": "gradvet.probe",
     "Probe": "gradvet.probe",
     "Trace": "gradvet.probe",
     "diagnose": "gradvet.probe",
+    "Monitor": "gradvet.monitor",
     "Watch": "gradvet.integrations",
     "save_run": "gradvet.integrations",
     "watch": "gradvet.integrations",
 }
 _SUBMODULES = ("activations",)
 
-__all__ = ["Activation", "Choice", "Diagnosis", "GradvetError", "Probe", "Trace", "Watch", "activation",
-           "activations", "choose", "diagnose", "register", "save_run", "watch", "__version__"]
+__all__ = ["Activation", "Alert", "Choice", "Diagnosis", "GradvetError", "Monitor", "Probe", "Trace", "Watch",
+           "activation", "activations", "choose", "diagnose", "register", "save_run", "watch", "__version__"]
 
 
 def __getattr__(name: str) -> Any:

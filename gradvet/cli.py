@@ -265,7 +265,8 @@ def runs_command(
     status: Annotated[str | None, typer.Option("--status", help="only runs with this status: running, done, diverged or failed")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print a JSON list instead of a table")] = False,
 ) -> None:
-    """The runs in a store: key, label, status, steps, final loss, test accuracy, wall time."""
+    """The runs in a store: key, label, status, steps, final loss, test accuracy, wall time, alerts
+    (of monitored runs; the JSON lists them)."""
     from gradvet.sweep import Store
 
     with Store(store, create=False) as db:
@@ -310,19 +311,42 @@ def _runs_table(records: list[dict[str, Any]], store: str):
     table = Table(title=Text(f"{len(records)} runs in {_cell(store)}"), caption=caption, header_style="bold",
                   pad_edge=False)
     for col, justify in (("key", "left"), ("label", "left"), ("status", "left"), ("steps", "right"),
-                         ("final loss", "right"), ("test acc", "right"), ("wall time", "right")):
+                         ("final loss", "right"), ("test acc", "right"), ("wall time", "right"), ("alerts", "right")):
         table.add_column(Text(col), justify=justify, no_wrap=col in ("key", "status"))
     if failed:
         table.add_column(Text("error"), justify="left")
     for r in records:
         steps = (r.get("metrics") or {}).get("steps_done")
         wall = metric(r, "wall_time", 3)
+        monitored = (r.get("spec") or {}).get("monitor") is True or bool(r.get("alerts"))
         cells = [r["key"], r["label"], r["status"], steps, metric(r, "final_loss"), metric(r, "test_accuracy", 3),
-                 "-" if wall == "-" else f"{wall} s"]
+                 "-" if wall == "-" else f"{wall} s", len(r.get("alerts") or ()) if monitored else "-"]
         if failed:
             cells.append(r["error"] or "")
         table.add_row(*(Text(_cell(c)) for c in cells))
     return table
+
+
+WATCH_INTERVAL_LIMITS = (0.1, 3600.0)  # seconds between frames of `gradvet watch`
+
+
+@app.command("watch")
+@user_errors
+def watch_command(
+    store: Annotated[Path, typer.Argument(help="SQLite file a sweep writes (or wrote)")],
+    interval: Annotated[float, typer.Option("--interval", help="seconds between frames")] = 1.0,
+    once: Annotated[bool, typer.Option("--once", help="print one frame and exit")] = False,
+) -> None:
+    """A live view of the runs in a store while a sweep writes it: progress, loss, per-layer gradient
+    profile, alerts as they come. Reads only (never blocks the sweep); Ctrl-C ends it with status 0."""
+    from gradvet.base.validation import finite_number
+    from gradvet.report.watch_view import watch
+
+    finite_number("--interval", interval, low=WATCH_INTERVAL_LIMITS[0], high=WATCH_INTERVAL_LIMITS[1])
+    try:
+        watch(store, interval, once)
+    except KeyboardInterrupt:  # the way a viewer is closed: not an interrupted piece of work
+        raise typer.Exit(0) from None
 
 
 @app.command("diagnose")
@@ -347,8 +371,17 @@ def diagnose_command(
     seed: Annotated[int, typer.Option(help="random seed")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="print the diagnosis as JSON")] = False,
     report: Annotated[Path | None, typer.Option("--report", help="also write an HTML report to this .html file")] = None,
+    store: Annotated[Path | None, typer.Option("--store", help="a post-mortem of a stored run instead: the store "
+                                                               "(with --run)")] = None,
+    run_key: Annotated[str | None, typer.Option("--run", help="the stored run's key, or the start of it "
+                                                              "(gradvet runs lists them)")] = None,
 ) -> None:
-    """Probe a model's gradient flow and say whether it vanishes or explodes, why, and what to do."""
+    """Probe a model's gradient flow and say whether it vanishes or explodes, why, and what to do.
+    With --store and --run: the post-mortem of a stored run (where the growth started, which layer blew
+    up first, what preceded it, the alerts, what would have prevented it)."""
+    if store is not None or run_key is not None:
+        _postmortem(store, run_key, as_json)
+        return
     _check_report(report)
 
     from gradvet.base.rng import seeded
@@ -396,6 +429,33 @@ def diagnose_command(
     when = "at initialisation" if steps == 0 else f"after {steps} SGD steps (lr {lr:g})"
     con.print(f"[bold]{what}[/bold] on {fed}, {when}")
     con.print(render(diagnosis))
+
+
+def _postmortem(store: Path | None, run_key: str | None, as_json: bool) -> None:
+    from gradvet.monitor.postmortem import postmortem
+    from gradvet.sweep import Store
+
+    if store is None or run_key is None:
+        raise GradvetError("a post-mortem needs both --store STORE and --run KEY (`gradvet runs --store STORE` "
+                           "lists the keys).")
+    with Store(store, create=False, read_only=True) as db:
+        keys = [r["key"] for r in db.runs()]
+        matches = [k for k in keys if k == run_key] or [k for k in keys if run_key and k.startswith(run_key)]
+        if not matches:
+            raise unknown("run", run_key, f"a key of the {len(keys)} runs `gradvet runs --store {store}` lists",
+                          choices=keys)
+        if len(matches) > 1:
+            raise GradvetError(f"run {run_key!r} starts {len(matches)} keys ({', '.join(matches[:4])}"
+                               f"{', ...' if len(matches) > 4 else ''}); give more of the key.")
+        record = db.get(matches[0])
+        records = db.layer_records(matches[0])
+    pm = postmortem(record, records)
+    if as_json:
+        typer.echo(json.dumps(jsonable(pm.to_dict()), indent=1, allow_nan=False))
+        return
+    typer.echo(f"post-mortem of {pm.key} ({pm.label}), {pm.status}; steps counted from 0:")
+    for sentence in pm.story():
+        typer.echo(f"- {sentence}")
 
 
 @app.command("experiment")

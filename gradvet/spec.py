@@ -5,6 +5,9 @@ init, norm, residual, clip / clip_value (gradient clipping), weight_decay,
 pretrain (greedy layer-wise autoencoder pre-training), tbptt (truncated
 back-propagation through time), model = lstm / gru. `spec.key` is a stable
 hash of the content, so a store can key runs by it and a sweep can resume.
+`monitor` watches the run with `gradvet.Monitor` (early-warning alerts; it
+changes no bit of training): a field added later, so its default is left out of
+the key and the runs stored before it keep their keys (KEY_NEUTRAL).
 """
 
 from __future__ import annotations
@@ -29,6 +32,9 @@ from gradvet.models.rnn import KINDS as RECURRENT
 MODELS = ("mlp", *RECURRENT)
 OPTIMIZERS = ("sgd", "momentum", "adam", "rmsprop")
 LOSSES = ("auto", "cross_entropy", "sigmoid_cross_entropy", "mse")
+# Fields added after runs were stored, each with the value that leaves a key as it was: at that value
+# the field is left out of the hashed content (`RunSpec.key`), so every earlier key stays valid.
+KEY_NEUTRAL = {"monitor": False}
 
 
 @dataclass(frozen=True)
@@ -45,6 +51,7 @@ class RunSpec:
     for classification, mse for regression), cross_entropy (softmax read-out),
     sigmoid_cross_entropy (Nielsen's cost: sigmoid output units, per-unit
     cross-entropy against the one-hot label, summed over units) or mse.
+    monitor: watch every step with `gradvet.Monitor` and keep its alerts with the run.
     """
 
     data: str = "digits"
@@ -70,6 +77,7 @@ class RunSpec:
     eval_every: int = 50
     activation_params: tuple[tuple[str, float], ...] = ()
     data_options: tuple[tuple[str, Any], ...] = field(default=())
+    monitor: bool = False
 
     def __post_init__(self) -> None:
         # Normalise containers so equal specs hash equally whatever they were built from.
@@ -84,8 +92,10 @@ class RunSpec:
 
     @property
     def key(self) -> str:
-        """Stable content hash: sha256 of the canonical JSON of every field, 16 hex digits."""
-        text = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        """Stable content hash: sha256 of the canonical JSON of every field (those of KEY_NEUTRAL
+        left out at their neutral value), 16 hex digits."""
+        content = {k: v for k, v in self.to_dict().items() if not (k in KEY_NEUTRAL and v == KEY_NEUTRAL[k])}
+        text = json.dumps(content, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def to_dict(self) -> dict[str, Any]:
@@ -124,6 +134,8 @@ class RunSpec:
         if self.tbptt:
             parts.append(f"tbptt{self.tbptt}")
         parts += [self.optimizer, f"lr={self.lr:g}", f"seed={self.seed}"]
+        if self.monitor:
+            parts.append("monitored")
         return " ".join(parts)
 
 
@@ -161,6 +173,7 @@ def validate(spec: RunSpec) -> None:
     validation.optional(validation.positive_number, "clip_value", spec.clip_value)
     validation.optional(validation.whole_number, "tbptt", spec.tbptt, 1)
     validation.boolean("residual", spec.residual)
+    validation.boolean("monitor", spec.monitor)
     if spec.tbptt is not None and spec.model == "mlp":
         raise GradvetError("tbptt is for recurrent models; allowed with model = rnn, lstm or gru.")
     if spec.pretrain and spec.model != "mlp":

@@ -346,5 +346,5 @@ def test_kinds_named_by_detectors_are_the_documented_ones():
 
     assert {EXPLODING, VANISHING, SPIKE, NONFINITE, LOSS_RISING, STALL, UNSTABLE} == set(KINDS)
     assert {d.name for d in default_detectors()} == {"nonfinite", "update_ratio", "growth", "spike", "overshoot",
-                                                      "loss_cusum", "vanishing", "stall"}
+                                                      "rising_lr", "loss_cusum", "vanishing", "stall"}
     assert Alert(step=1, kind=SPIKE, layer=None, message="m.", remedy="r.", detector="spike").step == 1

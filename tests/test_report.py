@@ -448,8 +448,8 @@ def test_tampered_store_renders_with_cut_labels_and_notes(tampered_store, tmp_pa
     html = out.read_text()
     page = parse(html)
     rows = {r[0][0]: r for r in page.tables["runs"] if r}
-    # metrics as a list: its numbers are '-'
-    assert [cell for cell in rows[first][3:]] == [("-", None)] * 4
+    # metrics as a list: its numbers are '-' (and the alerts of a run not monitored)
+    assert [cell for cell in rows[first][3:]] == [("-", None)] * 5
     # the 1 MB label is cut on the page and whole in the embedded data and the download
     assert rows[first][1][0] == BIG_LABEL[: SHOWN_CHARS - 1] + "…"
     embedded = json.loads(page.scripts["gradvet-data"])[str(path)]["runs"]

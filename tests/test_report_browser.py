@@ -175,3 +175,17 @@ def test_hostile_svg_figure_runs_nothing_fetches_nothing_and_still_shows(browser
             png = Image.open(io.BytesIO(image.screenshot())).convert("RGB")
             assert png.getpixel((png.width // 2, png.height - 5)) == (0, 192, 0)  # the green rectangle
         page.close()
+
+
+def test_the_alerts_of_a_monitored_run_are_drawn_on_its_learning_curve(browser, tmp_path):
+    with Store(tmp_path / "runs.db") as store:
+        store.save(train(RunSpec(init="normal", depth=4, width=16, steps=10, eval_every=0, monitor=True)))
+        (alerts,) = store.alerts().values()
+    path = write_report(tmp_path / "alerts.html", sources=[tmp_path / "runs.db"])
+    page, seen = open_page(browser, path)
+    marks = page.locator('figure[data-figure="learning-curves"] g[id^="alert-marks"] path')
+    assert marks.count() == len(alerts) > 0
+    box = marks.first.bounding_box()
+    assert box is not None and box["width"] > 2 and box["height"] > 2  # a visible triangle
+    assert seen["errors"] == []
+    page.close()

@@ -192,26 +192,70 @@ def add_store(page: Page, path: Path) -> None:
     rows = []
     for r in runs:
         m = f.mapping(r, "metrics")
+        monitored = f.flag(f.mapping(r, "spec"), "monitor") or bool(f.items(r, "alerts"))
         rows.append([f.text(r, "key"), f.text(r, "label"), f.text(r, "status"), f.number(m, "steps_done"),
-                     f.number(m, "final_loss"), f.number(m, "test_accuracy"), f.number(m, "wall_time")])
-    sec.table(f"{len(runs)} runs", ["key", "run", "status", "steps", "final loss", "test accuracy", "wall time (s)"],
-              rows, "runs")
-    curves = {}
+                     f.number(m, "final_loss"), f.number(m, "test_accuracy"), f.number(m, "wall_time"),
+                     len(f.items(r, "alerts")) if monitored else None])
+    sec.table(f"{len(runs)} runs", ["key", "run", "status", "steps", "final loss", "test accuracy", "wall time (s)",
+                                    "alerts"], rows, "runs", "alerts: of the runs trained with monitor = true")
+    curves, marks, marked = {}, {}, {}
     for r in runs[:12]:
         h = f.mapping(r, "history")
         steps, loss = numbers(f.items(h, "step")), numbers(f.items(h, "loss"))
         n = min(len(steps), len(loss))
         if n:
-            curves[f.text(r, "label", "-")] = ([math.nan if x is None else x for x in steps[:n]], loss[:n])
+            label = f.text(r, "label", "-")
+            curves[label] = ([math.nan if x is None else x for x in steps[:n]], loss[:n])
+            marked[label] = _alerts(r, f)
+            marks[label] = [_on_curve(a["step"] + 1, *curves[label]) for a in marked[label]]
     if curves:
-        data = {label: {"step": list(xs), "loss": list(ys)} for label, (xs, ys) in curves.items()}
-        sec.figure(figs.learning_curves(curves, log=True), "training loss per step (log scale)", "learning-curves",
-                   data=data)
+        data = {label: {"step": list(xs), "loss": list(ys), "alerts": marked[label]} for label, (xs, ys) in curves.items()}
+        shown = sum(map(len, marks.values()))
+        sec.figure(figs.learning_curves(curves, log=True, alerts=marks), "training loss per step (log scale)" + (
+            f"; triangles: the monitor's {shown} alerts (at the loss of their step)" if shown else ""),
+                   "learning-curves", data=data)
     for i, r in enumerate(runs[:MAX_RUN_DETAILS]):
         trace = _trace(records[i], f)
         if len(trace):
-            _trace_figures(sec, trace, f.text(r, "label", "-"), f.text(r, "key", str(i)))
+            _trace_figures(sec, trace, f.text(r, "label", "-"), f.text(r, "key", str(i)), _alerts(r, f))
+    _alert_table(sec, runs, f)
     _close(sec, f)
+
+
+ALERT_TABLE_ROWS = 200  # alerts listed in a store's table (the embedded data keeps them all)
+
+
+def _alerts(run: dict, fields: Fields) -> list[dict]:
+    """A stored run's alerts that can be placed: a whole-number step from 0, a kind (others left out, named)."""
+    good = []
+    for alert in fields.records(run, "alerts"):
+        step = alert.get("step")
+        if isinstance(step, int) and not isinstance(step, bool) and step >= 0 and isinstance(alert.get("kind"), str):
+            good.append(alert)
+        else:
+            fields.wrong("alerts entries")
+    return good
+
+
+def _on_curve(x: int, steps: list, losses: list) -> tuple[float, float]:
+    """(x, the loss at step x) for an alert's marker; at a non-finite loss (or a step past the curve), the
+    last finite loss before it, so that the marker sits on a log axis."""
+    finite = [(s, v) for s, v in zip(steps, losses) if s is not None and s <= x and v is not None
+              and math.isfinite(v) and v > 0]
+    return (float(x), finite[-1][1] if finite else math.nan)
+
+
+def _alert_table(sec, runs: list[dict], fields: Fields) -> None:
+    """Every alert of the store's runs, run by run, in the order they were raised."""
+    rows = [[fields.text(r, "key", "-"), fields.text(r, "label", "-"), a["step"], fields.text(a, "kind", "-"),
+             fields.text(a, "layer", "-"), fields.text(a, "message", "-"), fields.text(a, "remedy", "-")]
+            for r in runs for a in _alerts(r, fields)]
+    if not rows:
+        return
+    sec.table(f"{len(rows)} alerts of the monitored runs", ["key", "run", "step", "kind", "layer", "message", "remedy"],
+              rows[:ALERT_TABLE_ROWS], "alerts",
+              "step: optimiser steps from 0 (the learning curve's step is one more)" + (
+                  f"; the first {ALERT_TABLE_ROWS} of {len(rows)} shown" if len(rows) > ALERT_TABLE_ROWS else ""))
 
 
 def _trace(rows: list[tuple], fields: Fields):
@@ -229,8 +273,9 @@ def _trace(rows: list[tuple], fields: Fields):
     return Trace(good)
 
 
-def _trace_figures(sec, trace, label: str, stem: str) -> None:
-    """Per-layer gradient norms at the first and last recorded step, and layer x step over training."""
+def _trace_figures(sec, trace, label: str, stem: str, alerts: list[dict] = ()) -> None:
+    """Per-layer gradient norms at the first and last recorded step, and layer x step over training (the run's
+    alerts marked on it: on their layer's row, or across the rows for the whole model)."""
     metric = "output_grad_norm"
     layers = [name for name in trace.layers() if trace.kinds.get(name) == "weight"][:-1]  # hidden: not the read-out
     if not layers:
@@ -253,9 +298,15 @@ def _trace_figures(sec, trace, label: str, stem: str) -> None:
                f"profile-{stem}", ["layer", f"step {steps[0]}", f"step {steps[-1]}"], rows)
     if len(steps) > 1:
         heat_rows = [[name, *map(float, grid[i])] for i, name in enumerate(layers)]
-        sec.figure(figs.layer_step_heatmap(layers, steps, grid, title=f"{label}: ||dL/d output|| per layer and step"),
-                   "each row a layer, each column a recorded step; colour: gradient norm (log scale)",
-                   f"heatmap-{stem}", ["layer", *[str(s) for s in steps]], heat_rows)
+        row_of = {name: i for i, name in enumerate(layers)}
+        marks = [(a["step"], row_of.get(a.get("layer"))) for a in alerts]
+        caption = "each row a layer, each column a recorded step; colour: gradient norm (log scale)" + (
+            "; red: the monitor's alerts (a cross on the layer named, a dashed line for the whole model)"
+            if marks else "")
+        sec.figure(figs.layer_step_heatmap(layers, steps, grid, title=f"{label}: ||dL/d output|| per layer and step",
+                                           alerts=marks), caption, f"heatmap-{stem}", ["layer", *[str(s) for s in steps]],
+                   heat_rows, data={"layers": layers, "steps": steps, "alerts": [
+                       {**a, "row": row} for a, (_, row) in zip(alerts, marks)]} if marks else None)
 
 
 # -- one diagnosis ---------------------------------------------------------------------------------

@@ -6,8 +6,8 @@ its own id salt so that several SVGs on one page never share an element id.
 - `layer_profile`: per-layer backward-signal norm on a log scale (the article's picture),
   optionally with theory's prediction;
 - `layer_step_heatmap`: layer x step of a per-layer metric, log colour scale (fastai's
-  "colorful dimension" view, for gradients);
-- `learning_curves`: training loss (and test accuracy) per run;
+  "colorful dimension" view, for gradients), with a run's alerts marked;
+- `learning_curves`: training loss (and test accuracy) per run, with the runs' alerts marked;
 - `histograms`: per-layer activation histograms;
 - `phase_diagram`: the order-chaos boundary;
 - `bars`: one number per item (activation comparison).
@@ -40,6 +40,8 @@ FIGURE_TEXT_CHARS = 60
 MAX_INCHES = 14.0  # the tallest figure, however many layers or items
 MAX_TICKS = 50  # labelled rows of a heatmap or a bar chart
 MAX_PANELS = 40  # histogram panels: the first MAX_PANELS layers
+ALERT_MARKS = "alert-marks"  # the SVG group id (plus a salt) of the alert markers of a figure
+ALERT_COLOUR = "#b00020"
 PALETTE = ("#1f5fa8", "#d0562c", "#2e7d32", "#7b3fa0", "#b8860b", "#00838f", "#c2185b", "#5d4037", "#455a64")
 
 
@@ -114,8 +116,11 @@ def layer_profile(layers: Sequence[str], series: dict[str, Sequence[float | None
 
 @drawn_or_said
 def layer_step_heatmap(layers: Sequence[str], steps: Sequence[int], values: np.ndarray,
-                       title: str = "gradient norm per layer over training") -> str:
-    """values[i, j]: layer i at steps[j]; non-positive or missing cells are blank."""
+                       title: str = "gradient norm per layer over training",
+                       alerts: Sequence[tuple[int, int | None]] = ()) -> str:
+    """values[i, j]: layer i at steps[j]; non-positive or missing cells are blank. alerts: (step, row of the
+    layer or None) of each alert: a red cross on its layer's row, or a dashed red line across all rows for
+    an alert of the whole model (or of a layer not drawn); the markers form the SVG group ALERT_MARKS."""
     fig = Figure(figsize=(7.6, _height(max(len(layers), 4), 0.28, 0.6)))
     ax = fig.add_subplot()
     data = np.array(values, dtype=float)
@@ -128,17 +133,36 @@ def layer_step_heatmap(layers: Sequence[str], steps: Sequence[int], values: np.n
     ax.set_xlabel("step")
     ax.set_title(figure_text(title, 2 * FIGURE_TEXT_CHARS), fontsize=11)
     fig.colorbar(image, ax=ax, fraction=0.035, pad=0.02)
+    if alerts and len(steps) > 1:
+        crosses = [(step, row) for step, row in alerts if row is not None]
+        group = ax.scatter([c[0] for c in crosses], [c[1] for c in crosses], marker="X", s=60, color=ALERT_COLOUR,
+                           edgecolors="white", linewidths=0.8, zorder=3, label="alert")
+        group.set_gid(f"{ALERT_MARKS}-{next(_salt)}")
+        for step, row in alerts:
+            if row is None:
+                ax.axvline(step, color=ALERT_COLOUR, ls="--", lw=1.2, gid=f"{ALERT_MARKS}-line-{next(_salt)}")
+        low, high = min(steps[0], *(a[0] for a in alerts)), max(steps[-1], *(a[0] for a in alerts))
+        ax.set_xlim(low - 0.5, high + 0.5)
     return to_svg(fig)
 
 
 @drawn_or_said
 def learning_curves(curves: dict[str, tuple[Sequence[int], Sequence[float]]], ylabel: str = "training loss",
-                    title: str = "learning curves", log: bool = False) -> str:
+                    title: str = "learning curves", log: bool = False,
+                    alerts: dict[str, Sequence[tuple[float, float]]] | None = None) -> str:
+    """One line per curve; alerts[label]: (x, y) of each alert of that curve, a triangle in the curve's
+    colour with a red edge (the markers of all curves form the SVG group ALERT_MARKS)."""
     fig = Figure(figsize=(7.2, 3.6))
     ax = fig.add_subplot()
+    marks: list[tuple[float, float, str]] = []
     for (label, (xs, ys)), colour in zip(curves.items(), itertools.cycle(PALETTE)):
         ys = [y if (y is not None and isinstance(y, (int, float)) and math.isfinite(y)) else math.nan for y in ys]
         ax.plot(list(xs), ys, color=colour, lw=1.4, label=figure_text(label))
+        marks += [(x, y, colour) for x, y in (alerts or {}).get(label, ())]
+    if marks:
+        group = ax.scatter([m[0] for m in marks], [m[1] for m in marks], c=[m[2] for m in marks], marker="v", s=55,
+                           edgecolors=ALERT_COLOUR, linewidths=1.4, zorder=3, label="alert")
+        group.set_gid(f"{ALERT_MARKS}-{next(_salt)}")
     if log:
         ax.set_yscale("log")
     ax.set_xlabel("step")

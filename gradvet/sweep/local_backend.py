@@ -8,7 +8,8 @@ each worker the seconds torch takes to import. The run function travels by
 reference: 'module:function' or a module-level function, which the pool sends
 by its module and name. At most `workers` units of work are in flight (a unit
 is one run, or a group of runs trained together by `gradvet.train.batched`), so
-a 'running' row means a run that is really executing.
+a 'running' row means a run that is really executing. Each run writes its heartbeats into
+the store as it trains (`gradvet.sweep.live`), for `gradvet watch`.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from concurrent.futures.process import BrokenProcessPool
 from gradvet.base.errors import GradvetError
 from gradvet.spec import RunSpec
 from gradvet.sweep.batched import plan
+from gradvet.sweep.live import LiveWriter
 from gradvet.sweep.outcome import Outcome, RunFn, error_text, execute_unit, resolve
 from gradvet.sweep.recorder import Recorder
 
@@ -51,6 +53,10 @@ class LocalBackend:
             _parallel(recorder, target, units, min(workers, len(units)))
 
 
+def _live(recorder: Recorder) -> LiveWriter:
+    return LiveWriter(recorder.store.path)
+
+
 def _worker_init(workers: int) -> None:
     """In each worker: leave Ctrl-C to the main process, exit if it dies, share the CPU cores."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -74,7 +80,7 @@ def _serial(recorder: Recorder, target: str | RunFn, units: list[list[RunSpec]])
             current = unit
             for spec in unit:
                 recorder.start(spec)
-            for outcome in execute_unit(fn, unit):
+            for outcome in execute_unit(fn, unit, _live(recorder)):
                 recorder.finish(outcome)
             current = []
     except BaseException:
@@ -115,7 +121,7 @@ def _parallel(recorder: Recorder, target: str | RunFn, units: list[list[RunSpec]
                 starting = unit
                 for spec in unit:
                     recorder.start(spec)
-                in_flight[executor.submit(execute_unit, target, unit)] = unit
+                in_flight[executor.submit(execute_unit, target, unit, _live(recorder))] = unit
                 starting = []
                 if len(in_flight) >= workers:
                     break

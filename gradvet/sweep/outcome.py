@@ -4,6 +4,7 @@ function's result or exception into one. Shared by every sweep backend (gradvet.
 from __future__ import annotations
 
 import importlib
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,6 +26,7 @@ class Outcome:
     history: dict[str, list] = field(default_factory=dict)
     layer_records: list[tuple[int, str, str, float]] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
+    alerts: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.extra)
@@ -50,27 +52,43 @@ def resolve(target: str | RunFn) -> RunFn:
 def outcome_of(spec: RunSpec, run: Any) -> Outcome:
     """A finished Run as plain data."""
     return Outcome(spec=spec, status=run.status, metrics=dict(run.metrics), history=dict(run.history),
-                   layer_records=list(getattr(run, "layer_records", None) or ()), extra=extra_of(run))
+                   layer_records=list(getattr(run, "layer_records", None) or ()), extra=extra_of(run),
+                   alerts=list(getattr(run, "alerts", None) or ()))
 
 
-def execute(target: str | RunFn, spec: RunSpec) -> Outcome:
-    """Run one spec (in this process or a worker); an exception becomes a 'failed' Outcome."""
+def takes_progress(fn: RunFn) -> bool:
+    """Whether a run function accepts heartbeats: an `on_progress` keyword (as `gradvet.train.run`)."""
     try:
-        return outcome_of(spec, resolve(target)(spec))
+        return "on_progress" in inspect.signature(fn).parameters
+    except (TypeError, ValueError):  # a callable without a signature Python can read
+        return False
+
+
+def execute(target: str | RunFn, spec: RunSpec, live: Any = None) -> Outcome:
+    """Run one spec (in this process or a worker); an exception becomes a 'failed' Outcome.
+    `live` (a `gradvet.sweep.live.LiveWriter`, or None) receives the run's heartbeats when the run
+    function takes them."""
+    try:
+        fn = resolve(target)
+        if live is None or not takes_progress(fn):
+            return outcome_of(spec, fn(spec))
+        with live.for_run(spec.key) as beats:
+            takes_beats: Callable[..., Any] = fn  # it has an on_progress keyword (takes_progress)
+            return outcome_of(spec, takes_beats(spec, on_progress=beats))
     except Exception as err:  # noqa: BLE001 - any error of a run is a result: 'failed' with its text
         return Outcome(spec=spec, error=error_text(err))
 
 
-def execute_unit(target: str | RunFn, unit: list[RunSpec]) -> list[Outcome]:
+def execute_unit(target: str | RunFn, unit: list[RunSpec], live: Any = None) -> list[Outcome]:
     """One unit of work: a single run, or a group trained together as one vectorised model
-    (`gradvet.train.batched`; only for the default run function). A group that fails as a whole
-    trains run by run, so that an error stays with the run that caused it."""
+    (`gradvet.train.batched`; only for the default run function; no heartbeats). A group that fails
+    as a whole trains run by run, so that an error stays with the run that caused it."""
     if len(unit) == 1:
-        return [execute(target, unit[0])]
+        return [execute(target, unit[0], live)]
     try:
         from gradvet.train.batched import run_batched
 
         runs = run_batched(unit)
     except Exception:  # noqa: BLE001 - e.g. an activation vmap cannot batch: train one by one
-        return [execute(target, spec) for spec in unit]
+        return [execute(target, spec, live) for spec in unit]
     return [outcome_of(spec, run) for spec, run in zip(unit, runs)]

@@ -36,7 +36,7 @@ class SweepSummary:
 class Recorder:
     """What a backend reports to while it runs: marks runs as running, saves each outcome into the
     store, counts it in the summary and advances the progress display (the main process is the
-    store's only writer)."""
+    only writer of runs; the runs' own heartbeats aside, `gradvet.sweep.live`)."""
 
     def __init__(self, store: Store, summary: SweepSummary, progress: Any) -> None:
         self.store, self.summary, self.progress = store, summary, progress

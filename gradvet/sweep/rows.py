@@ -13,6 +13,7 @@ views that draw them leave out rows of other types (`gradvet.report.sources`).
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 MAX_JSON_DEPTH = 64  # as the report's reader of result files (gradvet.base.files)
@@ -107,3 +108,38 @@ def decode_row(row: tuple, columns: list[str]) -> dict[str, Any]:
     if unreadable:
         record["unreadable"] = unreadable
     return record
+
+
+def as_int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def as_number(value: Any) -> float | None:
+    """A REAL column as a float (NULL: NaN, as SQLite stores a NaN); anything else None."""
+    if value is None:
+        return math.nan
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def decode_alert(row: tuple, fields: tuple[str, ...]) -> dict[str, Any]:
+    """One `alerts` row (without its run key) as a dict of `gradvet.Alert`'s fields: step and since whole
+    numbers (or None), value a float (NULL: NaN), the others text (layer None when NULL)."""
+    alert = dict(zip(fields, row))
+    for name in ("step", "since"):
+        alert[name] = as_int(alert[name])
+    alert["value"] = as_number(alert["value"])
+    for name in ("kind", "message", "remedy", "detector"):
+        alert[name] = as_text(alert[name])
+    if alert["layer"] is not None:
+        alert["layer"] = as_text(alert["layer"])
+    return alert
+
+
+def decode_progress(row: tuple) -> dict[str, Any]:
+    """One `progress` row (without its run key): step, steps, loss, grad_norm, layers ({layer: norm},
+    {} when unreadable), updated."""
+    step, steps, loss, grad_norm, layers, updated = row
+    decoded, _ = read_object(layers)
+    layers = {str(k): v for k, v in (decoded or {}).items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    return {"step": as_int(step), "steps": as_int(steps), "loss": as_number(loss), "grad_norm": as_number(grad_norm),
+            "layers": layers, "updated": as_time(updated)}

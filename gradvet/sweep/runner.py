@@ -2,7 +2,8 @@
 
 Resuming is the normal case: a run whose key is stored as done or diverged
 is skipped, anything else ('failed', or 'running' left by an interrupted
-sweep) runs again. The main process is the only writer of the store; with
+sweep) runs again. The main process is the only writer of runs (a local run writes
+nothing but its heartbeats, `gradvet.sweep.live`, for `gradvet watch`); with
 workers > 1 the runs execute in a process pool and each result is saved the
 moment it comes back. At most `workers` units of work are in flight (a unit is one run,
 or a group of runs trained together by `gradvet.train.batched`), so a 'running' row

@@ -1,8 +1,9 @@
 """The store's file: what it must hold, how it is created, and how it is opened as SQLite opens it.
 
 Identity. A store is an SQLite database whose ``meta`` table holds ``('schema', 'gradvet-store')``
-and ``('version', '1')``, with the tables ``runs`` and ``layer_records`` (`REQUIRED_COLUMNS`).
-It is created whole or not at all: the schema is committed into a temporary file beside the
+and ``('version', 'N')``, with the tables ``runs`` and ``layer_records`` (`REQUIRED_COLUMNS`) and
+those later versions added (`gradvet.sweep.migrations`; `migrate` brings an older store up to date
+when it is first written). It is created whole, at the latest version, or not at all: the schema is committed into a temporary file beside the
 target (rollback journal, so everything is in the main file), switched to WAL and then linked
 into place.
 
@@ -40,9 +41,11 @@ from pathlib import Path
 
 from gradvet.base.errors import GradvetError
 from gradvet.base.validation import regular_file
+from gradvet.sweep.migrations import MIGRATIONS, added_columns, statements
 
 SCHEMA_NAME = "gradvet-store"
-SCHEMA_VERSION = 1
+BASE_VERSION = 1  # SCHEMA below
+SCHEMA_VERSION = max([BASE_VERSION, *MIGRATIONS])
 SQLITE_MAGIC = b"SQLite format 3\x00"
 SQLITE_FULL = 13  # sqlite3 error codes (sqlite3.Error.sqlite_errorcode & 0xff)
 SQLITE_READONLY = 8
@@ -221,7 +224,7 @@ def check_schema(con: sqlite3.Connection, path: Path) -> None:
     if version > SCHEMA_VERSION:
         raise GradvetError(f"store {str(path)!r} has schema version {version}, newer than this gradvet reads "
                            f"(up to {SCHEMA_VERSION}); upgrade gradvet.")
-    for table, columns in REQUIRED_COLUMNS.items():
+    for table, columns in {**REQUIRED_COLUMNS, **added_columns(version)}.items():
         try:
             present = {row[1] for row in con.execute(f"PRAGMA table_info({table})")}
         except sqlite3.DatabaseError as err:
@@ -339,6 +342,35 @@ def connect_for_writing(path: Path) -> sqlite3.Connection:
         raise write_fault(err, path) or GradvetError(f"store {str(path)!r} cannot be opened ({err}).") from None
 
 
+def stored_version(con: sqlite3.Connection) -> int:
+    """The schema version the store's meta table names (checked readable by `check_schema`)."""
+    return int(con.execute("SELECT value FROM meta WHERE name = 'version'").fetchone()[0])
+
+
+def migrate(con: sqlite3.Connection, path: Path) -> None:
+    """Bring the store behind the writer's connection `con` up to SCHEMA_VERSION (`gradvet.sweep.migrations`),
+    in one IMMEDIATE transaction: every step or none. Faults of the disk or file raise StoreWriteError."""
+    try:
+        if stored_version(con) >= SCHEMA_VERSION:
+            return
+        con.execute("BEGIN IMMEDIATE")
+        try:
+            version = stored_version(con)  # again, inside the transaction: another writer may have done it
+            for statement in statements(version, SCHEMA_VERSION):
+                con.execute(statement)
+            con.execute("UPDATE meta SET value = ? WHERE name = 'version'", (str(max(version, SCHEMA_VERSION)),))
+            con.execute("COMMIT")
+        except BaseException:
+            if con.in_transaction:
+                con.execute("ROLLBACK")
+            raise
+    except (sqlite3.Error, OSError) as err:
+        fault = write_fault(err, path)
+        if fault is None:
+            raise
+        raise fault from None
+
+
 # -- creating -----------------------------------------------------------------------------------
 
 
@@ -373,9 +405,8 @@ def create_store_file(path: Path) -> None:
         con = sqlite3.connect(tmp, isolation_level=None)
         try:
             con.execute("BEGIN")  # rollback journal: at COMMIT the whole schema is in the main file
-            for statement in SCHEMA.split(";"):
-                if statement.strip():
-                    con.execute(statement)
+            for statement in [s for s in SCHEMA.split(";") if s.strip()] + statements(BASE_VERSION, SCHEMA_VERSION):
+                con.execute(statement)
             con.executemany("INSERT INTO meta (name, value) VALUES (?, ?)",
                             [("schema", SCHEMA_NAME), ("version", str(SCHEMA_VERSION))])
             con.execute("COMMIT")

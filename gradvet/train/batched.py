@@ -25,7 +25,7 @@ runs the same forward and backward inside a `gradvet.Probe`, and its update is c
 through the optimizer hooks, so the layer records are those a sequential run records.
 
 Batchable: MLPs without batch norm (its running statistics are per-module state) and
-without pre-training, optimiser sgd or momentum. Anything else trains one after another
+without pre-training, optimiser sgd or momentum, not monitored (`spec.monitor`). Anything else trains one after another
 (`why_sequential` says why). Per-run wall and step times are the group's divided by the
 number of runs (step time: per step the group took); `metrics["batched_with"]` says how many runs shared the model.
 """
@@ -69,6 +69,8 @@ def why_sequential(spec: RunSpec) -> str | None:
         return "layer-wise pre-training runs before the batch"
     if spec.optimizer not in OPTIMIZERS:
         return f"optimizer {spec.optimizer!r} (batched: {', '.join(OPTIMIZERS)})"
+    if spec.monitor:
+        return "the monitor watches every step of its own module"
     return None
 
 

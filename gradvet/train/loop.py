@@ -11,14 +11,21 @@ ceil(steps / 100)-th step beyond, so every experiment and sweep has per-layer
 learning speeds. `probe=None` records none; any object with
     start(model, optimizer), after_backward(step), finish() -> rows
 may be passed instead (a custom observer).
+
+`spec.monitor` watches the run with `gradvet.Monitor` (every step; the loss is
+observed): its alerts land in `Run.alerts` (each a dict of the Alert's fields, steps
+counted from 0 as the probe's, so history step = alert step + 1).
+`on_progress` gets a `Heartbeat` now and then (`gradvet.train.heartbeat`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import sys
 import time
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import torch
@@ -82,9 +89,11 @@ def probe_every(steps: int) -> int:
     return max(1, math.ceil(steps / PROBE_RECORDS))
 
 
-def run(spec: RunSpec, probe: StepObserver | str | None = AUTO, progress: bool = False, dataset=None) -> Run:
+def run(spec: RunSpec, probe: StepObserver | str | None = AUTO, progress: bool = False, dataset=None,
+        on_progress: Callable[[dict[str, Any]], object] | None = None) -> Run:
     """Train the model `spec` describes and return its Run (history, metrics, profiles,
-    per-layer probe records). `dataset` may be passed to skip loading."""
+    per-layer probe records, the monitor's alerts). `dataset` may be passed to skip loading;
+    `on_progress` receives the run's heartbeats (`gradvet.train.heartbeat`)."""
     from gradvet.data import load
     from gradvet.models.build import build
     from gradvet.train.optim import make_loss, make_optimizer
@@ -115,13 +124,25 @@ def run(spec: RunSpec, probe: StepObserver | str | None = AUTO, progress: bool =
         probe = None
     elif probe is not None:
         probe.start(model, optimizer)
+    monitor = None
+    if spec.monitor:
+        from gradvet.monitor import Monitor
+
+        monitor = Monitor(model, optimizer)
+    heartbeat = None
+    if on_progress is not None:
+        from gradvet.train.heartbeat import Heartbeat
+
+        heartbeat = Heartbeat(on_progress, spec.steps, monitor)
     history: dict[str, list[Any]] = {"step": [], "loss": [], "grad_norm": [],
                                      "eval_step": [], "test_loss": [], "test_accuracy": []}
     sampler = BatchSampler(data.x_train.shape[0], spec.batch_size, generator)
     bar = _progress(progress, spec)
     train_start = time.perf_counter()
-    with gradvet_probe or contextlib.nullcontext():  # a Probe's exit removes its hooks, and records a diverged step's numbers too
-        step, diverged_at = _steps(spec, model, data, loss_fn, optimizer, params, sampler, history, probe, bar)
+    # a Probe's (and a Monitor's) exit removes its hooks, and records a diverged step's numbers too
+    with gradvet_probe or contextlib.nullcontext(), monitor or contextlib.nullcontext():
+        step, diverged_at = _steps(spec, model, data, loss_fn, optimizer, params, sampler, history, probe, bar,
+                                   monitor, heartbeat)
     train_time = time.perf_counter() - train_start
     if gradvet_probe is not None:
         result.layer_records = gradvet_probe.trace.rows
@@ -137,6 +158,8 @@ def run(spec: RunSpec, probe: StepObserver | str | None = AUTO, progress: bool =
         result.layer_records = probe.finish()
     result.status = "diverged" if diverged_at is not None else "done"
     result.history = history
+    if monitor is not None:
+        result.alerts = [dataclasses.asdict(alert) for alert in monitor.alerts]
     finite_losses = [v for v in history["loss"] if math.isfinite(v)]
     result.metrics = {
         "final_loss": history["loss"][-1] if history["loss"] else None,
@@ -151,7 +174,8 @@ def run(spec: RunSpec, probe: StepObserver | str | None = AUTO, progress: bool =
     return result
 
 
-def _steps(spec, model, data, loss_fn, optimizer, params, sampler, history, observer, bar) -> tuple[int, int | None]:
+def _steps(spec, model, data, loss_fn, optimizer, params, sampler, history, observer, bar, monitor=None,
+           heartbeat=None) -> tuple[int, int | None]:
     """The optimisation loop; returns (last step, step at which it diverged or None)."""
     step = 0
     for step in range(1, spec.steps + 1):
@@ -160,6 +184,8 @@ def _steps(spec, model, data, loss_fn, optimizer, params, sampler, history, obse
         loss = loss_fn(out, data.y_train[idx])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if monitor is not None:
+            monitor.observe(loss)
         if observer is not None:
             observer.after_backward(step)
         norm = _total_norm(params, spec.clip)
@@ -172,6 +198,8 @@ def _steps(spec, model, data, loss_fn, optimizer, params, sampler, history, obse
         if not (math.isfinite(loss_value) and math.isfinite(norm_value)):
             return step, step
         optimizer.step()
+        if heartbeat is not None:
+            heartbeat.beat(step, loss_value, norm_value)
         if spec.eval_every and step % spec.eval_every == 0 and step != spec.steps:
             _record_eval(history, step, *evaluate(model, loss_fn, data.x_test, data.y_test, data.task))
         if bar is not None:

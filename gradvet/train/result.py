@@ -21,7 +21,8 @@ class Run:
     recurrent models, ||dL/dh_t|| for t = 0..T at initialisation ("init") and
     after training ("trained"). pretrain: per hidden layer the reconstruction
     loss before and after its autoencoder training. layer_records: (step,
-    layer, metric, value) rows from a probe.
+    layer, metric, value) rows from a probe. alerts: the Monitor's alerts
+    (each a dict of `gradvet.Alert`'s fields) when `spec.monitor`, else empty.
     """
 
     spec: RunSpec
@@ -31,6 +32,7 @@ class Run:
     through_time: dict[str, list[float]] = field(default_factory=dict)
     pretrain: list[dict[str, float]] = field(default_factory=list)
     layer_records: list[tuple[int, str, str, float]] = field(default_factory=list)
+    alerts: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def diverged_at(self) -> int | None:
@@ -45,4 +47,5 @@ class Run:
             "metrics": self.metrics,
             "through_time": self.through_time,
             "pretrain": self.pretrain,
+            "alerts": self.alerts,
         }

@@ -24,6 +24,7 @@ from gradvet.monitor.detectors.growth import GradientGrowth  # noqa: E402
 from gradvet.monitor.detectors.loss_cusum import LossCusum  # noqa: E402
 from gradvet.monitor.detectors.nonfinite import NonFiniteValues  # noqa: E402
 from gradvet.monitor.detectors.overshoot import Overshoot  # noqa: E402
+from gradvet.monitor.detectors.rising_lr import RisingLearningRate  # noqa: E402
 from gradvet.monitor.detectors.spike import GradientSpike  # noqa: E402
 from gradvet.monitor.detectors.stall import LossStall  # noqa: E402
 from gradvet.monitor.detectors.update_ratio import UpdateRatioCeiling  # noqa: E402
@@ -32,9 +33,9 @@ from gradvet.monitor.detectors.vanishing import LayerCollapse  # noqa: E402
 
 def default_detectors() -> list[Detector]:
     """A fresh set of every detector with its measured default thresholds."""
-    return [NonFiniteValues(), UpdateRatioCeiling(), GradientGrowth(), GradientSpike(), Overshoot(), LossCusum(),
-            LayerCollapse(), LossStall()]
+    return [NonFiniteValues(), UpdateRatioCeiling(), GradientGrowth(), GradientSpike(), Overshoot(),
+            RisingLearningRate(), LossCusum(), LayerCollapse(), LossStall()]
 
 
 __all__ = ["Detector", "GradientGrowth", "GradientSpike", "LayerCollapse", "LossCusum", "LossStall",
-           "NonFiniteValues", "Overshoot", "UpdateRatioCeiling", "default_detectors"]
+           "NonFiniteValues", "Overshoot", "RisingLearningRate", "UpdateRatioCeiling", "default_detectors"]

@@ -1,0 +1,124 @@
+"""`gradvet diagnose --store STORE --run KEY`: the post-mortem of a stored run, its numbers recomputed here
+with numpy from the rows SQLite holds (history, layer records, alerts), not through gradvet's readers.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sqlite3
+
+import numpy as np
+import pytest
+from cli_helpers import assert_user_error
+from typer.testing import CliRunner
+
+from gradvet.cli import app
+from gradvet.data import load
+from gradvet.spec import RunSpec
+from gradvet.sweep import Store
+from gradvet.train import run
+
+runner = CliRunner()
+DIVERGES = RunSpec(optimizer="momentum", lr=0.3, steps=150, depth=6, width=64, eval_every=0, monitor=True)
+HEALTHY = RunSpec(lr=0.1, steps=60, depth=6, width=64, eval_every=0, monitor=True)
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    path = tmp_path_factory.mktemp("pm") / "runs.db"
+    digits = load("digits")
+    with Store(path) as db:
+        for spec in (DIVERGES, HEALTHY):
+            db.save(run(spec, dataset=digits))
+    return path
+
+
+def stored(path, key):
+    """(loss, grad_norm) per step from 0, {metric: {layer: {step: value}}}, alerts: as SQLite holds them."""
+    con = sqlite3.connect(path)
+    (history,) = con.execute("SELECT history FROM runs WHERE key = ?", (key,)).fetchone()
+    history = json.loads(history)  # NaN and Infinity literals: Python's json reads them
+    records: dict = {}
+    for step, layer, metric, value in con.execute("SELECT step, layer, metric, value FROM layer_records "
+                                                  "WHERE run_key = ?", (key,)):
+        records.setdefault(metric, {}).setdefault(layer, {})[step] = math.nan if value is None else value
+    alerts = con.execute("SELECT step, kind FROM alerts WHERE run_key = ? ORDER BY rowid", (key,)).fetchall()
+    con.close()
+    return np.array(history["loss"], float), np.array(history["grad_norm"], float), records, alerts
+
+
+def expected(path, key) -> dict:
+    loss, norm, records, alerts = stored(path, key)
+    lost = next(t for t in range(len(loss)) if not (np.isfinite(loss[t]) and np.isfinite(norm[t]))
+                or (t > 0 and loss[t] > 10 * np.median(loss[: min(t, 10)])))
+    early = float(np.median(norm[: min(10, lost)]))
+    start = int(np.argmax(norm[:lost] > 10 * early))
+    assert norm[start] > 10 * early, "this run has a build-up"
+    climb = max(t for t in range(start) if norm[t] <= early)
+    rate = (norm[start] / norm[climb]) ** (1 / (start - climb))
+    blowups = []
+    for layer, values in records["weight_grad_norm"].items():
+        level = np.median([v for s, v in values.items() if s < min(10, lost)])
+        for s in sorted(values):
+            if not np.isfinite(values[s]) or values[s] > 10 * level:
+                blowups.append((s, -(values[s] / level if np.isfinite(values[s]) else math.inf), layer))
+                break
+    first_step, _, first_layer = min(b for b in blowups if b[0] <= lost)
+    largest = {}
+    for values in records["update_ratio"].values():
+        for s, v in values.items():
+            largest[s] = max(largest.get(s, 0.0), v)
+    before = float(np.median([r for s, r in largest.items() if s < start]))
+    clip = float(np.percentile(norm[:climb], 90))
+    return {"lost_at": lost, "early_norm": early, "growth_start": start, "climb_from": climb, "growth_rate": rate,
+            "first_layer": first_layer, "first_layer_step": first_step, "update_ratio_before": before,
+            "clip_value": clip, "alerts": alerts}
+
+
+def test_the_post_mortem_of_a_diverged_run_matches_its_stored_numbers(store):
+    want = expected(store, DIVERGES.key)
+    result = runner.invoke(app, ["diagnose", "--store", str(store), "--run", DIVERGES.key[:6], "--json"])
+    assert result.exit_code == 0, result.output
+    got = json.loads(result.stdout)
+    for name in ("lost_at", "growth_start", "climb_from", "first_layer", "first_layer_step"):
+        assert got[name] == want[name], name
+    for name in ("early_norm", "growth_rate", "update_ratio_before", "clip_value"):
+        assert got[name] == pytest.approx(want[name], rel=1e-9), name
+    assert [(a["step"], a["kind"]) for a in got["alerts"]] == want["alerts"]
+    assert want["alerts"][0][0] < want["lost_at"]  # the monitor warned before the run was lost
+    assert got["lr"] == DIVERGES.lr and got["optimizer"] == "momentum"
+
+
+def test_the_story_tells_where_which_layer_what_preceded_the_alerts_and_the_remedies(store):
+    want = expected(store, DIVERGES.key)
+    result = runner.invoke(app, ["diagnose", "--store", str(store), "--run", DIVERGES.key])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.stdout.split())  # unwrapped
+    assert f"lost at step {want['lost_at']}" in text
+    assert f"({want['early_norm']:.3g}) at step {want['growth_start']}" in text
+    assert f"climbing since step {want['climb_from']}, x{want['growth_rate']:.3g} per step" in text
+    assert f"first layer to blow up: {want['first_layer']}, at step {want['first_layer_step']}" in text
+    assert f"learning rate {DIVERGES.lr:g} (momentum)" in text and f"{want['update_ratio_before']:.3g} per step" in text
+    first_step, first_kind = want["alerts"][0]
+    assert f"{first_kind} at {first_step}" in text and f"{want['lost_at'] - first_step} steps before" in text
+    assert f"clipping the gradient norm at {want['clip_value']:.3g}" in text
+    assert f"ten times lower, {DIVERGES.lr / 10:.3g}" in text and "warm-up" in text
+
+
+def test_a_healthy_run_was_not_lost_and_gets_no_remedy(store):
+    result = runner.invoke(app, ["diagnose", "--store", str(store), "--run", HEALTHY.key, "--json"])
+    got = json.loads(result.stdout)
+    assert got["lost_at"] is None and got["prevention"] == [] and got["alerts"] == []
+    text = runner.invoke(app, ["diagnose", "--store", str(store), "--run", HEALTHY.key]).stdout
+    assert "was not lost" in text and "prevented" not in text
+
+
+def test_bad_store_or_run_is_one_sentence(store, tmp_path):
+    assert_user_error(runner.invoke(app, ["diagnose", "--store", str(store), "--run", "zzzz"]), "unknown run 'zzzz'",
+                      "gradvet runs --store")
+    assert_user_error(runner.invoke(app, ["diagnose", "--store", str(store), "--run", ""]), "unknown run")
+    assert_user_error(runner.invoke(app, ["diagnose", "--store", str(store)]), "--run KEY")
+    assert_user_error(runner.invoke(app, ["diagnose", "--run", DIVERGES.key]), "--store STORE")
+    assert_user_error(runner.invoke(app, ["diagnose", "--store", str(tmp_path / "no.db"), "--run", "ab"]),
+                      "does not exist")
