@@ -22,7 +22,7 @@ probe reads them (`gradvet.Probe`).
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from gradvet.base.errors import GradvetError
@@ -45,17 +45,21 @@ class GradvetCallback(pl.Callback):
     modules to watch (glob patterns on module names, or a function); metrics: the metric classes to
     record; logged: the per-layer metrics sent to the loggers (None: all); optimizer: which of the
     module's optimisers ends a step; show: print the diagnosis at the end; report: also write it to
-    this .json or .html file; store, name: also save the run into this runs.db store under `name`."""
+    this .json or .html file; monitor: True (alerts as warnings) or a function taking each
+    gradvet.Alert: a gradvet.Monitor on every step, its alerts in `callback.alerts`; store, name: also
+    save the run into this runs.db store under `name`."""
 
     def __init__(self, every: int | None = None, include: Include = None,
                  metrics: Iterable[type[Metric]] | None = None, logged: Iterable[str] | None = LOGGED,
                  optimizer: int = 0, show: bool = True, report: str | os.PathLike[str] | None = None,
-                 store: str | os.PathLike[str] | None = None, name: str | None = None):
+                 store: str | os.PathLike[str] | None = None, name: str | None = None,
+                 monitor: bool | Callable[[Any], object] = False):
         if every is not None:
             whole_number("every", every, 1)
         self.every, self.include, self.metrics, self.logged = every, include, metrics, logged
         self.optimizer = whole_number("optimizer", optimizer, 0)
         self.show, self.report, self.store, self.name = show, check_report(report), store, name
+        self.monitor = monitor
         self.session: Session | None = None
         self._stepped = 0  # trainer.global_step when the last optimiser step was seen
 
@@ -64,6 +68,11 @@ class GradvetCallback(pl.Callback):
     def trace(self) -> Trace:
         """The recorded (step, layer, metric, value) rows (empty before `fit`)."""
         return self.session.trace if self.session is not None else Trace()
+
+    @property
+    def alerts(self) -> list:
+        """The early warnings of `monitor=` so far (gradvet.Alert; none without it)."""
+        return self.session.alerts if self.session is not None else []
 
     def diagnose(self, step: int | str = "last") -> Diagnosis:
         """`gradvet.diagnose` of what was recorded so far, at `step` ('last', 'first' or a step number)."""
@@ -86,7 +95,8 @@ class GradvetCallback(pl.Callback):
                                f"optimizer(s); allowed: 0 to {len(optimizers) - 1}.")
         every = self.every if self.every is not None else max(1, int(trainer.log_every_n_steps or 1))
         self.session = Session(pl_module, optimizers[self.optimizer] if optimizers else None, every=every,
-                               include=self.include, metrics=self.metrics, logged=self.logged, source="lightning")
+                               include=self.include, metrics=self.metrics, logged=self.logged, source="lightning",
+                               monitor=self.monitor)
         self.session.open(trainer.global_step + 1)
         self._stepped = trainer.global_step
 

@@ -14,7 +14,7 @@ A step ends on the optimiser's step (k backward passes before it are one step), 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
@@ -24,6 +24,7 @@ from gradvet.integrations.distributed import is_main
 from gradvet.integrations.loggers import close_all, make_loggers
 from gradvet.integrations.names import LOGGED
 from gradvet.integrations.session import Session
+from gradvet.monitor import Alert
 from gradvet.probe.layers import Include
 from gradvet.probe.metrics.unit import Metric
 
@@ -35,9 +36,9 @@ class Watch(Session):
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer | None = None, every: int = EVERY,
                  include: Include = None, log_to: Any = None, metrics: Iterable[type[Metric]] | None = None,
-                 logged: Iterable[str] | None = LOGGED):
+                 logged: Iterable[str] | None = LOGGED, monitor: bool | Callable[[Alert], object] = False):
         super().__init__(model, optimizer, every=every, include=include, metrics=metrics, logged=logged,
-                         source="watch")
+                         source="watch", monitor=monitor)
         self.optimizer = self.probe.optimizer  # the torch optimiser (inside accelerate's wrapper, if any)
         self.loggers = make_loggers(log_to) if is_main() else []
         self._hook = None
@@ -83,12 +84,15 @@ class Watch(Session):
 
 def watch(model: nn.Module, optimizer: torch.optim.Optimizer | None = None, every: int = EVERY,
           include: Include = None, log_to: Any = None, metrics: Iterable[type[Metric]] | None = None,
-          logged: Iterable[str] | None = LOGGED) -> Watch:
+          logged: Iterable[str] | None = LOGGED, monitor: bool | Callable[[Alert], object] = False) -> Watch:
     """Start recording `model`'s gradient flow in a plain training loop (see the module docstring).
 
     every: record one step in `every`; include: the modules to watch (glob patterns on module names,
     e.g. "encoder" or ["*.attn.*", "lm_head"], or a function (name, module) -> bool); log_to:
     'tensorboard', 'wandb', 'mlflow', a logger or a function (metrics, step), or a list of them;
     metrics: the metric classes to record (all registered ones by default); logged: the metrics sent
-    to the loggers per layer (None: all), beside gradvet/grad_norm."""
-    return Watch(model, optimizer, every, include, log_to, metrics, logged).open()
+    to the loggers per layer (None: all), beside gradvet/grad_norm; monitor: True (alerts shown as
+    warnings) or a function taking each gradvet.Alert: a gradvet.Monitor on every step, its alerts in
+    `handle.alerts` and saved with the run (`handle.observe(loss)` before the optimiser's step adds the
+    loss detectors)."""
+    return Watch(model, optimizer, every, include, log_to, metrics, logged, monitor).open()

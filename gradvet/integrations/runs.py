@@ -61,6 +61,7 @@ class LoopRun:
     metrics: dict[str, Any]
     history: dict[str, list] = field(default_factory=dict)
     layer_records: list[tuple[int, str, str, float]] = field(default_factory=list)
+    alerts: list[dict[str, Any]] = field(default_factory=list)  # a monitored loop's (gradvet.Alert.to_dict())
 
 
 def save_run(source: Any, store: str | os.PathLike[str] | Store = "runs.db", name: str | None = None,
@@ -77,7 +78,8 @@ def save_run(source: Any, store: str | os.PathLike[str] | Store = "runs.db", nam
         name = f"{model or 'model'} {time.strftime('%Y-%m-%d %H:%M:%S')}"
     if not isinstance(name, str) or not name.strip():
         raise GradvetError(f"name={name!r} must be a non-empty text naming the run.")
-    run = LoopRun(LoopSpec(name, source_name, model), "done", {}, _history(losses), list(trace.rows))
+    run = LoopRun(LoopSpec(name, source_name, model), "done", {}, _history(losses), list(trace.rows),
+                  [alert.to_dict() for alert in getattr(source, "alerts", None) or ()])
     run.metrics = _metrics(trace, losses, wall_time)
     if _diverged(trace, run.metrics.get("final_loss")):
         run.status = "diverged"

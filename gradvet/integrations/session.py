@@ -5,22 +5,29 @@ one call before the loop (`gradvet.watch`); either way the probe is entered at t
 at the end or on an exception, its hooks removed. Each integration then does the same things with
 it, here: hands out the numbers of the steps recorded since it last asked (`new_steps`, named as
 `integrations.names` says), keeps the losses it is given, diagnoses (`diagnose`) and saves the run
-into a store (`save`, on the main process only: see `integrations.distributed`).
+into a store (`save`, on the main process only: see `integrations.distributed`). With
+`monitor=True` (or a function taking an Alert) a `gradvet.Monitor` watches every step beside the
+probe (which may record one step in `every`): its alerts are in `session.alerts`, passed to the
+function (by default shown as a warning, one line with the numbers and the remedy) and saved with
+the run.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterable
+import warnings
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
 from torch import nn
 
+from gradvet.base.errors import GradvetError
 from gradvet.integrations.distributed import inner_optimizer, is_main, unwrap
 from gradvet.integrations.names import LOGGED, by_step, grad_norm, parameters_outside, shared_layers, step_metrics
 from gradvet.integrations.runs import save_run
+from gradvet.monitor import Alert, Monitor
 from gradvet.probe import Diagnosis, Probe, Trace, diagnose, watched_modules
 from gradvet.probe.layers import Include
 from gradvet.probe.metrics.unit import Metric
@@ -31,13 +38,18 @@ class Session:
 
     every: record one optimiser step in `every`; include: the modules to watch (`Probe`); metrics: the
     metric classes to record; logged: the metrics `new_steps` hands out per layer (None: all);
-    source: where the run came from, as a store shows it ('watch', 'lightning', 'transformers')."""
+    source: where the run came from, as a store shows it ('watch', 'lightning', 'transformers');
+    monitor: True (alerts shown as warnings) or a function taking each `gradvet.Alert`: early warnings
+    from a `gradvet.Monitor` on every step (see the module docstring); False: none."""
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer | None = None, *, every: int = 1,
                  include: Include = None, metrics: Iterable[type[Metric]] | None = None,
-                 logged: Iterable[str] | None = LOGGED, source: str = "watch"):
+                 logged: Iterable[str] | None = LOGGED, source: str = "watch",
+                 monitor: bool | Callable[[Alert], object] = False):
         self.model = unwrap(model)
-        self.probe = Probe(self.model, inner_optimizer(optimizer) if optimizer is not None else None, every=every, include=include, metrics=metrics)
+        inner = inner_optimizer(optimizer) if optimizer is not None else None
+        self.probe = Probe(self.model, inner, every=every, include=include, metrics=metrics)
+        self.monitor = _monitor(self.model, inner, monitor)
         self.logged = None if logged is None else tuple(logged)
         self.source = source
         self.losses: dict[int, Any] = {}  # step -> loss (a number, or a 0-d tensor read when saved)
@@ -58,6 +70,8 @@ class Session:
     def open(self, step: int = 0) -> Session:
         """Enter the probe, its first step numbered `step` (a framework's own count, when it resumes)."""
         self.probe.__enter__()
+        if self.monitor is not None:
+            self.monitor.__enter__()
         self._open, self.started = True, time.perf_counter()
         inner = getattr(self.model, "_orig_mod", self.model)  # a torch.compile'd model: the probe watches the module inside
         watched = watched_modules(inner, self.probe.include)
@@ -71,10 +85,23 @@ class Session:
         if not self._open:
             return
         self._open = False
-        if error is None:
-            self.probe.__exit__(None, None, None)
-        else:
-            self.probe.__exit__(type(error), error, error.__traceback__)
+        exc = (None, None, None) if error is None else (type(error), error, error.__traceback__)
+        try:
+            if self.monitor is not None:
+                self.monitor.__exit__(*exc)
+        finally:
+            self.probe.__exit__(*exc)
+
+    @property
+    def alerts(self) -> list[Alert]:
+        """The monitor's alerts so far (none without `monitor=`)."""
+        return list(self.monitor.alerts) if self.monitor is not None else []
+
+    def observe(self, loss: Any) -> None:
+        """Give the monitor this step's loss (before the optimiser's step), for the loss detectors;
+        alerts work from the gradients alone without it. Nothing without `monitor=`."""
+        if self.monitor is not None and self._open:
+            self.monitor.observe(loss)
 
     def new_steps(self) -> list[tuple[int, dict[str, float]]]:
         """(step, {name: value}) of each step recorded since the last call."""
@@ -102,3 +129,20 @@ class Session:
         losses = {step: float(loss) for step, loss in self.losses.items()}
         wall = time.perf_counter() - self.started if self.started is not None else None
         return save_run(self, store, name, losses=losses, wall_time=wall)
+
+
+def _monitor(model: nn.Module, optimizer: torch.optim.Optimizer | None,
+             monitor: bool | Callable[[Alert], object]) -> Monitor | None:
+    """The Monitor `monitor=` asks for: None for False; alerts to `monitor` when it is a function,
+    else shown as warnings."""
+    if monitor is False or monitor is None:
+        return None
+    if monitor is True:
+        return Monitor(model, optimizer, on_alert=_warn)
+    if not callable(monitor):
+        raise GradvetError(f"monitor={monitor!r} must be True, False or a function taking a gradvet.Alert.")
+    return Monitor(model, optimizer, on_alert=monitor)
+
+
+def _warn(alert: Alert) -> None:
+    warnings.warn(f"gradvet: {alert}", stacklevel=2)

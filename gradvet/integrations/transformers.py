@@ -27,7 +27,8 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from gradvet.base.errors import GradvetError
 from gradvet.base.validation import whole_number
@@ -50,17 +51,21 @@ class GradvetCallback(trainer_callback.TrainerCallback):
     every: record one optimiser step in `every` (None: the Trainer's logging_steps); include: the modules
     to watch (glob patterns on module names, or a function); metrics: the metric classes to record;
     logged: the per-layer metrics put into the logs (None: all); show: print the diagnosis at the end;
-    report: also write it to this .json or .html file; store, name: also save the run into this runs.db
+    report: also write it to this .json or .html file; monitor: True (alerts as warnings) or a function taking each
+    gradvet.Alert: a gradvet.Monitor on every step, its alerts in `callback.alerts`; store, name: also
+    save the run into this runs.db
     store under `name`."""
 
     def __init__(self, every: int | None = None, include: Include = None,
                  metrics: Iterable[type[Metric]] | None = None, logged: Iterable[str] | None = LOGGED,
                  show: bool = True, report: str | os.PathLike[str] | None = None,
-                 store: str | os.PathLike[str] | None = None, name: str | None = None):
+                 store: str | os.PathLike[str] | None = None, name: str | None = None,
+                 monitor: bool | Callable[[Any], object] = False):
         if every is not None:
             whole_number("every", every, 1)
         self.every, self.include, self.metrics, self.logged = every, include, metrics, logged
         self.show, self.report, self.store, self.name = show, check_report(report), store, name
+        self.monitor = monitor
         self.session: Session | None = None
         self._pending: dict[int, dict[str, float]] = {}  # step -> its numbers, until a log takes them
 
@@ -69,6 +74,11 @@ class GradvetCallback(trainer_callback.TrainerCallback):
     def trace(self) -> Trace:
         """The recorded (step, layer, metric, value) rows (empty before `train()`)."""
         return self.session.trace if self.session is not None else Trace()
+
+    @property
+    def alerts(self) -> list:
+        """The early warnings of `monitor=` so far (gradvet.Alert; none without it)."""
+        return self.session.alerts if self.session is not None else []
 
     def diagnose(self, step: int | str = "last") -> Diagnosis:
         """`gradvet.diagnose` of what was recorded so far, at `step` ('last', 'first' or a step number)."""
@@ -104,7 +114,8 @@ class GradvetCallback(trainer_callback.TrainerCallback):
             raise GradvetError("GradvetCallback: the Trainer passed no model to on_train_begin.")
         every = self.every or _logging_interval(args, state)
         self.session = Session(model, optimizer, every=every, include=self.include, metrics=self.metrics,
-                               logged=self.logged, source="transformers")
+                               logged=self.logged, source="transformers",
+                               monitor=self.monitor)
         self.session.open(state.global_step + 1)
         self._pending = {}
 
