@@ -37,7 +37,7 @@ from gradvet.base.formatting import mean_sd_text, short_number
 from gradvet.base.stats import mean_sd
 from gradvet.data import load
 from gradvet.experiments.base import Context, experiment
-from gradvet.probe import Trace, diagnose
+from gradvet.probe import Diagnosis, Trace, diagnose
 from gradvet.spec import RunSpec
 from gradvet.train.result import Run
 
@@ -85,6 +85,15 @@ def speed_layer(spec: RunSpec) -> str:
     return f"{FIRST}.norm" if spec.norm == "batch" else f"{FIRST}.linear"
 
 
+def layer_ratio(diagnosis: Diagnosis) -> float:
+    """delta_1/delta_L over the hidden layers for every remedy alike, the residual net included (whose
+    own verdict reads the residual stream between its blocks, `Diagnosis.basis`): the table compares
+    one quantity across the remedies."""
+    if diagnosis.basis == "blocks" and diagnosis.layers:
+        return diagnosis.layers[0].ratio_to_last
+    return diagnosis.ratio
+
+
 def measure(run: Run) -> dict[str, Any]:
     """Ratios at init and after training, first-layer speed and update ratio, accuracy, wall time."""
     trace = Trace(run.layer_records)
@@ -93,7 +102,7 @@ def measure(run: Run) -> dict[str, Any]:
     _, speeds = trace.series(layer, "bias_grad_norm")
     _, updates = trace.series(f"{FIRST}.linear", "update_ratio")
     return {
-        "ratio_at_init": start.ratio, "ratio_trained": end.ratio,
+        "ratio_at_init": layer_ratio(start), "ratio_trained": layer_ratio(end),
         "first_layer_speed_at_init": speeds[0] if speeds else math.nan,
         "first_layer_speed_mean": sum(speeds) / len(speeds) if speeds else math.nan,
         "first_layer_update_ratio": sum(updates) / len(updates) if updates else math.nan,
