@@ -65,6 +65,9 @@ def call_factory(target: str, kwargs: dict[str, Any] | None = None) -> Any:
             module = importlib.import_module(module_name)
         except ImportError as err:
             raise GradvetError(f"--model {target!r}: cannot import module {module_name!r} ({err}).") from None
+        except (Exception, SystemExit) as err:  # noqa: BLE001 - the user's module failed as it loaded
+            raise GradvetError(f"--model {target!r}: importing module {module_name!r} raised "
+                               f"{type(err).__name__}: {first_line(err)}; fix the module first.") from None
         factory = getattr(module, attr, None)
         if factory is None or not callable(factory):
             raise GradvetError(f"--model {target!r}: module {module_name!r} has no callable {attr!r}.")

@@ -125,6 +125,13 @@ def test_every_failure_is_one_line_and_exit_2(factories):
     assert_user_error(diagnose("--model", "userfactories:mlp_batch", "--data", "tokens"), "--data tokens")
 
 
+def test_a_module_that_fails_as_it_loads_is_one_line_and_exit_2(factories, tmp_path):
+    (tmp_path / "broken_syntax.py").write_text("def f(:\n")
+    (tmp_path / "broken_import.py").write_text("raise RuntimeError('no cheese here')\n")
+    assert_user_error(diagnose("--model", "broken_syntax:f"), "importing module 'broken_syntax' raised SyntaxError")
+    assert_user_error(diagnose("--model", "broken_import:f"), "raised RuntimeError: no cheese here")
+
+
 def test_the_readme_commands_run(monkeypatch):
     readme = (ROOT / "README.md").read_text()
     commands = [line[len("$ gradvet "):] for line in readme.splitlines() if line.startswith("$ gradvet diagnose --model")]

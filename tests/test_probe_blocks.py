@@ -371,3 +371,29 @@ def test_blocks_nested_in_blocks_are_not_the_blocks():
                            "head": nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 4), nn.ReLU())})
     assert [name for name, _ in find_blocks(model)] == ["layers.0", "layers.1", "layers.2"]
     assert find_blocks(nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 4))) == []
+
+
+def test_reentrant_checkpointing_keeps_the_blocks_in_the_models_order():
+    """use_reentrant=True runs the first forward pass under no_grad and the recorded calls inside backward,
+    last block first: the block rows and the stream ratio must still read first block to last, as autograd's."""
+    from torch.utils.checkpoint import checkpoint
+
+    class Checkpointed(nn.Module):
+        def __init__(self, inner: nn.Sequential):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, x):
+            h = self.inner[0](x)
+            for block in list(self.inner)[1:-1]:
+                h = checkpoint(block, h, use_reentrant=True)
+            return self.inner[-1](h)
+
+    plain = residual_mlp(1.0, blocks=6)
+    x = torch.randn(16, 8, dtype=torch.float64, requires_grad=True)
+    seen = autograd_blocks(plain, x)
+    wrapped = Checkpointed(residual_mlp(1.0, blocks=6))
+    d = gradvet.diagnose(probed(wrapped, x))
+    assert [b.name for b in d.blocks] == [f"inner.{i}" for i in range(1, 7)]
+    expected = seen["1"][1].grad.norm() / seen["6"][1].grad.norm()
+    assert d.ratio == pytest.approx(float(expected), rel=1e-6)

@@ -7,6 +7,7 @@ the number torch itself returns (clip_grad_norm_), or the same loop without the 
 from __future__ import annotations
 
 import math
+import re
 import warnings
 
 import pytest
@@ -471,3 +472,15 @@ def test_hooks_make_no_host_copy():
         opt.step()
     assert copies == []
     assert probe.trace.steps() == [0] and len(probe.trace.rows) > 30
+
+
+@pytest.mark.parametrize("kwargs, named", [
+    ({"optimizer": "sgd"}, "optimizer='sgd'"),
+    ({"blocks": 3}, "blocks=3"),
+    ({"blocks": [1, 2]}, "blocks=[1, 2]"),
+])
+def test_bad_probe_arguments_are_one_sentence(kwargs, named):
+    from gradvet.base.errors import GradvetError
+
+    with pytest.raises(GradvetError, match=re.escape(named)):
+        gradvet.Probe(nn.Linear(3, 2), **kwargs)

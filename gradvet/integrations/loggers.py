@@ -76,8 +76,9 @@ class WandB:
 
 
 class MLflow:
-    """Metrics of the MLflow run `run_id` (default: the active run, started as MLflow itself does when
-    there is none), each with its step, sent in batches of MLflow's limit of 1000 metrics."""
+    """Metrics of the MLflow run `run_id` (default: the active run; when there is none, a run gradvet
+    starts at `tracking_uri` and ends in `close`), each with its step, sent in batches of MLflow's
+    limit of 1000 metrics."""
 
     BATCH = 1000
 
@@ -85,11 +86,22 @@ class MLflow:
         mlflow = require("mlflow", "mlflow", "logging to MLflow")
         from mlflow.tracking import MlflowClient
 
-        if run_id is None:
-            run = mlflow.active_run() or mlflow.start_run()
-            run_id = run.info.run_id
-        self.run_id = run_id
         self.client = MlflowClient(tracking_uri)
+        self.own = False  # a run gradvet started, so gradvet ends it
+        if run_id is None:
+            active = mlflow.active_run() if tracking_uri is None else None
+            if active is not None:
+                run_id = active.info.run_id
+            else:
+                experiment = self.client.get_experiment_by_name("Default")
+                run_id = self.client.create_run(experiment.experiment_id if experiment else "0").info.run_id
+                self.own = True
+        self.run_id = run_id
+
+    def close(self) -> None:
+        if self.own:
+            self.client.set_terminated(self.run_id)
+            self.own = False
 
     def log(self, metrics: dict[str, float], step: int) -> None:
         import time
@@ -141,7 +153,8 @@ def _logger(item: Any) -> Logger:
 
 
 def close_all(loggers: Iterable[Logger]) -> None:
-    """Flush and close the loggers gradvet made (a W&B or MLflow run stays open: it is the user's)."""
+    """Flush and close the loggers gradvet made (a W&B or MLflow run the user started stays open; an
+    MLflow run gradvet started is ended)."""
     for logger in loggers:
         close = getattr(logger, "close", None)
         if callable(close):

@@ -50,7 +50,7 @@ class Session:
         inner = inner_optimizer(optimizer) if optimizer is not None else None
         self.probe = Probe(self.model, inner, every=every, include=include, metrics=metrics)
         self.monitor = _monitor(self.model, inner, monitor)
-        self.logged = None if logged is None else tuple(logged)
+        self.logged = None if logged is None else (logged,) if isinstance(logged, str) else tuple(logged)
         self.source = source
         self.losses: dict[int, Any] = {}  # step -> loss (a number, or a 0-d tensor read when saved)
         self.started: float | None = None

@@ -143,7 +143,10 @@ class BlockRecorder:
         known = [s for s in self._skip.values() if s is not None]
         residual = any(known)
         self._measured, flat = [], []
-        for name in self._order:
+        # blocks in the model's order (`self.blocks`): under reentrant checkpointing the first call
+        # recorded is the recomputation inside backward, which runs the blocks last to first
+        rank = {name: i for i, (name, _) in enumerate(self.blocks)}
+        for name in sorted(self._order, key=lambda n: rank.get(n, len(rank))):
             st = self._state[name]
             if st.skip is None:
                 st.skip = residual if known else None  # undecided (no gradient at its input): as the others

@@ -134,6 +134,10 @@ class Probe:
             raise GradvetError(f"Probe needs a torch.nn.Module; got {type(model).__name__}.")
         if isinstance(every, bool) or not isinstance(every, int) or every < 1:
             raise GradvetError(f"every={every!r} must be a whole number >= 1.")
+        if optimizer is not None and not callable(getattr(optimizer, "register_step_pre_hook", None)):
+            raise GradvetError(f"optimizer={optimizer!r} must be a torch.optim.Optimizer (or None: end each step "
+                               "with probe.step()).")
+        blocks = _check_blocks(blocks)
         units = registry.metrics() if metrics is None else tuple(metrics)
         for unit in units:
             check(unit)
@@ -624,3 +628,18 @@ def _first_tensor(value) -> torch.Tensor | None:
             if found is not None:
                 return found
     return None
+
+
+def _check_blocks(blocks):
+    """`blocks` as Probe takes it: None, True, False, or a list of module names (one GradvetError sentence
+    otherwise)."""
+    if blocks is None or isinstance(blocks, bool):
+        return blocks
+    names = [blocks] if isinstance(blocks, str) else blocks
+    try:
+        names = list(names)
+    except TypeError:
+        names = None
+    if names is None or not all(isinstance(n, str) for n in names):
+        raise GradvetError(f"blocks={blocks!r} must be None (found), True, False (none) or a list of module names.")
+    return names
