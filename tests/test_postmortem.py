@@ -122,3 +122,41 @@ def test_bad_store_or_run_is_one_sentence(store, tmp_path):
     assert_user_error(runner.invoke(app, ["diagnose", "--run", DIVERGES.key]), "--store STORE")
     assert_user_error(runner.invoke(app, ["diagnose", "--store", str(tmp_path / "no.db"), "--run", "ab"]),
                       "does not exist")
+
+
+def test_a_run_saved_from_the_users_own_loop_is_lost_where_its_loss_turned_non_finite(tmp_path):
+    """`gradvet.save_run` keeps the losses only (the gradient norm of sampled steps is in the layer
+    records): the post-mortem reads the loss, and finds the first non-finite one as a loop over it does."""
+    import torch
+    from torch import nn
+
+    import gradvet
+
+    generator = torch.Generator().manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 32), nn.Tanh(), nn.Linear(32, 1))
+    opt = torch.optim.SGD(model.parameters(), lr=5.0)
+    x = torch.randn(64, 8, generator=generator) * 10
+    y = torch.randn(64, 1, generator=generator) * 1e3
+    losses = []
+    with gradvet.watch(model, opt, every=1) as handle:
+        for _ in range(12):
+            loss = nn.functional.mse_loss(model(x), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            handle.step(loss)
+            losses.append(loss.item())
+    assert not all(math.isfinite(v) for v in losses)  # the loop did diverge
+    from gradvet.monitor.postmortem import EARLY_STEPS, LOSS_FACTOR
+
+    def lost(t):  # the documented rule: a NaN/Inf loss, or one above LOSS_FACTOR x the median of the early ones
+        early = sorted(v for v in losses[: min(t, EARLY_STEPS)] if math.isfinite(v))
+        median = (early[(len(early) - 1) // 2] + early[len(early) // 2]) / 2 if early else None
+        return not math.isfinite(losses[t]) or (median is not None and losses[t] > LOSS_FACTOR * median)
+
+    first_bad = next(t for t in range(len(losses)) if lost(t))
+    key = handle.save(tmp_path / "own.db", name="lr 5")
+    result = runner.invoke(app, ["diagnose", "--store", str(tmp_path / "own.db"), "--run", key, "--json"])
+    assert result.exit_code == 0, result.output
+    got = json.loads(result.stdout)
+    assert got["lost_at"] == first_bad and got["status"] == "diverged"

@@ -143,7 +143,7 @@ def _finite(v: Any) -> bool:
 
 def _lost(loss: list, norm: list) -> tuple[int | None, str | None]:
     for t in range(len(loss)):
-        if not (_finite(loss[t]) and _finite(norm[t])):
+        if not _finite(loss[t]) or (norm[t] is not None and not _finite(norm[t])):  # None: not recorded
             return t, "nan"
         early = [v for v in loss[: min(t, EARLY_STEPS)] if _finite(v)]
         if early and loss[t] > LOSS_FACTOR * statistics.median(early):
@@ -191,6 +191,8 @@ def postmortem(run: dict[str, Any], layer_records: list[tuple]) -> PostMortem:
     spec = run.get("spec") or {}
     history = run.get("history") or {}
     loss, norm = list(history.get("loss") or []), list(history.get("grad_norm") or [])
+    if loss and not norm:  # a run saved from the user's own loop (`gradvet.save_run`): losses only
+        norm = [None] * len(loss)
     n = min(len(loss), len(norm))
     loss, norm = loss[:n], norm[:n]
     pm = PostMortem(key=str(run.get("key")), label=str(run.get("label")), status=str(run.get("status")), steps=n,

@@ -15,7 +15,9 @@ class BranchRatio(BlockMetric):
     the branch outweighs the skip and the stream grows by about sqrt(1 + r^2) per block.
     Recorded only where it means that: for a block with an identity skip (a path from its
     output to its input through no weight layer, `probe.blocks.identity_skip`) whose output
-    has its input's shape and that did not change its input in place."""
+    has its input's shape and that did not change its input in place. For a Post-LN block
+    (h = LN(x + f(x)), the default nn.TransformerEncoderLayer) h - x is not the branch: the number
+    is ||LN(x + f(x)) - x|| / ||x||, how much the block changes the stream, normalisation included."""
 
     name = "branch_ratio"
     reads = frozenset({INPUT, OUTPUT})
