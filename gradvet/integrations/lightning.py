@@ -30,15 +30,14 @@ from gradvet.base.validation import whole_number
 from gradvet.integrations.ending import check_report, finish
 from gradvet.integrations.extras import require
 from gradvet.integrations.names import LOGGED
-from gradvet.integrations.session import Session
-from gradvet.probe import Diagnosis, Trace
+from gradvet.integrations.session import Session, SessionReadings
 from gradvet.probe.layers import Include
 from gradvet.probe.metrics.unit import Metric
 
 pl = require("lightning.pytorch", "lightning", "gradvet.integrations.lightning")
 
 
-class GradvetCallback(pl.Callback):
+class GradvetCallback(SessionReadings, pl.Callback):
     """Records the LightningModule's gradient flow during `fit` (see the module docstring).
 
     every: record one optimiser step in `every` (None: the Trainer's log_every_n_steps); include: the
@@ -48,6 +47,8 @@ class GradvetCallback(pl.Callback):
     this .json or .html file; monitor: True (alerts as warnings) or a function taking each
     gradvet.Alert: a gradvet.Monitor on every step, its alerts in `callback.alerts`; store, name: also
     save the run into this runs.db store under `name`."""
+
+    START = "trainer.fit(...)"
 
     def __init__(self, every: int | None = None, include: Include = None,
                  metrics: Iterable[type[Metric]] | None = None, logged: Iterable[str] | None = LOGGED,
@@ -62,29 +63,6 @@ class GradvetCallback(pl.Callback):
         self.monitor = monitor
         self.session: Session | None = None
         self._stepped = 0  # trainer.global_step when the last optimiser step was seen
-
-    # -- what one reads ------------------------------------------------------------------------
-    @property
-    def trace(self) -> Trace:
-        """The recorded (step, layer, metric, value) rows (empty before `fit`)."""
-        return self.session.trace if self.session is not None else Trace()
-
-    @property
-    def alerts(self) -> list:
-        """The early warnings of `monitor=` so far (gradvet.Alert; none without it)."""
-        return self.session.alerts if self.session is not None else []
-
-    def diagnose(self, step: int | str = "last") -> Diagnosis:
-        """`gradvet.diagnose` of what was recorded so far, at `step` ('last', 'first' or a step number)."""
-        if self.session is None:
-            raise GradvetError("nothing recorded yet: call trainer.fit(...) with this callback first.")
-        return self.session.diagnose(step)
-
-    def save(self, store: str | os.PathLike[str] = "runs.db", name: str | None = None) -> str | None:
-        """Save the run into a runs.db store (global rank 0 only; None elsewhere)."""
-        if self.session is None:
-            raise GradvetError("nothing recorded yet: call trainer.fit(...) with this callback first.")
-        return self.session.save(store, name)
 
     # -- Lightning's hooks ---------------------------------------------------------------------
     def on_fit_start(self, trainer: Any, pl_module: Any) -> None:

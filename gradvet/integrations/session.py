@@ -146,3 +146,35 @@ def _monitor(model: nn.Module, optimizer: torch.optim.Optimizer | None,
 
 def _warn(alert: Alert) -> None:
     warnings.warn(f"gradvet: {alert}", stacklevel=2)
+
+
+class SessionReadings:
+    """What a framework's callback gives to read at any time, from its `session` (None before training
+    starts): `trace`, `alerts`, `diagnose()`, `save()`. `START` says how training starts, for the
+    sentence when nothing was recorded yet."""
+
+    session: Session | None = None
+    START = "training"
+
+    @property
+    def trace(self) -> Trace:
+        """The recorded (step, layer, metric, value) rows (empty before training)."""
+        return self.session.trace if self.session is not None else Trace()
+
+    @property
+    def alerts(self) -> list[Alert]:
+        """The early warnings of `monitor=` so far (none without it)."""
+        return self.session.alerts if self.session is not None else []
+
+    def diagnose(self, step: int | str = "last") -> Diagnosis:
+        """`gradvet.diagnose` of what was recorded so far, at `step` ('last', 'first' or a step number)."""
+        return self._started().diagnose(step)
+
+    def save(self, store: str | os.PathLike[str] = "runs.db", name: str | None = None) -> str | None:
+        """Save the run into a runs.db store (the main process only; None elsewhere)."""
+        return self._started().save(store, name)
+
+    def _started(self) -> Session:
+        if self.session is None:
+            raise GradvetError(f"nothing recorded yet: call {self.START} with this callback first.")
+        return self.session

@@ -35,8 +35,7 @@ from gradvet.base.validation import whole_number
 from gradvet.integrations.ending import check_report, finish
 from gradvet.integrations.extras import require
 from gradvet.integrations.names import GRAD_NORM, LOGGED, PREFIX
-from gradvet.integrations.session import Session
-from gradvet.probe import Diagnosis, Trace
+from gradvet.integrations.session import Session, SessionReadings
 from gradvet.probe.layers import Include
 from gradvet.probe.metrics.unit import Metric
 
@@ -45,7 +44,7 @@ trainer_callback = require("transformers.trainer_callback", "hf", "gradvet.integ
 DEFAULT_EVERY = 10  # when the Trainer does not log by steps
 
 
-class GradvetCallback(trainer_callback.TrainerCallback):
+class GradvetCallback(SessionReadings, trainer_callback.TrainerCallback):
     """Records the Trainer's model's gradient flow during `train()` (see the module docstring).
 
     every: record one optimiser step in `every` (None: the Trainer's logging_steps); include: the modules
@@ -55,6 +54,8 @@ class GradvetCallback(trainer_callback.TrainerCallback):
     gradvet.Alert: a gradvet.Monitor on every step, its alerts in `callback.alerts`; store, name: also
     save the run into this runs.db
     store under `name`."""
+
+    START = "trainer.train()"
 
     def __init__(self, every: int | None = None, include: Include = None,
                  metrics: Iterable[type[Metric]] | None = None, logged: Iterable[str] | None = LOGGED,
@@ -68,29 +69,6 @@ class GradvetCallback(trainer_callback.TrainerCallback):
         self.monitor = monitor
         self.session: Session | None = None
         self._pending: dict[int, dict[str, float]] = {}  # step -> its numbers, until a log takes them
-
-    # -- what one reads ------------------------------------------------------------------------
-    @property
-    def trace(self) -> Trace:
-        """The recorded (step, layer, metric, value) rows (empty before `train()`)."""
-        return self.session.trace if self.session is not None else Trace()
-
-    @property
-    def alerts(self) -> list:
-        """The early warnings of `monitor=` so far (gradvet.Alert; none without it)."""
-        return self.session.alerts if self.session is not None else []
-
-    def diagnose(self, step: int | str = "last") -> Diagnosis:
-        """`gradvet.diagnose` of what was recorded so far, at `step` ('last', 'first' or a step number)."""
-        if self.session is None:
-            raise GradvetError("nothing recorded yet: call trainer.train() with this callback first.")
-        return self.session.diagnose(step)
-
-    def save(self, store: str | os.PathLike[str] = "runs.db", name: str | None = None) -> str | None:
-        """Save the run into a runs.db store (main process only; None elsewhere)."""
-        if self.session is None:
-            raise GradvetError("nothing recorded yet: call trainer.train() with this callback first.")
-        return self.session.save(store, name)
 
     def grad_norm(self, step: int) -> float:
         """gradvet's total gradient norm at a recorded step: the Trainer's `grad_norm` of that step."""

@@ -26,6 +26,7 @@ from torch import nn
 from gradvet.probe.blocks import chosen_blocks, identity_skip, skip_through_norm, weight_parameters
 from gradvet.probe.metrics.block_unit import BlockMetric, BlockStep
 from gradvet.probe.metrics.unit import INPUT_GRAD, OUTPUT_GRAD, Metric, Parts, Values
+from gradvet.probe.tensors import first_tensor
 
 
 class BlockRecorder:
@@ -93,9 +94,9 @@ class BlockRecorder:
             st = self._state.get(name)
             if st is None or not torch.is_grad_enabled() or self._plain(name):
                 return None
-            x = _first_tensor(args)
+            x = first_tensor(args)
             if x is None:
-                x = _first_tensor((kwargs.get("hidden_states"), *kwargs.values()))
+                x = first_tensor((kwargs.get("hidden_states"), *kwargs.values()))
             self._pending.setdefault(name, []).append((x, x._version if x is not None else 0))
             if x is not None and self._input_grad and x.requires_grad:
                 self._tensor_hooks.append(x.register_hook(self._grad_hook(st, "input_grad")))
@@ -110,7 +111,7 @@ class BlockRecorder:
                 return
             pending = self._pending.get(name)
             x, version = pending.pop() if pending else (None, 0)
-            out = _first_tensor(output)
+            out = first_tensor(output)
             if out is None:
                 return
             if st.calls == 0:
@@ -173,15 +174,3 @@ class BlockRecorder:
             out += [(step, st.name, metric, value) for metric, value in values.items()]
         self._measured = []
         return out
-
-
-def _first_tensor(value) -> torch.Tensor | None:
-    """The first tensor in a module's input/output (a tensor, or a tuple or list holding one)."""
-    if torch.is_tensor(value):
-        return value
-    if isinstance(value, (tuple, list)):
-        for item in value:
-            found = _first_tensor(item)
-            if found is not None:
-                return found
-    return None

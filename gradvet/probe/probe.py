@@ -90,6 +90,7 @@ from gradvet.probe.metrics.unit import (
 )
 from gradvet.probe.nonfinite import NonFinite, first_in_forward
 from gradvet.probe.param_grads import ParamGradReader
+from gradvet.probe.tensors import first_tensor, tensors
 from gradvet.probe.trace import INPUT as INPUT_LAYER
 from gradvet.probe.trace import Row as TraceRow
 from gradvet.probe.trace import Trace
@@ -410,7 +411,7 @@ class Probe:
             if not self._count_call(st):
                 st.open.append(None)
                 return None
-            x = _first_tensor(args) if args else _first_tensor(list(kwargs.values()))  # module(input=x) too
+            x = first_tensor(args) if args else first_tensor(list(kwargs.values()))  # module(input=x) too
             if x is not None:
                 if FINITE in needs and not self._is_last_output(x):
                     self._check_finite(w.name, "input", x)  # else checked as the module before's output, unchanged since
@@ -438,7 +439,7 @@ class Probe:
             call = st.open.pop()
             if call is None:  # a recomputation
                 return
-            outs = _tensors(output)
+            outs = tensors(output)
             if not outs:
                 return
             out = outs[0]
@@ -609,25 +610,6 @@ class Probe:
         return rows
 
 
-def _tensors(value) -> list[torch.Tensor]:
-    """The tensors of a module's output (a tensor, or a tuple such as LSTM's), nested tuples flattened."""
-    if torch.is_tensor(value):
-        return [value]
-    if isinstance(value, (tuple, list)):
-        return [t for item in value for t in _tensors(item)]
-    return []
-
-
-def _first_tensor(value) -> torch.Tensor | None:
-    """The first tensor in a module's input/output (a tensor, or a tuple such as LSTM's)."""
-    if torch.is_tensor(value):
-        return value
-    if isinstance(value, (tuple, list)):
-        for item in value:
-            found = _first_tensor(item)
-            if found is not None:
-                return found
-    return None
 
 
 def _check_blocks(blocks):
