@@ -35,13 +35,15 @@ def run(rank: int, world: int, folder: str) -> None:
         optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
         logged: list = []
         handle = gradvet.watch(model, optimizer, every=1, log_to=lambda metrics, step: logged.append(metrics[GRAD_NORM]))
+        monitor = gradvet.Monitor(model.module, optimizer, keep_signals=True).__enter__()
         x, y = data(rank)
         nn.functional.cross_entropy(model(x), y).backward()
         optimizer.step()
+        monitor.__exit__(None, None, None)
         handle.close()
         at = handle.trace.at(0)
         result = {"weight_grad_norm": at["0"]["weight_grad_norm"], "bias_grad_norm": at["0"]["bias_grad_norm"],
-                  "layers": handle.trace.layers(), "logged": logged,
+                  "layers": handle.trace.layers(), "logged": logged, "monitor_grad_norm": monitor.signals[0].grad_norm,
                   "saved": handle.save(Path(folder) / "runs.db", name="ddp test")}
         (Path(folder) / f"rank{rank}.json").write_text(json.dumps(result))
     finally:

@@ -46,6 +46,17 @@ def averaged_gradient(world: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.stack(grads).mean(0), grads[0]
 
 
+def averaged_total(world: int = 2) -> float:
+    """||g|| over every parameter of the all-reduced gradient (the mean over the ranks), in float64."""
+    per_rank = []
+    for rank in range(world):
+        model = network().double()
+        x, y = data(rank)
+        nn.functional.cross_entropy(model(x.double()), y).backward()
+        per_rank.append([p.grad for p in model.parameters()])
+    return sum(float(torch.stack(gs).mean(0).pow(2).sum()) for gs in zip(*per_rank)) ** 0.5
+
+
 def test_each_rank_records_the_all_reduced_gradient_and_only_rank_0_logs_and_saves(tmp_path):
     spawn(tmp_path)
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
@@ -55,6 +66,7 @@ def test_each_rank_records_the_all_reduced_gradient_and_only_rank_0_logs_and_sav
     for result in ranks:
         assert result["weight_grad_norm"] == pytest.approx(expected, rel=1e-5)
         assert result["layers"][0] == "0"  # the model inside DDP, with its own names
+        assert result["monitor_grad_norm"] == pytest.approx(averaged_total(), rel=1e-5)  # the Monitor too
     assert len(ranks[0]["logged"]) == 1 and ranks[1]["logged"] == []
     assert ranks[0]["saved"] and ranks[1]["saved"] is None
     from gradvet.sweep import Store

@@ -3,7 +3,8 @@
 Each trainable parameter gets a post-accumulate-grad hook (torch >= 2.1); the
 first one to fire in a backward pass queues a callback on the autograd engine
 (`Variable._execution_engine.queue_callback`, the mechanism DDP and FSDP use),
-which runs once that backward pass has finished accumulating every gradient.
+which runs once that backward pass has finished accumulating every gradient (queued a second
+time from there, so that it follows DDP's own end-of-backward averaging).
 The callback takes ONE fused norm over all the gradients (`torch._foreach_norm`),
 kept on the device: no host copy until the step ends. Gradient accumulation
 (k backward passes before one optimiser step) simply overwrites the previous
@@ -61,7 +62,12 @@ class GradientNorms:
     def _on_accumulated(self, _param: torch.Tensor) -> None:
         if not self._queued:
             self._queued = True
-            torch.autograd.Variable._execution_engine.queue_callback(self._on_backward_end)
+            torch.autograd.Variable._execution_engine.queue_callback(self._after_other_callbacks)
+
+    def _after_other_callbacks(self) -> None:
+        """Queue the reading once more: it then runs after every callback queued during the backward
+        pass, DistributedDataParallel's gradient averaging among them (the optimiser's gradient)."""
+        torch.autograd.Variable._execution_engine.queue_callback(self._on_backward_end)
 
     def _on_backward_end(self) -> None:
         self._queued = False
