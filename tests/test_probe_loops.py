@@ -484,3 +484,25 @@ def test_bad_probe_arguments_are_one_sentence(kwargs, named):
 
     with pytest.raises(GradvetError, match=re.escape(named)):
         gradvet.Probe(nn.Linear(3, 2), **kwargs)
+
+
+@pytest.mark.parametrize("shape, view", [((6, 4), False), ((2, 3, 4), True)])
+def test_a_view_changed_in_place_is_noted_where_torch_calls_no_hook(shape, view):
+    """A Linear on a 3-D input returns a view; ReLU(inplace=True) after it makes torch skip tensor hooks
+    on that view. Where that happens the probe says so; on a 2-D input the number is there, as autograd's."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(inplace=True), nn.Linear(8, 2))
+    x = torch.randn(*shape)
+    with gradvet.Probe(model) as probe:
+        model(x).sum().backward()
+    recorded = {metric for _, layer, metric, _ in probe.trace.rows if layer == "0"}
+    noted = [n for n in probe.trace.notes if "'0' is a view that '1' changes in place" in n]
+    assert ("output_grad_norm" not in recorded) == view and bool(noted) == view
+    if not view:  # the number equals autograd's dL/d(output of layer 0)
+        twin = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+        twin.load_state_dict(model.state_dict())
+        h = twin[0](x)
+        h.retain_grad()
+        twin[2](twin[1](h)).sum().backward()
+        value = probe.trace.at(0)["0"]["output_grad_norm"]
+        assert value == pytest.approx(float(h.grad.norm()), rel=1e-6)

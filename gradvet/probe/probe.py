@@ -174,6 +174,8 @@ class Probe:
         self._pending: set[input_grads.Pending] = set()  # input gradients whose consumers have not all run
         self._finite: dict[tuple[str, str], torch.Tensor] = {}  # (layer, 'input' | 'output') -> all finite so far (0-d)
         self._last_output: tuple[weakref.ref, int] | None = None  # output checked last, its version
+        self._last_hooked_view: tuple[weakref.ref, str] | None = None  # a view output with a gradient hook, its layer
+        self._view_noted: set[str] = set()
         self._before: list[torch.Tensor] | None = None  # parameters before the optimiser step
         self._buffers: list[torch.Tensor] = []  # reused across steps: no allocation (or page faults) per step
         self._sizes: list[torch.Tensor] = []  # ||W|| before the step, per parameter (0-d)
@@ -413,6 +415,8 @@ class Probe:
                 return None
             x = first_tensor(args) if args else first_tensor(list(kwargs.values()))  # module(input=x) too
             if x is not None:
+                if getattr(module, "inplace", False):
+                    self._check_view_changed_in_place(x, w.name)
                 if FINITE in needs and not self._is_last_output(x):
                     self._check_finite(w.name, "input", x)  # else checked as the module before's output, unchanged since
                 if on_input:
@@ -452,6 +456,7 @@ class Probe:
                     unit.on_output(st, seen)
             if on_output_grad and out.requires_grad:
                 out.register_hook(self._output_grad_hook(st, on_output_grad))
+                self._last_hooked_view = (weakref.ref(out), w.name) if out._base is not None else None
             if on_input_grad and call.inputs is not None:
                 self._watch_input_grads(st, call.inputs, [o for o in outs if o.requires_grad], on_input_grad)
 
@@ -470,6 +475,18 @@ class Probe:
         pending = input_grads.watch(outs, inputs, emit, self._second_backward)
         if pending is not None:  # an input with several consumers: summed as they run, flushed at the latest when the step ends
             self._pending.add(pending)
+
+    def _check_view_changed_in_place(self, x: torch.Tensor, by: str) -> None:
+        """Note it when an in-place module (ReLU(inplace=True)) is about to change a layer's output that is
+        a view (a Linear on a 3-D input returns one): torch then calls no tensor hook on it, so that layer's
+        output-gradient numbers (output_grad_norm, gain) go unrecorded."""
+        last = self._last_hooked_view
+        if last is None or last[0]() is not x or last[1] in self._view_noted:
+            return
+        self._view_noted.add(last[1])
+        self._note(f"the output of '{last[1]}' is a view that '{by}' changes in place, so torch calls no gradient "
+                   f"hook on it: its output_grad_norm and gain are not recorded (use inplace=False there to record "
+                   "them; training is the same).")
 
     def _is_last_output(self, x: torch.Tensor) -> bool:
         last = self._last_output
