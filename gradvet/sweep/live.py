@@ -25,6 +25,7 @@ from typing import Any
 
 from gradvet.sweep.migrations import ALERT_COLUMNS
 from gradvet.sweep.store import alert_row, dumps
+from gradvet.sweep.store_file import transaction
 
 BUSY_SECONDS = 0.5
 
@@ -70,17 +71,10 @@ class RunBeats:
     def __call__(self, beat: dict[str, Any]) -> None:
         self._pending.extend(beat.get("alerts") or ())
         try:
-            con = self._connect()
-            con.execute("BEGIN IMMEDIATE")
-            try:
+            with transaction(self._connect()) as con:
                 con.execute(UPSERT_PROGRESS, (self.key, beat["step"], beat.get("steps"), beat.get("loss"),
                                               beat.get("grad_norm"), dumps(beat.get("layers") or {}), time.time()))
                 con.executemany(INSERT_ALERT, [alert_row(self.key, a) for a in self._pending])
-                con.execute("COMMIT")
-            except BaseException:
-                if con.in_transaction:
-                    con.execute("ROLLBACK")
-                raise
         except (sqlite3.Error, OSError):  # locked past BUSY_SECONDS, disk full, no such table: drop this beat
             self.dropped += 1
             return

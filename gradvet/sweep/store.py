@@ -55,10 +55,10 @@ from gradvet.sweep.store_file import (
     connect_for_writing,
     connect_readonly,
     create_store_file,
+    immediate_transaction,
     migrate,
     store_exists,
     unwritable,
-    write_fault,
 )
 
 STATUSES = ("running", "done", "diverged", "failed")
@@ -203,21 +203,9 @@ class Store:
         if not self._migrated:
             migrate(con, self.path)
             self._migrated = True
-        try:
-            con.execute("BEGIN IMMEDIATE")
-            try:
-                for sql, params, many in statements:
-                    (con.executemany if many else con.execute)(sql, params)
-                con.execute("COMMIT")
-            except BaseException:
-                if con.in_transaction:
-                    con.execute("ROLLBACK")
-                raise
-        except (sqlite3.Error, OSError) as err:
-            fault = write_fault(err, self.path)
-            if fault is None:
-                raise
-            raise fault from None
+        with immediate_transaction(con, self.path):
+            for sql, params, many in statements:
+                (con.executemany if many else con.execute)(sql, params)
 
     # -- writing ----------------------------------------------------------
 

@@ -347,28 +347,51 @@ def stored_version(con: sqlite3.Connection) -> int:
     return int(con.execute("SELECT value FROM meta WHERE name = 'version'").fetchone()[0])
 
 
-def migrate(con: sqlite3.Connection, path: Path) -> None:
-    """Bring the store behind the writer's connection `con` up to SCHEMA_VERSION (`gradvet.sweep.migrations`),
-    in one IMMEDIATE transaction: every step or none. Faults of the disk or file raise StoreWriteError."""
+@contextlib.contextmanager
+def write_faults(path: Path):
+    """Inside: a fault of the disk or the file (full, read-only, I/O error) raises StoreWriteError
+    (`write_fault`); any other error is raised as it is."""
     try:
-        if stored_version(con) >= SCHEMA_VERSION:
-            return
-        con.execute("BEGIN IMMEDIATE")
-        try:
-            version = stored_version(con)  # again, inside the transaction: another writer may have done it
-            for statement in statements(version, SCHEMA_VERSION):
-                con.execute(statement)
-            con.execute("UPDATE meta SET value = ? WHERE name = 'version'", (str(max(version, SCHEMA_VERSION)),))
-            con.execute("COMMIT")
-        except BaseException:
-            if con.in_transaction:
-                con.execute("ROLLBACK")
-            raise
+        yield
     except (sqlite3.Error, OSError) as err:
         fault = write_fault(err, path)
         if fault is None:
             raise
         raise fault from None
+
+
+@contextlib.contextmanager
+def transaction(con: sqlite3.Connection):
+    """One IMMEDIATE transaction on `con` around the block: committed when it ends, rolled back on any
+    exception (all or nothing); errors are raised as they are."""
+    con.execute("BEGIN IMMEDIATE")
+    try:
+        yield con
+        con.execute("COMMIT")
+    except BaseException:
+        if con.in_transaction:
+            con.execute("ROLLBACK")
+        raise
+
+
+@contextlib.contextmanager
+def immediate_transaction(con: sqlite3.Connection, path: Path):
+    """`transaction` with the store's faults as in `write_faults` (StoreWriteError)."""
+    with write_faults(path), transaction(con):
+        yield con
+
+
+def migrate(con: sqlite3.Connection, path: Path) -> None:
+    """Bring the store behind the writer's connection `con` up to SCHEMA_VERSION (`gradvet.sweep.migrations`),
+    in one IMMEDIATE transaction: every step or none. Faults of the disk or file raise StoreWriteError."""
+    with write_faults(path):
+        if stored_version(con) >= SCHEMA_VERSION:
+            return
+    with immediate_transaction(con, path):
+        version = stored_version(con)  # again, inside the transaction: another writer may have done it
+        for statement in statements(version, SCHEMA_VERSION):
+            con.execute(statement)
+        con.execute("UPDATE meta SET value = ? WHERE name = 'version'", (str(max(version, SCHEMA_VERSION)),))
 
 
 # -- creating -----------------------------------------------------------------------------------
