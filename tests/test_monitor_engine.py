@@ -17,6 +17,7 @@ import sqlite3
 from dataclasses import asdict
 
 import pytest
+from old_stores import v1_store
 from typer.testing import CliRunner
 
 from gradvet.base.jsonable import jsonable
@@ -25,7 +26,6 @@ from gradvet.data import load
 from gradvet.spec import RunSpec
 from gradvet.sweep import Store, load_grid, run_sweep
 from gradvet.sweep.live import LiveWriter
-from gradvet.sweep.store_file import SCHEMA
 from gradvet.train import run
 from gradvet.train.batched import why_sequential
 
@@ -140,16 +140,6 @@ def test_alerts_survive_the_store_and_appear_in_gradvet_runs(tmp_path, too_large
     assert cells == {too_large.spec.key: str(len(too_large.alerts)), healthy.spec.key: "0",
                      unmonitored.spec.key: "-"}
 
-
-def v1_store(path) -> None:
-    """A store as gradvet wrote it before schema version 2 (no alerts, no progress), with one run."""
-    con = sqlite3.connect(path, isolation_level=None)
-    con.executescript(SCHEMA)
-    con.executemany("INSERT INTO meta VALUES (?, ?)", [("schema", "gradvet-store"), ("version", "1")])
-    spec = RunSpec(steps=3)
-    con.execute("INSERT INTO runs (key, spec, label, status, metrics) VALUES (?, ?, ?, 'done', ?)",
-                (spec.key, json.dumps(spec.to_dict()), spec.label(), json.dumps({"steps_done": 3})))
-    con.close()
 
 
 def test_a_version_1_store_is_read_as_it_is_and_migrated_by_its_first_write(tmp_path, too_large):

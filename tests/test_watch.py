@@ -9,7 +9,6 @@ sparkline's tallest and lowest blocks placed at the layers with the largest and 
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import signal
@@ -21,6 +20,7 @@ from pathlib import Path
 
 import pytest
 from cli_helpers import assert_user_error
+from old_stores import v1_store
 from typer.testing import CliRunner
 
 from gradvet.cli import app
@@ -28,7 +28,6 @@ from gradvet.report.watch_view import BLOCKS
 from gradvet.spec import RunSpec
 from gradvet.sweep import Store
 from gradvet.sweep.live import LiveWriter
-from gradvet.sweep.store_file import SCHEMA
 
 ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()
@@ -128,20 +127,10 @@ def test_a_nonfinite_norm_is_marked(tmp_path):
     assert "▁!·" in line
 
 
-def v1_store(path: Path) -> None:
-    con = sqlite3.connect(path, isolation_level=None)
-    con.execute("PRAGMA journal_mode=WAL")
-    con.executescript(SCHEMA)
-    con.executemany("INSERT INTO meta VALUES (?, ?)", [("schema", "gradvet-store"), ("version", "1")])
-    spec = RunSpec(steps=3)
-    con.execute("INSERT INTO runs (key, spec, label, status, metrics) VALUES (?, ?, ?, 'done', ?)",
-                (spec.key, json.dumps(spec.to_dict()), spec.label(), json.dumps({"steps_done": 3})))
-    con.close()
-
 
 def test_watch_reads_only_an_old_store_stays_as_it_was(tmp_path):
     path = tmp_path / "old.db"
-    v1_store(path)
+    v1_store(path, wal=True)
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
     text = frame(path)
     assert "1 run (1 done); 0 alerts" in text
@@ -173,7 +162,7 @@ def test_bad_store_and_bad_interval_are_one_sentence(tmp_path):
     (tmp_path / "text.db").write_text("hello")
     assert_user_error(runner.invoke(app, ["watch", str(tmp_path / "text.db"), "--once"]), "not a gradvet store")
     assert_user_error(runner.invoke(app, ["watch", str(tmp_path), "--once"]), str(tmp_path))
-    v1_store(tmp_path / "ok.db")
+    v1_store(tmp_path / "ok.db", wal=True)
     assert_user_error(runner.invoke(app, ["watch", str(tmp_path / "ok.db"), "--interval", "0"]), "--interval",
                       ">= 0.1")
 
