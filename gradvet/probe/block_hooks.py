@@ -42,7 +42,6 @@ class BlockRecorder:
         self._skip: dict[str, bool | None] = {}  # per block, kept across steps once known
         self.post_norm: dict[str, bool] = {}  # per block with a skip: whether the stream passes a norm in it (Post-LN)
         self._state: dict[str, BlockStep] = {}
-        self._order: list[str] = []  # blocks in order of their first call in the step
         self._pending: dict[str, list[tuple[torch.Tensor | None, int]]] = {}  # (input, its version) per open call
         self._module_hooks: list = []
         self._tensor_hooks: list = []
@@ -77,7 +76,7 @@ class BlockRecorder:
         reused across steps would otherwise gather them)."""
         self._drop_tensor_hooks()
         self._state = {name: BlockStep(name, step, skip=self._skip.get(name)) for name, _ in self.blocks}
-        self._order, self._pending = [], {}
+        self._pending = {}
 
     def _drop_tensor_hooks(self) -> None:
         for handle in self._tensor_hooks:
@@ -114,8 +113,6 @@ class BlockRecorder:
             out = first_tensor(output)
             if out is None:
                 return
-            if st.calls == 0:
-                self._order.append(name)
             st.calls += 1
             if x is not None and self._skip.get(name) is None:
                 self._skip[name] = st.skip = identity_skip(out, x, self._weights[name])
@@ -144,11 +141,13 @@ class BlockRecorder:
         known = [s for s in self._skip.values() if s is not None]
         residual = any(known)
         self._measured, flat = [], []
-        # blocks in the model's order (`self.blocks`): under reentrant checkpointing the first call
-        # recorded is the recomputation inside backward, which runs the blocks last to first
-        rank = {name: i for i, (name, _) in enumerate(self.blocks)}
-        for name in sorted(self._order, key=lambda n: rank.get(n, len(rank))):
+        # the blocks called in the step, in the model's order (`self.blocks`), not in the order of their
+        # first recorded call: under reentrant checkpointing that is the recomputation inside backward,
+        # which runs the blocks last to first
+        for name, _ in self.blocks:
             st = self._state[name]
+            if not st.calls:
+                continue
             if st.skip is None:
                 st.skip = residual if known else None  # undecided (no gradient at its input): as the others
             if st.skip is False and not self._named:
@@ -162,7 +161,7 @@ class BlockRecorder:
         return flat
 
     def rows(self, step: int, floats: list[float]) -> list[tuple[int, str, str, float]]:
-        """(step, block, metric, value) rows from the floats of the host copy, blocks in order of first call."""
+        """(step, block, metric, value) rows from the floats of the host copy, blocks in the model's order."""
         out, at = [], 0
         for st, parts in self._measured:
             values = Values()
