@@ -57,7 +57,9 @@ from torch import nn
 from gradvet.monitor import Alarms, Monitor, StepSignals
 
 EDGE = "edge"  # runs at the edge of stability that survived: counted neither as diverged nor as healthy
-FIRST_SEED, SEEDS = 100, 4  # the reported corpus: seeds never used to choose the detectors' thresholds
+# The reported corpus: seeds 300-311, never used to choose the detectors' thresholds (chosen on seeds 0-15;
+# seeds 100-103 and 200-207 were looked at while choosing them, so they are no longer a clean test).
+FIRST_SEED, SEEDS = 300, 12
 DIVERGED_FACTOR = 10.0
 LATE = 15  # runs that diverge after this step are scored apart: half the corpus is lost within 1-6 steps
 EARLY_STEPS = 10
@@ -498,7 +500,7 @@ def main() -> None:
     parser.add_argument("--no-overhead", action="store_true")
     parser.add_argument("--threads", type=int, default=1, help="overhead: torch threads")
     parser.add_argument("--first-seed", type=int, default=FIRST_SEED,
-                        help="first seed of each kind of run (0: the seeds the thresholds were chosen on)")
+                        help="first seed of each kind of run (0 with --seeds 16: the seeds the thresholds were chosen on)")
     parser.add_argument("--seeds", type=int, default=SEEDS, help="seeds per kind of run")
     args = parser.parse_args()
     recs = corpus(args.refresh, args.first_seed, args.seeds)

@@ -27,6 +27,7 @@ from gradvet.monitor.detectors import (
     Overshoot,
     UpdateRatioCeiling,
     default_detectors,
+    growth,
 )
 from gradvet.monitor.window import MAD_TO_SIGMA, mad, median, theil_sen_slope, trend
 
@@ -113,14 +114,16 @@ def test_growth_fires_within_a_window_of_an_explosion(rate):
 
 
 def test_growth_waits_for_the_initial_transient_and_names_the_fastest_layer():
-    x = np.zeros(120)
-    x[:40] = np.log(1.25) * np.arange(40)  # a norm rising x1.25 per step from step 0: the start, not an alarm
-    quiet = {"a": np.zeros(120), "b": x}
+    rise = growth.SETTLE + 8
+    x = np.zeros(160)
+    x[:rise] = np.log(1.25) * np.arange(rise)  # a norm rising x1.25 per step from step 0: the start, not an alarm
+    quiet = {"a": np.zeros(160), "b": x}
     steps = fired(GradientGrowth(), gradient_signals(x, layers=quiet))
-    assert steps[0] == 32 and max(steps) < 48  # from the end of the settling steps; silent once it stops
+    assert steps[0] == growth.SETTLE and max(steps) < rise + growth.WINDOW  # from the end of the settling steps
     finding = GradientGrowth()
     result = [f for s in gradient_signals(x, layers=quiet) for f in finding.update(s)]
-    assert result[0].layer == "b" and result[0].kind == EXPLODING and result[0].since == 32 - 15
+    assert result[0].layer == "b" and result[0].kind == EXPLODING
+    assert result[0].since == growth.SETTLE - (growth.WINDOW - 1)
 
 
 # -- spike ----------------------------------------------------------------------------------------------

@@ -58,6 +58,20 @@ def test_a_linear_warm_up_to_a_sane_rate_is_silent():
     assert fired(RisingLearningRate(), schedule_signals(lr, ratio_per_lr=0.3)) == []  # ratio 0.03 at the top
 
 
+@pytest.mark.parametrize("end", [50, 55])
+def test_a_warm_up_fires_while_it_rises_and_never_once_it_has_ended(end):
+    """Steps above the ratio at the top of the warm-up: the rule by hand fires on the sampled steps where the
+    rate is still rising (lr_t > lr_(t-1)), at least doubled over 32 steps and ratio > 0.05; none after the top."""
+    lr = 0.1 * np.minimum(1.0, (np.arange(STEPS) + 1) / end)
+    c = 0.6  # ratio 0.06 at the top, 0.05 at a rate of 0.083
+    expected = [t for t in sampled_steps(lr) if t > 0 and lr[t] > lr[t - 1] and c * lr[t] > 0.05
+                and lr[t] / lr[max(0, t - 32)] >= 2]
+    steps = fired(RisingLearningRate(), schedule_signals(lr, ratio_per_lr=c))
+    assert steps == expected
+    assert all(t < end for t in steps)  # a warm-up that has ended is no longer a rising rate
+    assert (steps != []) == (end == 55)  # step 50 is sampled: at the top of the first, still rising in the second
+
+
 def test_a_jump_fires_on_the_step_it_is_taken():
     lr = np.where(np.arange(STEPS) < 140, 0.05, 0.6)  # x12 at step 140 (not a routinely sampled step)
     steps = fired(RisingLearningRate(), schedule_signals(lr, ratio_per_lr=0.5))
