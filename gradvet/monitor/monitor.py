@@ -22,6 +22,16 @@ way out). The monitor keeps numbers, not tensors (besides the buffers for the
 sampled update ratios), never writes to the model, its gradients or the
 optimiser, and so never changes a bit of training. Entering a monitor that is
 already active is a no-op.
+
+Mixed precision: with a `torch.amp.GradScaler`, the gradients autograd leaves
+are those of the scaled loss (S x the true ones). Give the scaler
+(`Monitor(..., scaler=scaler)`) and the norms are divided by the scale the
+step's backward passes used (`scaler.get_scale()` read at the step's end,
+inside `scaler.step`, before `scaler.update()`), so they are the true
+gradient's whatever the scale does. A step the scaler skips (Inf/NaN in the
+scaled gradients, the routine overflow of float16) calls no `optimizer.step()`:
+its backward pass merges into the next step, whose norms are read afresh, so a
+routine overflow raises no `nonfinite` alert; a loss that is itself NaN/Inf still does.
 """
 
 from __future__ import annotations
@@ -49,7 +59,8 @@ class Monitor:
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer | None = None, *,
                  update_every: int = UPDATE_EVERY, detectors: Sequence[Detector] | None = None,
-                 on_alert: Callable[[Alert], object] | None = None, keep_signals: bool = False):
+                 on_alert: Callable[[Alert], object] | None = None, keep_signals: bool = False,
+                 scaler: object | None = None):
         if not isinstance(model, nn.Module):
             raise GradvetError(f"Monitor needs a torch.nn.Module; got {type(model).__name__}.")
         if optimizer is not None and not isinstance(optimizer, torch.optim.Optimizer):
@@ -57,7 +68,11 @@ class Monitor:
         validation.whole_number("update_every", update_every, 1)
         if on_alert is not None and not callable(on_alert):
             raise GradvetError(f"on_alert must be a function taking an Alert, or None; got {type(on_alert).__name__}.")
-        self.model, self.optimizer, self.on_alert = model, optimizer, on_alert
+        if scaler is not None and not (callable(getattr(scaler, "get_scale", None))
+                                       and callable(getattr(scaler, "is_enabled", None))):
+            raise GradvetError(f"scaler must be a torch.amp.GradScaler (with get_scale and is_enabled) or None; got "
+                               f"{type(scaler).__name__}.")
+        self.model, self.optimizer, self.on_alert, self.scaler = model, optimizer, on_alert, scaler
         self.update_every = update_every
         self.alarms = Alarms(detectors)
         self.keep_signals = bool(keep_signals)
@@ -177,7 +192,8 @@ class Monitor:
         signals = StepSignals(step=self.step_index, backward_passes=passes, lr=self._learning_rate())
         pos = 0
         if norms is not None:
-            values = flat[: len(present)]
+            unscale = self._loss_scale()
+            values = [v / unscale for v in flat[: len(present)]]
             pos = len(present)
             signals.layer_grad_norms = self._per_layer([(i, v) for i, v in zip(present, values)])
             signals.grad_norm = math.sqrt(sum(v * v for v in values))
@@ -210,6 +226,12 @@ class Monitor:
             sums[index[i]] = sums.get(index[i], 0.0) + v * v
         layers = self._grads.layers
         return {layers[k]: math.sqrt(sums[k]) for k in sorted(sums)}
+
+    def _loss_scale(self) -> float:
+        """The GradScaler's scale S of this step's backward passes (1 without an enabled scaler)."""
+        if self.scaler is None or not self.scaler.is_enabled():
+            return 1.0
+        return float(self.scaler.get_scale())
 
     def _learning_rate(self) -> float | None:
         if self.optimizer is None:
