@@ -152,3 +152,8 @@ def test_batch_sampler_covers_every_example_each_epoch():
     sampler = BatchSampler(10, 3, torch.Generator().manual_seed(0))
     seen = torch.cat([sampler.next() for _ in range(3)])
     assert sorted(seen.tolist()) == sorted(set(seen.tolist())) and len(seen) == 9
+
+
+def test_a_probe_given_as_another_string_is_one_sentence():
+    with pytest.raises(GradvetError, match=r"probe='full' must be 'auto', None or a step observer"):
+        run(RunSpec(steps=2), probe="full")

@@ -31,6 +31,7 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
+from gradvet.base.errors import GradvetError
 from gradvet.spec import RunSpec
 from gradvet.train.result import Run
 
@@ -98,6 +99,9 @@ def run(spec: RunSpec, probe: StepObserver | str | None = AUTO, progress: bool =
     from gradvet.models.build import build
     from gradvet.train.optim import make_loss, make_optimizer
 
+    if isinstance(probe, str) and probe != AUTO:
+        raise GradvetError(f"probe={probe!r} must be {AUTO!r}, None or a step observer (start, after_backward, "
+                           f"finish).")
     start_time = time.perf_counter()
     data = dataset if dataset is not None else load(spec.data, **dict(spec.data_options))
     generator = torch.Generator().manual_seed(spec.seed)
