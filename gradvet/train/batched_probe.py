@@ -1,0 +1,375 @@
+"""The default probe trace of every run of a batched group, measured inside the batched step.
+
+`train.batched` trains R runs of one MLP as one vectorised model. On a sampled step (every
+`probe_every(steps)`-th, as `train.run` samples) it takes its gradients from
+`BatchedProbe.gradients` instead of the plain batched call: the same
+`vmap(grad_and_value(functional_call))`, on a copy of the model whose forward hooks
+- keep each activation's input z and output a, each block's input and output, and whether each
+  watched module's input and output are finite (per run, inside vmap);
+- add a zero tensor e to each watched module's output, and to its input as that module alone
+  sees it (where the input needs a gradient), and to each recorded block's input and output. The
+  gradient with respect to such an e is the Probe's hook data: at an output, dL/d output (every
+  path after it); at a module's input, J^T dL/d output through that module alone (a skip path
+  around it adds nothing), as `probe.input_grads` reads it off autograd. Adding zeros changes no
+  value (x + 0 = x), so the weights train bit for bit as on the other steps.
+`record` then reduces these stacked (R, ...) tensors per run, one reduction over the trailing
+dimensions each (no run is replayed), to the numbers a sequential `gradvet.Probe` records for
+that run and step, each by the formula of its metric's file in `gradvet.probe.metrics`; the
+parameter-gradient norms are those the trainer takes anyway (before clipping), the applied ones
+and the update ratio come from the clipped gradients and the weights before and after the
+update. All numbers of a step are copied to the host once. Persistent dead units are counted by
+`probe.dead_units.DeadUnitTracker`, one per run. Which blocks carry a residual stream is what
+a real `Probe` records on one step of the first run's model (`probe.block_hooks`'s rule).
+
+`why_not` says when this cannot stand in for a sequential probe: a metric registered beyond
+those computed here (`probe.metrics.register`).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+from torch.func import functional_call, grad_and_value, vmap
+
+from gradvet.probe.dead_units import DeadUnitTracker
+from gradvet.probe.layers import watched_modules
+from gradvet.probe.metrics import registry
+from gradvet.probe.metrics.bias_grad_norm import is_bias
+from gradvet.probe.metrics.saturated_fraction import SATURATION_LEVEL
+from gradvet.probe.metrics.unit import BLOCK, LAYER, MODEL
+from gradvet.probe.nonfinite import NONFINITE_INPUT, NONFINITE_OUTPUT
+from gradvet.probe.trace import INPUT as INPUT_LAYER
+from gradvet.probe.trace import Row
+
+NONFINITE = "nonfinite"
+COMPUTED = {
+    LAYER: {"output_grad_norm", "input_grad_norm", "weight_grad_norm", "bias_grad_norm", "applied_grad_norm",
+            "gain", "mean", "std", "dead_fraction", "persistent_dead_fraction", "saturated_fraction",
+            "update_ratio", "calls", "norm_layer", NONFINITE_INPUT, NONFINITE_OUTPUT, NONFINITE},
+    MODEL: {"std"},
+    BLOCK: {"stream_grad_norm", "block_gain", "stream_std", "branch_ratio"},
+}
+
+
+def why_not() -> str | None:
+    """Why a batched group cannot record the default trace this way (None: it can)."""
+    extra = [u.name for u in registry.metrics() if u.name not in COMPUTED[u.scope]]
+    if extra:
+        return f"probe metrics {', '.join(extra)} are recorded by a sequential Probe only"
+    return None
+
+
+def _norms(t: torch.Tensor) -> torch.Tensor:
+    """||t[r]||_2 per run r of a stacked (R, ...) tensor."""
+    return torch.linalg.vector_norm(t.flatten(1), dim=1)
+
+
+def _ratio(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
+    """num / den per run, NaN where den is 0 (gain's and block_gain's 0/0)."""
+    return torch.where(den > 0, num / den, math.nan)
+
+
+class _Capture:
+    """One probed call: the zero tensors to add (by key) and what the hooks keep (by key)."""
+
+    def __init__(self, zeros: dict[str, torch.Tensor] | None):
+        self.zeros = zeros
+        self.kept: dict[str, torch.Tensor] = {}
+        self.shapes: dict[str, tuple[torch.Size, bool]] = {}  # only when zeros is None: key -> (shape, needs grad)
+
+    def add(self, key: str, t: torch.Tensor, needs_grad: bool = True) -> torch.Tensor:
+        if self.zeros is None:
+            self.shapes[key] = (t.shape, t.requires_grad and needs_grad)
+            return t
+        e = self.zeros.get(key)
+        return t if e is None else t + e
+
+
+class BatchedProbe:
+    """Records the default probe trace of R batched runs (see the module docstring).
+
+    model: the first run's module (its structure; it is not changed); base: the module on the
+    meta device that the trainer's functional calls use; sample: one run's mini-batch (its shape);
+    every: the sampling interval."""
+
+    def __init__(self, model: nn.Module, base: nn.Module, loss_fn: nn.Module, runs: int, every: int,
+                 sample: tuple[torch.Tensor, torch.Tensor]):
+        self.runs, self.every = runs, every
+        self.watched = watched_modules(model)
+        self.blocks = _recorded_blocks(model, loss_fn, sample)
+        self.rows: list[list[Row]] = [[] for _ in range(runs)]
+        self.trackers = [DeadUnitTracker() for _ in range(runs)]
+        self._order = {scope: [u.name for u in registry.metrics() if u.scope == scope] for scope in (LAYER, BLOCK)}
+        self._overflow = {u.name for u in registry.metrics() if u.scope == LAYER and u.nonfinite_is_overflow}
+        self._capture: _Capture | None = None
+        probed = copy.deepcopy(base)
+        modules = dict(probed.named_modules())
+        for w in self.watched:
+            modules[w.name].register_forward_pre_hook(self._module_input(w.name, w.kind == "activation"))
+            modules[w.name].register_forward_hook(self._module_output(w.name, w.kind == "activation"))
+        for name in self.blocks:
+            modules[name].register_forward_pre_hook(self._block_input(name))
+            modules[name].register_forward_hook(self._block_output(name))
+        self._zeros = self._zero_tensors(probed, sample)
+
+        def one_loss(p, b, zeros, x, y):
+            self._capture = _Capture(zeros)
+            try:
+                loss = loss_fn(functional_call(probed, (p, b), (x,)), y)
+                return loss, self._capture.kept
+            finally:
+                self._capture = None
+
+        self._batched = vmap(grad_and_value(one_loss, argnums=(0, 2), has_aux=True))
+
+    def sampled(self, index: int) -> bool:
+        """Whether the step of 0-based index `index` is recorded."""
+        return index % self.every == 0
+
+    # -- the probed call -----------------------------------------------------------------------
+    def gradients(self, params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor], x: torch.Tensor,
+                  y: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor, dict[str, Any]]:
+        """(d loss / d params, losses, what the step's records need), all runs in one call."""
+        (grads, at), (losses, kept) = self._batched(params, buffers, self._zeros, x, y)
+        return grads, losses, {"kept": kept, "at": at}
+
+    def _zero_tensors(self, probed: nn.Module, sample: tuple[torch.Tensor, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The zero tensors added in a probed call, one per key whose gradient is read (found by one
+        call on the meta device: shapes, and which inputs need a gradient)."""
+        self._capture = capture = _Capture(None)
+        try:
+            with torch.enable_grad():
+                probed(torch.empty(sample[0].shape, device="meta"))
+        finally:
+            self._capture = None
+        return {key: torch.zeros(self.runs, *shape) for key, (shape, needs) in capture.shapes.items() if needs}
+
+    def _module_input(self, name: str, activation: bool) -> Callable:
+        def hook(module, args):
+            capture = self._capture
+            if capture is None or not args:
+                return None
+            x = args[0]
+            if capture.zeros is not None:
+                capture.kept[f"{name}|finite_in"] = torch.isfinite(x).all()
+                if activation:
+                    capture.kept[f"{name}|z"] = x
+            return (capture.add(f"{name}|in", x), *args[1:])
+
+        return hook
+
+    def _module_output(self, name: str, activation: bool) -> Callable:
+        def hook(module, args, out):
+            capture = self._capture
+            if capture is None:
+                return None
+            if capture.zeros is not None:
+                capture.kept[f"{name}|finite_out"] = torch.isfinite(out).all()
+                if activation:
+                    capture.kept[f"{name}|a"] = out
+            return capture.add(f"{name}|out", out)
+
+        return hook
+
+    def _block_input(self, name: str) -> Callable:
+        def hook(module, args):
+            capture = self._capture
+            if capture is None or not args:
+                return None
+            if capture.zeros is not None:
+                capture.kept[f"{name}|x"] = args[0]
+            return (capture.add(f"{name}|in", args[0]), *args[1:])
+
+        return hook
+
+    def _block_output(self, name: str) -> Callable:
+        def hook(module, args, out):
+            capture = self._capture
+            if capture is None:
+                return None
+            if capture.zeros is not None:
+                capture.kept[f"{name}|h"] = out
+            return capture.add(f"{name}|out", out)
+
+        return hook
+
+    # -- one step's records --------------------------------------------------------------------
+    def record(self, index: int, runs: Sequence[int], stepping: Sequence[int], probed: dict[str, Any],
+               x: torch.Tensor, names: Sequence[str], grad_norms: torch.Tensor, applied: Sequence[torch.Tensor],
+               before: Sequence[torch.Tensor], after: Sequence[torch.Tensor]) -> None:
+        """Append step `index`'s rows of every run in `runs` (those still training when it began).
+
+        probed: from `gradients`; x: the runs' inputs (R, B, ...); names: the parameter names, in the
+        order of grad_norms' columns ((R, parameters), before clipping), of `applied` (the clipped
+        gradients), `before` and `after` (the weights around the update; the update is recorded for
+        the runs in `stepping`, those that took it)."""
+        kept, at = probed["kept"], probed["at"]
+        table = _Table(self.runs)
+        table.put(INPUT_LAYER, "std", x.flatten(1).std(dim=1))
+        owned: dict[str, list[int]] = {}
+        for k, name in enumerate(names):
+            owned.setdefault(name.rsplit(".", 1)[0], []).append(k)
+        stepped = torch.zeros(self.runs, dtype=torch.bool)
+        stepped[list(stepping)] = True
+        for w in self.watched:
+            self._gradient_flow(table, w.name, at)
+            if w.kind == "activation":
+                self._activation(table, w, kept, index)
+            else:
+                self._weights(table, w.name, owned.get(w.name, []), names, grad_norms, applied, before, after, stepped)
+                if w.kind == "norm":
+                    table.put(w.name, "norm_layer", torch.ones(self.runs))
+        for name in self.blocks:
+            self._block(table, name, kept, at)
+        finite = [torch.stack([kept[f"{w.name}|finite_{where}"] for w in self.watched for where in ("in", "out")])]
+        values, present, checks = table.host(finite)
+        for i in runs:
+            self.rows[i] += self._run_rows(index, i, table.keys, values, present, checks[0])
+
+    def _gradient_flow(self, table: _Table, name: str, at: dict[str, torch.Tensor]) -> None:
+        """output_grad_norm, input_grad_norm and gain (`probe.metrics.output_grad_norm`, `input_grad_norm`, `gain`)."""
+        out = _norms(at[f"{name}|out"])
+        table.put(name, "output_grad_norm", out)
+        g = at.get(f"{name}|in")
+        if g is not None:
+            inp = _norms(g)
+            table.put(name, "input_grad_norm", inp)
+            table.put(name, "gain", _ratio(inp.double(), out.double()))
+
+    def _activation(self, table: _Table, w, kept: dict[str, torch.Tensor], index: int) -> None:
+        """mean, std, dead_fraction, persistent_dead_fraction, saturated_fraction of one activation."""
+        a = kept[f"{w.name}|a"].flatten(1)
+        n = a.shape[1]
+        mean = a.sum(dim=1).double() / max(n, 1)
+        table.put(w.name, "mean", mean)
+        mean_sq = (a * a).sum(dim=1).double() / max(n, 1)
+        m = max(n, 2)
+        var = torch.where(torch.isfinite(mean), (mean_sq - mean**2).clamp(min=0.0), math.nan)
+        table.put(w.name, "std", (var * m / (m - 1)).sqrt())
+        z = kept[f"{w.name}|z"]
+        act = w.activation
+        if act is None or not z.is_floating_point():
+            return
+        slopes = act.grad(z.reshape(z.shape[0], z.shape[1], -1)).abs()  # per run (samples, units), as Seen.rows
+        inactive = (slopes == 0).all(dim=1)
+        table.put(w.name, "dead_fraction", inactive.sum(dim=1).double() / max(inactive.shape[1], 1))
+        dead = [self.trackers[i].update(w.name, index, inactive[i]) for i in range(self.runs)]
+        if any(d is not None for d in dead):
+            table.put(w.name, "persistent_dead_fraction", torch.stack([d if d is not None else torch.zeros(())
+                                                                      for d in dead]),
+                      torch.tensor([d is not None for d in dead]))
+        top = act.max_grad
+        if math.isfinite(top) and top > 0:
+            flat = slopes.flatten(1)
+            table.put(w.name, "saturated_fraction", (flat < SATURATION_LEVEL * top).sum(dim=1).double() / flat.shape[1])
+
+    def _weights(self, table: _Table, name: str, own: list[int], names: Sequence[str], grad_norms: torch.Tensor,
+                 applied: Sequence[torch.Tensor], before: Sequence[torch.Tensor], after: Sequence[torch.Tensor],
+                 stepped: torch.Tensor) -> None:
+        """weight_grad_norm, bias_grad_norm (before clipping), applied_grad_norm (after) and update_ratio
+        of one layer's own parameters (roots of sums of squares, `probe.metrics.shapes.ParameterGradNorm`)."""
+        if not own:
+            return
+        squares = grad_norms.double() ** 2
+        weights = [k for k in own if not is_bias(names[k].rsplit(".", 1)[1])]
+        biases = [k for k in own if k not in weights]
+        for metric, ks in (("weight_grad_norm", weights), ("bias_grad_norm", biases)):
+            if ks:
+                table.put(name, metric, squares[:, ks].sum(dim=1).sqrt())
+        table.put(name, "applied_grad_norm", torch.stack([_norms(applied[k]).double() for k in own]).pow(2).sum(0).sqrt())
+        change = torch.stack([_norms(before[k] - after[k]).double() for k in own]).pow(2).sum(0).sqrt()
+        size = torch.stack([_norms(before[k]).double() for k in own]).pow(2).sum(0).sqrt()
+        table.put(name, "update_ratio", change / size.clamp(min=1e-300), stepped & (size > 0))
+
+    def _block(self, table: _Table, name: str, kept: dict[str, torch.Tensor], at: dict[str, torch.Tensor]) -> None:
+        """stream_grad_norm, block_gain, stream_std and branch_ratio of one block (`probe.metrics.stream_grad_norm`,
+        `block_gain`, `stream_std`, `branch_ratio`)."""
+        out_grad = _norms(at[f"{name}|out"]).double()
+        table.put(name, "stream_grad_norm", out_grad)
+        g = at.get(f"{name}|in")
+        if g is not None:
+            table.put(name, "block_gain", _ratio(_norms(g).double(), out_grad))
+        x, h = kept[f"{name}|x"], kept[f"{name}|h"]
+        if h[0].numel() > 1:
+            table.put(name, "stream_std", h.flatten(1).double().std(dim=1))
+        if x.shape == h.shape:
+            change, size = _norms(h - x).double(), _norms(x).double()
+            table.put(name, "branch_ratio", torch.where(size > 0, change / size, torch.where(change == 0, math.nan,
+                                                                                              math.inf)))
+
+    def _run_rows(self, index: int, run: int, keys: list[tuple[str, str]], values: list[list[float]],
+                  present: list[list[bool]], finite: list[list[float]]) -> list[Row]:
+        """Run `run`'s rows of the step: the model input, the layers in forward order (metrics in the
+        registry's order, then the non-finite flags), the blocks."""
+        got: dict[str, dict[str, float]] = {}
+        for k, (layer, metric) in enumerate(keys):
+            if present[k][run]:
+                got.setdefault(layer, {})[metric] = values[k][run]
+        first = None
+        checks = [(w.name, where) for w in self.watched for where in ("in", "out")]
+        for k, (layer, where) in enumerate(checks):
+            if not finite[k][run]:
+                first = (layer, NONFINITE_INPUT if where == "in" else NONFINITE_OUTPUT)
+                break
+        rows: list[Row] = [(index, INPUT_LAYER, "std", got[INPUT_LAYER]["std"])]
+        for w in self.watched:
+            mine = got.get(w.name, {})
+            row = {metric: mine[metric] for metric in self._order[LAYER] if metric in mine}
+            if first is not None and first[0] == w.name:
+                row[first[1]] = 1.0
+            if any(not math.isfinite(v) for metric, v in row.items() if metric in self._overflow):
+                row[NONFINITE] = 1.0
+            rows += [(index, w.name, metric, row[metric]) for metric in self._order[LAYER] if metric in row]
+        for name in self.blocks:
+            mine = got.get(name, {})
+            rows += [(index, name, metric, mine[metric]) for metric in self._order[BLOCK] if metric in mine]
+        return rows
+
+
+class _Table:
+    """Per (layer, metric): a value per run (R,) and which runs have it; copied to the host at once."""
+
+    def __init__(self, runs: int):
+        self.runs = runs
+        self.keys: list[tuple[str, str]] = []
+        self._values: list[torch.Tensor] = []
+        self._present: list[torch.Tensor] = []
+
+    def put(self, layer: str, metric: str, values: torch.Tensor, present: torch.Tensor | None = None) -> None:
+        self.keys.append((layer, metric))
+        self._values.append(values.detach().double())
+        self._present.append(torch.ones(self.runs, dtype=torch.bool) if present is None else present)
+
+    def host(self, extra: list[torch.Tensor]) -> tuple[list[list[float]], list[list[bool]], list[list[list[float]]]]:
+        """(values, present, each of `extra` as floats): one copy to the host."""
+        parts = [torch.stack(self._values), torch.stack(self._present).double()] + [e.double() for e in extra]
+        flat = torch.cat([p.reshape(-1) for p in parts]).tolist()
+        out, at = [], 0
+        for p in parts:
+            rows, cols = p.shape
+            out.append([flat[at + r * cols: at + (r + 1) * cols] for r in range(rows)])
+            at += rows * cols
+        values, present = out[0], [[v != 0 for v in row] for row in out[1]]
+        return values, present, out[2:]
+
+
+def _recorded_blocks(model: nn.Module, loss_fn: nn.Module, sample: tuple[torch.Tensor, torch.Tensor]) -> list[str]:
+    """The blocks a `gradvet.Probe` records on `model` (those carrying a residual stream,
+    `probe.block_hooks`), read off the trace of one probed step of a copy of it."""
+    from gradvet.probe import Probe
+    from gradvet.probe.blocks import find_blocks
+
+    names = [name for name, _ in find_blocks(model)]
+    if not names:
+        return []
+    twin = copy.deepcopy(model)
+    with Probe(twin, metrics=[u for u in registry.metrics() if u.scope == BLOCK]) as probe:
+        loss_fn(twin(sample[0]), sample[1]).backward()
+        probe.step()
+    seen = {layer for _, layer, _, _ in probe.trace.rows}
+    return [name for name in names if name in seen]
