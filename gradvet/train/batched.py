@@ -194,7 +194,9 @@ def run_batched(specs: Sequence[RunSpec], probe: str | None = AUTO, dataset=None
                     keep = mask.view(-1, *([1] * (p.dim() - 1)))
                     p.copy_(torch.where(keep, p - lr[id(p)] * d, p))
         if sampled:
-            probe_.record(step - 1, recorded, stepping, probed, xb, names, per_tensor, grads, before, stacked)
+            clipped = first.clip is not None or first.clip_value is not None
+            applied = torch.stack([torch.linalg.vector_norm(g.flatten(1), dim=1) for g in grads], 1) if clipped else per_tensor
+            probe_.record(step - 1, recorded, stepping, probed, xb, names, per_tensor, applied, before, stacked)
         if first.eval_every and step % first.eval_every == 0 and step != first.steps and stepping:
             results = _evaluate(batched_output, params, buffers, loss_fn, data)
             for i in stepping:

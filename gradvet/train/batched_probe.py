@@ -80,6 +80,7 @@ class _Capture:
     def __init__(self, zeros: dict[str, torch.Tensor] | None):
         self.zeros = zeros
         self.kept: dict[str, torch.Tensor] = {}
+        self.last: torch.Tensor | None = None  # what the latest watched module returned
         self.shapes: dict[str, tuple[torch.Size, bool]] = {}  # only when zeros is None: key -> (shape, needs grad)
 
     def add(self, key: str, t: torch.Tensor, needs_grad: bool = True) -> torch.Tensor:
@@ -156,7 +157,8 @@ class BatchedProbe:
                 return None
             x = args[0]
             if capture.zeros is not None:
-                capture.kept[f"{name}|finite_in"] = torch.isfinite(x).all()
+                if x is not capture.last:  # else checked as the output of the module before, unchanged
+                    capture.kept[f"{name}|in"] = x
                 if activation:
                     capture.kept[f"{name}|z"] = x
             return (capture.add(f"{name}|in", x), *args[1:])
@@ -169,10 +171,9 @@ class BatchedProbe:
             if capture is None:
                 return None
             if capture.zeros is not None:
-                capture.kept[f"{name}|finite_out"] = torch.isfinite(out).all()
-                if activation:
-                    capture.kept[f"{name}|a"] = out
-            return capture.add(f"{name}|out", out)
+                capture.kept[f"{name}|out"] = out
+            capture.last = capture.add(f"{name}|out", out)
+            return capture.last
 
         return hook
 
@@ -200,13 +201,13 @@ class BatchedProbe:
 
     # -- one step's records --------------------------------------------------------------------
     def record(self, index: int, runs: Sequence[int], stepping: Sequence[int], probed: dict[str, Any],
-               x: torch.Tensor, names: Sequence[str], grad_norms: torch.Tensor, applied: Sequence[torch.Tensor],
+               x: torch.Tensor, names: Sequence[str], grad_norms: torch.Tensor, applied: torch.Tensor,
                before: Sequence[torch.Tensor], after: Sequence[torch.Tensor]) -> None:
         """Append step `index`'s rows of every run in `runs` (those still training when it began).
 
         probed: from `gradients`; x: the runs' inputs (R, B, ...); names: the parameter names, in the
-        order of grad_norms' columns ((R, parameters), before clipping), of `applied` (the clipped
-        gradients), `before` and `after` (the weights around the update; the update is recorded for
+        order of the columns of grad_norms ((R, parameters), before clipping) and `applied` (the
+        same after clipping: the gradients the update applied), of `before` and `after` (the weights around the update; the update is recorded for
         the runs in `stepping`, those that took it)."""
         kept, at = probed["kept"], probed["at"]
         table = _Table(self.runs)
@@ -226,10 +227,10 @@ class BatchedProbe:
                     table.put(w.name, "norm_layer", torch.ones(self.runs))
         for name in self.blocks:
             self._block(table, name, kept, at)
-        finite = [torch.stack([kept[f"{w.name}|finite_{where}"] for w in self.watched for where in ("in", "out")])]
-        values, present, checks = table.host(finite)
+        checks = [(w.name, where) for w in self.watched for where in ("in", "out") if f"{w.name}|{where}" in kept]
+        values, present, finite = table.host([_finite([kept[f"{layer}|{where}"] for layer, where in checks])])
         for i in runs:
-            self.rows[i] += self._run_rows(index, i, table.keys, values, present, checks[0])
+            self.rows[i] += self._run_rows(index, i, table.keys, values, present, checks, finite[0])
 
     def _gradient_flow(self, table: _Table, name: str, at: dict[str, torch.Tensor]) -> None:
         """output_grad_norm, input_grad_norm and gain (`probe.metrics.output_grad_norm`, `input_grad_norm`, `gain`)."""
@@ -243,7 +244,7 @@ class BatchedProbe:
 
     def _activation(self, table: _Table, w, kept: dict[str, torch.Tensor], index: int) -> None:
         """mean, std, dead_fraction, persistent_dead_fraction, saturated_fraction of one activation."""
-        a = kept[f"{w.name}|a"].flatten(1)
+        a = kept[f"{w.name}|out"].flatten(1)
         n = a.shape[1]
         mean = a.sum(dim=1).double() / max(n, 1)
         table.put(w.name, "mean", mean)
@@ -269,7 +270,7 @@ class BatchedProbe:
             table.put(w.name, "saturated_fraction", (flat < SATURATION_LEVEL * top).sum(dim=1).double() / flat.shape[1])
 
     def _weights(self, table: _Table, name: str, own: list[int], names: Sequence[str], grad_norms: torch.Tensor,
-                 applied: Sequence[torch.Tensor], before: Sequence[torch.Tensor], after: Sequence[torch.Tensor],
+                 applied: torch.Tensor, before: Sequence[torch.Tensor], after: Sequence[torch.Tensor],
                  stepped: torch.Tensor) -> None:
         """weight_grad_norm, bias_grad_norm (before clipping), applied_grad_norm (after) and update_ratio
         of one layer's own parameters (roots of sums of squares, `probe.metrics.shapes.ParameterGradNorm`)."""
@@ -281,7 +282,7 @@ class BatchedProbe:
         for metric, ks in (("weight_grad_norm", weights), ("bias_grad_norm", biases)):
             if ks:
                 table.put(name, metric, squares[:, ks].sum(dim=1).sqrt())
-        table.put(name, "applied_grad_norm", torch.stack([_norms(applied[k]).double() for k in own]).pow(2).sum(0).sqrt())
+        table.put(name, "applied_grad_norm", (applied[:, own].double() ** 2).sum(dim=1).sqrt())
         change = torch.stack([_norms(before[k] - after[k]).double() for k in own]).pow(2).sum(0).sqrt()
         size = torch.stack([_norms(before[k]).double() for k in own]).pow(2).sum(0).sqrt()
         table.put(name, "update_ratio", change / size.clamp(min=1e-300), stepped & (size > 0))
@@ -303,15 +304,14 @@ class BatchedProbe:
                                                                                               math.inf)))
 
     def _run_rows(self, index: int, run: int, keys: list[tuple[str, str]], values: list[list[float]],
-                  present: list[list[bool]], finite: list[list[float]]) -> list[Row]:
+                  present: list[list[bool]], checks: list[tuple[str, str]], finite: list[list[float]]) -> list[Row]:
         """Run `run`'s rows of the step: the model input, the layers in forward order (metrics in the
         registry's order, then the non-finite flags), the blocks."""
         got: dict[str, dict[str, float]] = {}
         for k, (layer, metric) in enumerate(keys):
             if present[k][run]:
                 got.setdefault(layer, {})[metric] = values[k][run]
-        first = None
-        checks = [(w.name, where) for w in self.watched for where in ("in", "out")]
+        first = None  # the first check in forward order that failed (`probe.nonfinite`)
         for k, (layer, where) in enumerate(checks):
             if not finite[k][run]:
                 first = (layer, NONFINITE_INPUT if where == "in" else NONFINITE_OUTPUT)
@@ -356,6 +356,15 @@ class _Table:
             at += rows * cols
         values, present = out[0], [[v != 0 for v in row] for row in out[1]]
         return values, present, out[2:]
+
+
+def _finite(tensors: list[torch.Tensor]) -> torch.Tensor:
+    """Per tensor and run, 1 where every value is finite: (tensors, R). A finite sum means finite
+    values, so the values are looked at one by one only at a step where some sum is not finite."""
+    sums = torch.stack([t.flatten(1).sum(dim=1) for t in tensors])
+    if bool(torch.isfinite(sums).all()):
+        return torch.ones(sums.shape)
+    return torch.stack([torch.isfinite(t.flatten(1)).all(dim=1) for t in tensors])
 
 
 def _recorded_blocks(model: nn.Module, loss_fn: nn.Module, sample: tuple[torch.Tensor, torch.Tensor]) -> list[str]:
