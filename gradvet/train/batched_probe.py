@@ -228,9 +228,10 @@ class BatchedProbe:
         for name in self.blocks:
             self._block(table, name, kept, at)
         checks = [(w.name, where) for w in self.watched for where in ("in", "out") if f"{w.name}|{where}" in kept]
-        values, present, finite = table.host([_finite([kept[f"{layer}|{where}"] for layer, where in checks])])
+        values, present, finite = table.host(_finite([kept[f"{layer}|{where}"] for layer, where in checks]))
+        layout = self._layout(table.keys)
         for i in runs:
-            self.rows[i] += self._run_rows(index, i, table.keys, values, present, checks, finite[0])
+            self.rows[i] += self._run_rows(index, layout, values[i], present[i], checks, finite[i])
 
     def _gradient_flow(self, table: _Table, name: str, at: dict[str, torch.Tensor]) -> None:
         """output_grad_norm, input_grad_norm and gain (`probe.metrics.output_grad_norm`, `input_grad_norm`, `gain`)."""
@@ -257,7 +258,7 @@ class BatchedProbe:
         if act is None or not z.is_floating_point():
             return
         slopes = act.grad(z.reshape(z.shape[0], z.shape[1], -1)).abs()  # per run (samples, units), as Seen.rows
-        inactive = (slopes == 0).all(dim=1)
+        inactive = slopes.amax(dim=1) == 0  # f'(z) = 0 on every sample (`probe.dead_units`), as max |f'| = 0
         table.put(w.name, "dead_fraction", inactive.sum(dim=1).double() / max(inactive.shape[1], 1))
         dead = [self.trackers[i].update(w.name, index, inactive[i]) for i in range(self.runs)]
         if any(d is not None for d in dead):
@@ -303,31 +304,35 @@ class BatchedProbe:
             table.put(name, "branch_ratio", torch.where(size > 0, change / size, torch.where(change == 0, math.nan,
                                                                                               math.inf)))
 
-    def _run_rows(self, index: int, run: int, keys: list[tuple[str, str]], values: list[list[float]],
-                  present: list[list[bool]], checks: list[tuple[str, str]], finite: list[list[float]]) -> list[Row]:
-        """Run `run`'s rows of the step: the model input, the layers in forward order (metrics in the
-        registry's order, then the non-finite flags), the blocks."""
-        got: dict[str, dict[str, float]] = {}
-        for k, (layer, metric) in enumerate(keys):
-            if present[k][run]:
-                got.setdefault(layer, {})[metric] = values[k][run]
+    def _layout(self, keys: list[tuple[str, str]]) -> list[tuple[str, bool, list[tuple[str, int]]]]:
+        """The step's rows as (layer, watched, [(metric, column in `keys`)]): the model input, the
+        watched layers in forward order (metrics in the registry's order; the non-finite flags are
+        added per run), the blocks."""
+        column = {key: k for k, key in enumerate(keys)}
+        layout = [(INPUT_LAYER, False, [("std", column[(INPUT_LAYER, "std")])])]
+        for names, watched, order in (([w.name for w in self.watched], True, self._order[LAYER]),
+                                      (self.blocks, False, self._order[BLOCK])):
+            for name in names:
+                layout.append((name, watched, [(m, column[(name, m)]) for m in order if (name, m) in column]))
+        return layout
+
+    def _run_rows(self, index: int, layout: list[tuple[str, bool, list[tuple[str, int]]]], values: list[float],
+                  present: list[float], checks: list[tuple[str, str]], finite: list[float]) -> list[Row]:
+        """One run's rows of the step (`values`, `present` and `finite` are that run's floats)."""
         first = None  # the first check in forward order that failed (`probe.nonfinite`)
-        for k, (layer, where) in enumerate(checks):
-            if not finite[k][run]:
+        for (layer, where), ok in zip(checks, finite):
+            if not ok:
                 first = (layer, NONFINITE_INPUT if where == "in" else NONFINITE_OUTPUT)
                 break
-        rows: list[Row] = [(index, INPUT_LAYER, "std", got[INPUT_LAYER]["std"])]
-        for w in self.watched:
-            mine = got.get(w.name, {})
-            row = {metric: mine[metric] for metric in self._order[LAYER] if metric in mine}
-            if first is not None and first[0] == w.name:
-                row[first[1]] = 1.0
-            if any(not math.isfinite(v) for metric, v in row.items() if metric in self._overflow):
-                row[NONFINITE] = 1.0
-            rows += [(index, w.name, metric, row[metric]) for metric in self._order[LAYER] if metric in row]
-        for name in self.blocks:
-            mine = got.get(name, {})
-            rows += [(index, name, metric, mine[metric]) for metric in self._order[BLOCK] if metric in mine]
+        rows: list[Row] = []
+        for layer, watched, items in layout:
+            row = [(index, layer, metric, values[k]) for metric, k in items if present[k]]
+            if watched:
+                if first is not None and first[0] == layer:
+                    row.append((index, layer, first[1], 1.0))
+                if any(not math.isfinite(r[3]) for r in row if r[2] in self._overflow):
+                    row.append((index, layer, NONFINITE, 1.0))
+            rows += row
         return rows
 
 
@@ -345,17 +350,13 @@ class _Table:
         self._values.append(values.detach().double())
         self._present.append(torch.ones(self.runs, dtype=torch.bool) if present is None else present)
 
-    def host(self, extra: list[torch.Tensor]) -> tuple[list[list[float]], list[list[bool]], list[list[list[float]]]]:
-        """(values, present, each of `extra` as floats): one copy to the host."""
-        parts = [torch.stack(self._values), torch.stack(self._present).double()] + [e.double() for e in extra]
-        flat = torch.cat([p.reshape(-1) for p in parts]).tolist()
-        out, at = [], 0
-        for p in parts:
-            rows, cols = p.shape
-            out.append([flat[at + r * cols: at + (r + 1) * cols] for r in range(rows)])
-            at += rows * cols
-        values, present = out[0], [[v != 0 for v in row] for row in out[1]]
-        return values, present, out[2:]
+    def host(self, finite: torch.Tensor) -> tuple[list[list[float]], list[list[float]], list[list[float]]]:
+        """Per run: its values, whether it has each (1.0 or 0.0), and `finite` ((checks, R)) as floats;
+        one copy to the host."""
+        parts = [torch.stack(self._values, 1), torch.stack(self._present, 1).double(), finite.t().double()]
+        flat = torch.cat(parts, 1).tolist()
+        k, c = parts[0].shape[1], parts[2].shape[1]
+        return [r[:k] for r in flat], [r[k: 2 * k] for r in flat], [r[2 * k: 2 * k + c] for r in flat]
 
 
 def _finite(tensors: list[torch.Tensor]) -> torch.Tensor:
