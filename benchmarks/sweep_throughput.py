@@ -11,7 +11,8 @@ Goals (issue 17; issue 8's wide-MLP goal below):
    products, run at the batched-matmul rate measured here on the step's own shapes: per layer
    the forward product (R, B, n_in) @ (R, n_in, n_out), the input gradient (R, B, n_out) @
    (R, n_out, n_in) (not for the first layer) and the weight gradient (R, n_out, B) @ (R, B, n_in),
-   each `torch.bmm`, best of several. Ceiling ratio = (one-by-one s/run) / (steps x that matmul
+   each `torch.bmm`, the median of several in each round (the same conditions as the contenders').
+   Ceiling ratio = (one-by-one s/run) / (steps x that matmul
    time / R); fraction of the ceiling = achieved ratio / ceiling ratio.
 2. Width 512, depth 8: achieved GFLOP/s of batched training as a fraction of this machine's
    matmul peak (a 1024^2 float32 matmul timed in the same process), goal >= 0.5 (issue 8).
@@ -56,7 +57,7 @@ def mlp_flops(n_features: int, width: int, depth: int, n_out: int, batch: int) -
 
 def batched_matmul_time(sizes: list[int], runs: int, batch: int, repeats: int = 30) -> tuple[float, float]:
     """(seconds, FLOPs) of the matrix products of one batched training step of `runs` MLPs of
-    layer sizes `sizes` (see the module docstring), each product's time the best of `repeats`."""
+    layer sizes `sizes` (see the module docstring), each product's time the median of `repeats`."""
     import torch
 
     total, flops = 0.0, 0.0
@@ -67,12 +68,12 @@ def batched_matmul_time(sizes: list[int], runs: int, batch: int, repeats: int = 
         for shape_a, shape_b in products:
             a, b = torch.randn(shape_a), torch.randn(shape_b)
             torch.bmm(a, b)
-            best = float("inf")
+            taken = []
             for _ in range(repeats):
                 start = time.perf_counter()
                 torch.bmm(a, b)
-                best = min(best, time.perf_counter() - start)
-            total += best
+                taken.append(time.perf_counter() - start)
+            total += statistics.median(taken)
             flops += 2 * shape_a[0] * shape_a[1] * shape_a[2] * shape_b[2]
     return total, flops
 
@@ -89,6 +90,8 @@ def main() -> None:
     parser.add_argument("--wide-runs", type=int, default=8, help="0 skips the width-512 measurement")
     parser.add_argument("--wide-steps", type=int, default=30)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--profile", action="store_true",
+                        help="also print where a batched group's time goes (torch.profiler, with and without the trace)")
     args = parser.parse_args()
     import torch
 
@@ -132,6 +135,15 @@ def main() -> None:
         wanted = f"goal >= {goal:g}" if goal else "goal: fraction >= 0.6"
         print(f"  {label:20s} one after another {one:6.3f} s/run ({k} timed)   batched x{args.runs} {bat:6.3f} s/run"
               f"   ratio {ratio:5.2f}   ceiling {ceiling:5.2f}   fraction of ceiling {ratio / ceiling:4.2f}   ({wanted})")
+
+    if args.profile:
+        from torch.profiler import profile
+
+        for label, probe in (("no probe", None), ("default probe trace", "auto")):
+            with profile() as prof:
+                run_batched(specs, probe=probe, dataset=data)
+            print(f"\nbatched x{args.runs}, {args.steps} steps, {label}: operators by own CPU time")
+            print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12))
 
     if args.wide_runs:
         peak = matmul_peak()
