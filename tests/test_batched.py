@@ -197,3 +197,30 @@ def test_sweep_batches_groups_and_stores_runs_like_one_by_one(tmp_path):
             assert len(b.layer_records(key)) == len(a.layer_records(key)) > 0
         assert sum("batched_with" in (r["metrics"] or {}) for r in rows_b.values()) == 16
     assert run_sweep(specs, tmp_path / "batched.db").skipped == 17
+
+
+def test_stacked_twin_is_the_vmapped_model():
+    """`train.stacked`: the twin's outputs and per-run gradients are those of vmap(functional_call)
+    and of each run's own module (float32 rounding); a model with other parameters gets no twin."""
+    import copy
+
+    import torch
+    from torch.func import functional_call, stack_module_state, vmap
+
+    from gradvet.models.mlp import mlp
+    from gradvet.train.stacked import stacked_twin
+
+    models = [mlp(12, 3, 3, 8, activation="tanh", residual=True, seed=s) for s in range(3)]
+    params, buffers = stack_module_state(models)
+    params = {k: v.detach().requires_grad_() for k, v in params.items()}
+    x = torch.randn(3, 5, 12)
+    twin = stacked_twin(models[0], params)
+    out = twin(x)
+    base = copy.deepcopy(models[0]).to("meta")
+    assert torch.equal(out, vmap(lambda p, b, xx: functional_call(base, (p, b), (xx,)))(params, buffers, x))
+    grads = torch.autograd.grad(out.square().sum(), list(params.values()))
+    for r, model in enumerate(models):
+        own = torch.autograd.grad(model(x[r]).square().sum(), list(model.parameters()))
+        for g, o in zip(grads, own):
+            assert torch.allclose(g[r], o, rtol=1e-5, atol=1e-6)
+    assert stacked_twin(mlp(12, 3, 2, 8, norm="layer", seed=0), {"hidden.0.norm.weight": torch.ones(3, 8)}) is None

@@ -47,6 +47,7 @@ from gradvet.train.batched_probe import BatchedProbe
 from gradvet.train.batched_probe import why_not as why_not_probed
 from gradvet.train.loop import AUTO, BatchSampler, _record_eval, probe_every
 from gradvet.train.result import Run
+from gradvet.train.stacked import stacked_twin
 
 VARYING = ("seed", "init", "lr", "weight_decay")
 OPTIMIZERS = ("sgd", "momentum")
@@ -129,6 +130,18 @@ def run_batched(specs: Sequence[RunSpec], probe: str | None = AUTO, dataset=None
     # per run: d loss / d params and the loss, all runs in one call (gradients come out contiguous)
     batched_grad = vmap(grad_and_value(one_loss))
     batched_output = vmap(one_output, in_dims=(0, 0, None))
+    twin = stacked_twin(models[0], params) if not buffers else None
+    if twin is not None:  # the same numbers without torch.func's machinery (`train.stacked`)
+        per_run_loss = vmap(loss_fn)
+        for t in stacked:
+            t.requires_grad_()
+
+        def plain_grad(x, y):
+            losses = per_run_loss(twin(x), y)
+            return dict(zip(names, torch.autograd.grad(losses.sum(), stacked))), losses.detach()
+    else:
+        def plain_grad(x, y):
+            return batched_grad(params, buffers, x, y)
     R = len(specs)
     lr = {id(t): _per_run([s.lr for s in specs], t) for t in stacked}
     wd = {id(t): _per_run([s.weight_decay for s in specs], t) for t in stacked}
@@ -144,7 +157,8 @@ def run_batched(specs: Sequence[RunSpec], probe: str | None = AUTO, dataset=None
     probe_ = None
     if probe == AUTO:
         sample = (data.x_train[:first.batch_size], data.y_train[:first.batch_size])
-        probe_ = BatchedProbe(models[0], base, loss_fn, R, probe_every(first.steps), sample)
+        probe_ = BatchedProbe(models[0], base, loss_fn, R, probe_every(first.steps), sample,
+                              params if twin is not None else None)
     train_start = time.perf_counter()
     step = 0
     for step in range(1, first.steps + 1):
@@ -154,7 +168,7 @@ def run_batched(specs: Sequence[RunSpec], probe: str | None = AUTO, dataset=None
         if sampled:
             grad_of, losses, probed = probe_.gradients(params, buffers, xb, yb)
         else:
-            grad_of, losses = batched_grad(params, buffers, xb, yb)
+            grad_of, losses = plain_grad(xb, yb)
         grads = [grad_of[k] for k in names]
         per_tensor = torch.stack([torch.linalg.vector_norm(g.flatten(1), dim=1) for g in grads], 1)
         norms = per_tensor.norm(dim=1)
@@ -179,8 +193,8 @@ def run_batched(specs: Sequence[RunSpec], probe: str | None = AUTO, dataset=None
         if not every_run:
             mask = torch.zeros(R, dtype=torch.bool)
             mask[stepping] = True
-        before = [p.clone() for p in stacked] if sampled else []
         with torch.no_grad():
+            before = [p.clone() for p in stacked] if sampled else []
             for k, (p, g) in enumerate(zip(stacked, grads)):
                 d = g.add(wd[id(p)] * p) if any_wd else g  # torch.optim.SGD: grad + weight_decay * w
                 if momentum:
@@ -196,7 +210,8 @@ def run_batched(specs: Sequence[RunSpec], probe: str | None = AUTO, dataset=None
         if sampled:
             clipped = first.clip is not None or first.clip_value is not None
             applied = torch.stack([torch.linalg.vector_norm(g.flatten(1), dim=1) for g in grads], 1) if clipped else per_tensor
-            probe_.record(step - 1, recorded, stepping, probed, xb, names, per_tensor, applied, before, stacked)
+            with torch.no_grad():
+                probe_.record(step - 1, recorded, stepping, probed, xb, names, per_tensor, applied, before, stacked)
         if first.eval_every and step % first.eval_every == 0 and step != first.steps and stepping:
             results = _evaluate(batched_output, params, buffers, loss_fn, data)
             for i in stepping:

@@ -45,6 +45,7 @@ from gradvet.probe.metrics.unit import BLOCK, LAYER, MODEL
 from gradvet.probe.nonfinite import NONFINITE_INPUT, NONFINITE_OUTPUT
 from gradvet.probe.trace import INPUT as INPUT_LAYER
 from gradvet.probe.trace import Row
+from gradvet.train.stacked import stacked_twin
 
 NONFINITE = "nonfinite"
 COMPUTED = {
@@ -99,7 +100,7 @@ class BatchedProbe:
     every: the sampling interval."""
 
     def __init__(self, model: nn.Module, base: nn.Module, loss_fn: nn.Module, runs: int, every: int,
-                 sample: tuple[torch.Tensor, torch.Tensor]):
+                 sample: tuple[torch.Tensor, torch.Tensor], params: dict[str, torch.Tensor] | None = None):
         self.runs, self.every = runs, every
         self.watched = watched_modules(model)
         self.blocks = _recorded_blocks(model, loss_fn, sample)
@@ -108,7 +109,8 @@ class BatchedProbe:
         self._order = {scope: [u.name for u in registry.metrics() if u.scope == scope] for scope in (LAYER, BLOCK)}
         self._overflow = {u.name for u in registry.metrics() if u.scope == LAYER and u.nonfinite_is_overflow}
         self._capture: _Capture | None = None
-        probed = copy.deepcopy(base)
+        twin = stacked_twin(model, params) if params is not None else None
+        probed = twin if twin is not None else copy.deepcopy(base)
         modules = dict(probed.named_modules())
         for w in self.watched:
             modules[w.name].register_forward_pre_hook(self._module_input(w.name, w.kind == "activation"))
@@ -116,7 +118,11 @@ class BatchedProbe:
         for name in self.blocks:
             modules[name].register_forward_pre_hook(self._block_input(name))
             modules[name].register_forward_hook(self._block_output(name))
-        self._zeros = self._zero_tensors(probed, sample)
+        self._zeros = self._zero_tensors(probed, sample, twin is not None)
+        self._gradients: Callable[..., tuple[dict[str, torch.Tensor], torch.Tensor, dict[str, Any]]]
+        if twin is not None and params is not None:  # plain autograd through the stacked twin (`train.stacked`)
+            self._gradients = self._twin_gradients(twin, loss_fn, params)
+            return
 
         def one_loss(p, b, zeros, x, y):
             self._capture = _Capture(zeros)
@@ -126,7 +132,31 @@ class BatchedProbe:
             finally:
                 self._capture = None
 
-        self._batched = vmap(grad_and_value(one_loss, argnums=(0, 2), has_aux=True))
+        batched = vmap(grad_and_value(one_loss, argnums=(0, 2), has_aux=True))
+
+        def gradients(p, b, x, y):
+            (grads, at), (losses, kept) = batched(p, b, self._zeros, x, y)
+            return grads, losses, {"kept": kept, "at": at}
+
+        self._gradients = gradients
+
+    def _twin_gradients(self, twin: nn.Module, loss_fn: nn.Module, params: dict[str, torch.Tensor]) -> Callable:
+        per_run_loss = vmap(loss_fn)
+        names, keys = list(params), list(self._zeros)
+        inputs = [params[k] for k in names] + [self._zeros[k] for k in keys]
+
+        def gradients(p, b, x, y):
+            self._capture = capture = _Capture(self._zeros)
+            try:
+                losses = per_run_loss(twin(x), y)
+            finally:
+                self._capture = None
+            grads = torch.autograd.grad(losses.sum(), inputs)
+            kept = {k: t.detach() for k, t in capture.kept.items()}
+            return (dict(zip(names, grads[: len(names)])), losses.detach(),
+                    {"kept": kept, "at": dict(zip(keys, grads[len(names):]))})
+
+        return gradients
 
     def sampled(self, index: int) -> bool:
         """Whether the step of 0-based index `index` is recorded."""
@@ -136,18 +166,22 @@ class BatchedProbe:
     def gradients(self, params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor], x: torch.Tensor,
                   y: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor, dict[str, Any]]:
         """(d loss / d params, losses, what the step's records need), all runs in one call."""
-        (grads, at), (losses, kept) = self._batched(params, buffers, self._zeros, x, y)
-        return grads, losses, {"kept": kept, "at": at}
+        return self._gradients(params, buffers, x, y)
 
-    def _zero_tensors(self, probed: nn.Module, sample: tuple[torch.Tensor, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def _zero_tensors(self, probed: nn.Module, sample: tuple[torch.Tensor, torch.Tensor],
+                      stacked: bool) -> dict[str, torch.Tensor]:
         """The zero tensors added in a probed call, one per key whose gradient is read (found by one
-        call on the meta device: shapes, and which inputs need a gradient)."""
+        call: shapes, and which inputs need a gradient; on the meta device unless `probed` is a
+        stacked twin, whose inputs are (R, ...) and whose zeros are leaves autograd differentiates)."""
         self._capture = capture = _Capture(None)
+        x = torch.zeros(self.runs, *sample[0].shape) if stacked else torch.empty(sample[0].shape, device="meta")
         try:
             with torch.enable_grad():
-                probed(torch.empty(sample[0].shape, device="meta"))
+                probed(x)
         finally:
             self._capture = None
+        if stacked:
+            return {key: torch.zeros(shape, requires_grad=True) for key, (shape, needs) in capture.shapes.items() if needs}
         return {key: torch.zeros(self.runs, *shape) for key, (shape, needs) in capture.shapes.items() if needs}
 
     def _module_input(self, name: str, activation: bool) -> Callable:
