@@ -84,11 +84,6 @@ def batch_key(spec: RunSpec) -> str | None:
     return json.dumps(fields, sort_keys=True, default=str)
 
 
-def _run_norms(g: torch.Tensor) -> torch.Tensor:
-    """||g[r]|| per run r of a stacked gradient (no copy of a transposed one, as flatten would make)."""
-    return torch.linalg.vector_norm(g, dim=tuple(range(1, g.dim())))
-
-
 def _per_run(values: Sequence[float], like: torch.Tensor) -> torch.Tensor:
     """A (R,) vector shaped to broadcast against a stacked (R, ...) tensor."""
     return torch.tensor(values, dtype=like.dtype).view(-1, *([1] * (like.dim() - 1)))
@@ -175,7 +170,7 @@ def run_batched(specs: Sequence[RunSpec], probe: str | None = AUTO, dataset=None
         else:
             grad_of, losses = plain_grad(xb, yb)
         grads = [grad_of[k] for k in names]
-        per_tensor = torch.stack([_run_norms(g) for g in grads], 1)
+        per_tensor = torch.stack([torch.linalg.vector_norm(g.flatten(1), dim=1) for g in grads], 1)
         norms = per_tensor.norm(dim=1)
         if first.clip is not None:
             coef = torch.clamp(first.clip / (norms + 1e-6), max=1.0)
@@ -214,7 +209,7 @@ def run_batched(specs: Sequence[RunSpec], probe: str | None = AUTO, dataset=None
                     p.copy_(torch.where(keep, p - lr[id(p)] * d, p))
         if sampled:
             clipped = first.clip is not None or first.clip_value is not None
-            applied = torch.stack([_run_norms(g) for g in grads], 1) if clipped else per_tensor
+            applied = torch.stack([torch.linalg.vector_norm(g.flatten(1), dim=1) for g in grads], 1) if clipped else per_tensor
             with torch.no_grad():
                 probe_.record(step - 1, recorded, stepping, probed, xb, names, per_tensor, applied, before, stacked)
         if first.eval_every and step % first.eval_every == 0 and step != first.steps and stepping:
