@@ -213,7 +213,7 @@ def test_stacked_twin_is_the_vmapped_model():
     models = [mlp(12, 3, 3, 8, activation="tanh", residual=True, seed=s) for s in range(3)]
     params, buffers = stack_module_state(models)
     params = {k: v.detach().requires_grad_() for k, v in params.items()}
-    x = torch.randn(3, 5, 12)
+    x = torch.randn(3, 5, 12, generator=torch.Generator().manual_seed(0))
     twin = stacked_twin(models[0], params)
     out = twin(x)
     base = copy.deepcopy(models[0]).to("meta")
@@ -222,5 +222,5 @@ def test_stacked_twin_is_the_vmapped_model():
     for r, model in enumerate(models):
         own = torch.autograd.grad(model(x[r]).square().sum(), list(model.parameters()))
         for g, o in zip(grads, own):
-            assert torch.allclose(g[r], o, rtol=1e-5, atol=1e-6)
+            torch.testing.assert_close(g[r], o, rtol=1e-4, atol=1e-4)  # float32: products summed in another order
     assert stacked_twin(mlp(12, 3, 2, 8, norm="layer", seed=0), {"hidden.0.norm.weight": torch.ones(3, 8)}) is None
