@@ -4,7 +4,9 @@ Runs that differ only in `VARYING` (seed, init, learning rate, weight decay) sha
 shape, so their parameters stack: `torch.func.stack_module_state` turns R models into
 tensors with a leading run dimension, and `vmap(functional_call)` evaluates all R models
 on their own mini-batches in one call, and `vmap(grad_and_value(...))` gives each run its
-own gradient and loss. On a small machine a
+own gradient and loss. An MLP whose parameters are all Linear layers' runs instead as a
+stacked twin (`train.stacked`: one fused baddbmm per layer, plain autograd over the sum of
+the runs' losses), the same numbers without torch.func's machinery. On a small machine a
 sweep of small MLPs is dominated by Python overhead per step; here that overhead is paid
 once per step for all R runs.
 
@@ -22,7 +24,9 @@ that rounding as it would amplify any perturbation).
 The default probe trace is kept too, measured inside the batched step: on each sampled step
 (every ceil(steps / 50)-th, as in `train.run`) the gradients come from
 `train.batched_probe.BatchedProbe`, which also returns every run's per-layer data, and its
-per-run reductions give each run the layer records its sequential `gradvet.Probe` records.
+per-run reductions give each run the layer records its sequential `gradvet.Probe` records
+(no run is replayed in a module of its own). A probe metric registered beyond the built-in
+ones sends the runs one by one (`why_sequential`).
 
 Batchable: MLPs without batch norm (its running statistics are per-module state) and
 without pre-training, optimiser sgd or momentum, not monitored (`spec.monitor`). Anything else trains one after another

@@ -2,10 +2,12 @@
 
 `train.batched` trains R runs of one MLP as one vectorised model. On a sampled step (every
 `probe_every(steps)`-th, as `train.run` samples) it takes its gradients from
-`BatchedProbe.gradients` instead of the plain batched call: the same
-`vmap(grad_and_value(functional_call))`, on a copy of the model whose forward hooks
-- keep each activation's input z and output a, each block's input and output, and whether each
-  watched module's input and output are finite (per run, inside vmap);
+`BatchedProbe.gradients` instead of the plain batched call: the same call (the stacked twin of
+`train.stacked` with plain autograd, or `vmap(grad_and_value(functional_call))`), on a copy of
+the model whose forward hooks
+- keep each activation's input z and output a, each block's input and output, and each watched
+  module's input (where it is not the output of the module before) and output, for the checks
+  that they are finite (`probe.nonfinite`);
 - add a zero tensor e to each watched module's output, and to its input as that module alone
   sees it (where the input needs a gradient), and to each recorded block's input and output. The
   gradient with respect to such an e is the Probe's hook data: at an output, dL/d output (every
