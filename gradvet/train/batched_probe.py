@@ -86,9 +86,10 @@ class _Capture:
         self.last: torch.Tensor | None = None  # what the latest watched module returned
         self.shapes: dict[str, tuple[torch.Size, bool]] = {}  # only when zeros is None: key -> (shape, needs grad)
 
-    def add(self, key: str, t: torch.Tensor, needs_grad: bool = True) -> torch.Tensor:
+    def add(self, key: str, t: torch.Tensor) -> torch.Tensor:
+        """t + its zero tensor (t itself when none; its shape noted when finding the shapes)."""
         if self.zeros is None:
-            self.shapes[key] = (t.shape, t.requires_grad and needs_grad)
+            self.shapes[key] = (t.shape, t.requires_grad)
             return t
         e = self.zeros.get(key)
         return t if e is None else t + e
@@ -243,8 +244,8 @@ class BatchedProbe:
 
         probed: from `gradients`; x: the runs' inputs (R, B, ...); names: the parameter names, in the
         order of the columns of grad_norms ((R, parameters), before clipping) and `applied` (the
-        same after clipping: the gradients the update applied), of `before` and `after` (the weights around the update; the update is recorded for
-        the runs in `stepping`, those that took it)."""
+        same after clipping: the gradients the update applied), of `before` and `after` (the
+        weights around the update; recorded for the runs in `stepping`, those that took it)."""
         kept, at = probed["kept"], probed["at"]
         table = _Table(self.runs)
         table.put(INPUT_LAYER, "std", x.flatten(1).std(dim=1))
@@ -256,7 +257,7 @@ class BatchedProbe:
         for w in self.watched:
             self._gradient_flow(table, w.name, at)
             if w.kind == "activation":
-                self._activation(table, w, kept, index)
+                self._activation(table, w, kept, index, runs)
             else:
                 self._weights(table, w.name, owned.get(w.name, []), names, grad_norms, applied, before, after, stepped)
                 if w.kind == "norm":
@@ -279,8 +280,10 @@ class BatchedProbe:
             table.put(name, "input_grad_norm", inp)
             table.put(name, "gain", _ratio(inp.double(), out.double()))
 
-    def _activation(self, table: _Table, w, kept: dict[str, torch.Tensor], index: int) -> None:
-        """mean, std, dead_fraction, persistent_dead_fraction, saturated_fraction of one activation."""
+    def _activation(self, table: _Table, w, kept: dict[str, torch.Tensor], index: int, runs: Sequence[int]) -> None:
+        """mean, std (unbiased), dead_fraction, persistent_dead_fraction and saturated_fraction of one
+        activation, as `probe.metrics.mean`, `std`, `dead_fraction`, `persistent_dead_fraction` and
+        `saturated_fraction` compute them from the output a and |f'(z)| at the input z."""
         a = kept[f"{w.name}|out"].flatten(1)
         n = a.shape[1]
         mean = a.sum(dim=1).double() / max(n, 1)
@@ -296,7 +299,7 @@ class BatchedProbe:
         slopes = act.grad(z.reshape(z.shape[0], z.shape[1], -1)).abs()  # per run (samples, units), as Seen.rows
         inactive = slopes.amax(dim=1) == 0  # f'(z) = 0 on every sample (`probe.dead_units`), as max |f'| = 0
         table.put(w.name, "dead_fraction", inactive.sum(dim=1).double() / max(inactive.shape[1], 1))
-        dead = [self.trackers[i].update(w.name, index, inactive[i]) for i in range(self.runs)]
+        dead = [self.trackers[i].update(w.name, index, inactive[i]) if i in runs else None for i in range(self.runs)]
         if any(d is not None for d in dead):
             table.put(w.name, "persistent_dead_fraction", torch.stack([d if d is not None else torch.zeros(())
                                                                       for d in dead]),
