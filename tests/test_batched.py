@@ -33,6 +33,19 @@ def assert_same_run(seq, bat, rel=1e-5):
     assert bat.metrics["steps_done"] == seq.metrics["steps_done"]
 
 
+def assert_same_trace(seq, bat, min_rows=100):
+    """The probe trace measured inside the batched step is the run's sequential Probe trace: the
+    same rows in the same order (steps, layers in forward order, metrics in the registry's order),
+    the same numbers to 1e-4 (NaN where it has NaN)."""
+    assert [r[:3] for r in bat.layer_records] == [r[:3] for r in seq.layer_records]
+    assert len(seq.layer_records) > min_rows
+    for a, b in zip(seq.layer_records, bat.layer_records):
+        if math.isnan(a[3]):
+            assert math.isnan(b[3]), a
+        else:
+            assert b[3] == pytest.approx(a[3], rel=1e-4, abs=1e-7), a
+
+
 GRID = [
     dict(seed=0, lr=0.1, weight_decay=0.0, init="he"),
     dict(seed=1, lr=0.05, weight_decay=1e-3, init="xavier"),
@@ -53,13 +66,7 @@ def test_batched_equals_sequential(digits, common):
         seq = run(spec, dataset=digits)
         assert_same_run(seq, bat)
         assert bat.metrics["batched_with"] == len(specs)
-        # the probe trace: the same steps, layers and metrics, the same numbers
-        a = {r[:3]: r[3] for r in seq.layer_records}
-        b = {r[:3]: r[3] for r in bat.layer_records}
-        assert set(a) == set(b) and len(a) > 100
-        for key, value in a.items():
-            if math.isfinite(value):
-                assert b[key] == pytest.approx(value, rel=1e-4, abs=1e-7), key
+        assert_same_trace(seq, bat)
 
 
 def test_a_diverging_run_stops_while_the_others_go_on(digits):
@@ -70,7 +77,70 @@ def test_a_diverging_run_stops_while_the_others_go_on(digits):
     times = [r.metrics["step_time"] for r in batched]
     assert times[0] == times[1] == times[2] > 0  # per step the group took, diverged or not
     for spec, bat in zip(specs, batched):
-        assert_same_run(run(spec, dataset=digits), bat)
+        seq = run(spec, dataset=digits)
+        assert_same_run(seq, bat)
+        assert_same_trace(seq, bat)  # the diverging step's non-finite flags too
+    flags = {r[2] for r in batched[1].layer_records}
+    assert {"nonfinite", "nonfinite_output"} <= flags
+
+
+TRACE_CASES = {  # what each brings into the trace beyond the plain case above
+    "persistent dead units (>= 100 steps)": dict(depth=4, width=16, steps=120, lr=0.5, init="gaussian:sw2=4.0,sb2=0.0"),
+    "residual blocks, the first with a skip (input width = width)": dict(depth=2, width=64, steps=20, residual=True,
+                                                                         norm="layer", activation="tanh"),
+    "residual stream at a huge learning rate, clipped": dict(depth=3, width=16, steps=20, residual=True, lr=50.0,
+                                                            activation="sigmoid", clip=1.0, optimizer="momentum"),
+    "one block (nothing repeats)": dict(depth=1, width=8, steps=20, residual=True),
+}
+
+
+@pytest.mark.parametrize("case", list(TRACE_CASES))
+def test_batched_trace_equals_sequential_trace(digits, case):
+    specs = [RunSpec(seed=s, eval_every=0, **TRACE_CASES[case]) for s in range(2)]
+    for spec, bat in zip(specs, run_batched(specs, dataset=digits)):
+        seq = run(spec, dataset=digits)
+        assert_same_run(seq, bat)
+        assert_same_trace(seq, bat, min_rows=50)
+
+
+def test_every_trace_field_is_covered(digits):
+    """Across the cases above, the batched trace holds every layer, model and block metric the
+    registry has (calls and nonfinite_input: a module called twice, a NaN in the data; neither
+    occurs in a batched MLP)."""
+    from gradvet.probe.metrics import registry
+
+    seen = set()
+    for case in TRACE_CASES.values():
+        spec = RunSpec(eval_every=0, **case)
+        seen |= {r[2] for r in run_batched([spec, spec.replace(seed=1)], dataset=digits)[0].layer_records}
+    diverging = RunSpec(depth=3, width=16, steps=40, lr=1e4, eval_every=0)
+    seen |= {r[2] for r in run_batched([diverging, diverging.replace(seed=1)], dataset=digits)[0].layer_records}
+    assert {u.name for u in registry.metrics()} - seen == {"calls", "nonfinite_input"}
+
+
+def test_the_trace_changes_no_weight(digits):
+    specs = [RunSpec(depth=3, width=16, steps=30, eval_every=10, seed=s, clip=0.5, optimizer="momentum")
+             for s in range(3)]
+    traced, plain = run_batched(specs, dataset=digits), run_batched(specs, probe=None, dataset=digits)
+    for a, b in zip(traced, plain):
+        assert a.history == b.history  # bit for bit: the probed steps add zeros
+        assert a.layer_records and not b.layer_records
+
+
+def test_a_registered_metric_sends_runs_one_by_one(digits):
+    from gradvet.probe.metrics import Metric, register, unregister
+
+    class Twice(Metric):
+        name = "twice_output_grad_norm"
+
+    specs = [RunSpec(depth=2, width=8, steps=4, eval_every=0, seed=s) for s in range(2)]
+    register(Twice)
+    try:
+        assert "twice_output_grad_norm" in why_sequential(specs[0])
+        assert describe(specs) == {"groups": [], "alone": 2}
+    finally:
+        unregister("twice_output_grad_norm")
+    assert why_sequential(specs[0]) is None
 
 
 def test_grouping_and_reasons():
@@ -127,3 +197,30 @@ def test_sweep_batches_groups_and_stores_runs_like_one_by_one(tmp_path):
             assert len(b.layer_records(key)) == len(a.layer_records(key)) > 0
         assert sum("batched_with" in (r["metrics"] or {}) for r in rows_b.values()) == 16
     assert run_sweep(specs, tmp_path / "batched.db").skipped == 17
+
+
+def test_stacked_twin_is_the_vmapped_model():
+    """`train.stacked`: the twin's outputs and per-run gradients are those of vmap(functional_call)
+    and of each run's own module (float32 rounding); a model with other parameters gets no twin."""
+    import copy
+
+    import torch
+    from torch.func import functional_call, stack_module_state, vmap
+
+    from gradvet.models.mlp import mlp
+    from gradvet.train.stacked import stacked_twin
+
+    models = [mlp(12, 3, 3, 8, activation="tanh", residual=True, seed=s) for s in range(3)]
+    params, buffers = stack_module_state(models)
+    params = {k: v.detach().requires_grad_() for k, v in params.items()}
+    x = torch.randn(3, 5, 12, generator=torch.Generator().manual_seed(0))
+    twin = stacked_twin(models[0], params)
+    out = twin(x)
+    base = copy.deepcopy(models[0]).to("meta")
+    assert torch.equal(out, vmap(lambda p, b, xx: functional_call(base, (p, b), (xx,)))(params, buffers, x))
+    grads = torch.autograd.grad(out.square().sum(), list(params.values()))
+    for r, model in enumerate(models):
+        own = torch.autograd.grad(model(x[r]).square().sum(), list(model.parameters()))
+        for g, o in zip(grads, own):
+            torch.testing.assert_close(g[r], o, rtol=1e-4, atol=1e-4)  # float32: products summed in another order
+    assert stacked_twin(mlp(12, 3, 2, 8, norm="layer", seed=0), {"hidden.0.norm.weight": torch.ones(3, 8)}) is None

@@ -4,7 +4,9 @@ Runs that differ only in `VARYING` (seed, init, learning rate, weight decay) sha
 shape, so their parameters stack: `torch.func.stack_module_state` turns R models into
 tensors with a leading run dimension, and `vmap(functional_call)` evaluates all R models
 on their own mini-batches in one call, and `vmap(grad_and_value(...))` gives each run its
-own gradient and loss. On a small machine a
+own gradient and loss. An MLP whose parameters are all Linear layers' runs instead as a
+stacked twin (`train.stacked`: one fused baddbmm per layer, plain autograd over the sum of
+the runs' losses), the same numbers without torch.func's machinery. On a small machine a
 sweep of small MLPs is dominated by Python overhead per step; here that overhead is paid
 once per step for all R runs.
 
@@ -19,10 +21,12 @@ the others go on. Losses agree with the sequential runs to float32 rounding (the
 matrix products round differently; a chaotic run, e.g. at a huge learning rate, amplifies
 that rounding as it would amplify any perturbation).
 
-The default probe trace is kept too: on each sampled step (every ceil(steps / 50)-th, as
-in `train.run`) every run's own module (a "shadow" holding that run's current weights)
-runs the same forward and backward inside a `gradvet.Probe`, and its update is copied in
-through the optimizer hooks, so the layer records are those a sequential run records.
+The default probe trace is kept too, measured inside the batched step: on each sampled step
+(every ceil(steps / 50)-th, as in `train.run`) the gradients come from
+`train.batched_probe.BatchedProbe`, which also returns every run's per-layer data, and its
+per-run reductions give each run the layer records its sequential `gradvet.Probe` records
+(no run is replayed in a module of its own). A probe metric registered beyond the built-in
+ones sends the runs one by one (`why_sequential`).
 
 Batchable: MLPs without batch norm (its running statistics are per-module state) and
 without pre-training, optimiser sgd or momentum, not monitored (`spec.monitor`). Anything else trains one after another
@@ -32,7 +36,6 @@ number of runs (step time: per step the group took); `metrics["batched_with"]` s
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import json
 import math
@@ -44,8 +47,11 @@ import torch
 from torch.func import functional_call, grad_and_value, stack_module_state, vmap
 
 from gradvet.spec import RunSpec
+from gradvet.train.batched_probe import BatchedProbe
+from gradvet.train.batched_probe import why_not as why_not_probed
 from gradvet.train.loop import AUTO, BatchSampler, _record_eval, probe_every
 from gradvet.train.result import Run
+from gradvet.train.stacked import stacked_twin
 
 VARYING = ("seed", "init", "lr", "weight_decay")
 OPTIMIZERS = ("sgd", "momentum")
@@ -71,7 +77,7 @@ def why_sequential(spec: RunSpec) -> str | None:
         return f"optimizer {spec.optimizer!r} (batched: {', '.join(OPTIMIZERS)})"
     if spec.monitor:
         return "the monitor watches every step of its own module"
-    return None
+    return why_not_probed()  # not the spec's doing: a probe metric registered that batched training cannot record
 
 
 def batch_key(spec: RunSpec) -> str | None:
@@ -80,20 +86,6 @@ def batch_key(spec: RunSpec) -> str | None:
         return None
     fields = {k: v for k, v in spec.to_dict().items() if k not in VARYING}
     return json.dumps(fields, sort_keys=True, default=str)
-
-
-class _CopyIn(torch.optim.Optimizer):
-    """The shadow module's 'optimizer': its step copies in the weights the batched update computed,
-    so a Probe's optimizer hooks see the same before/after as in a sequential run."""
-
-    def __init__(self, params: list[torch.Tensor]):
-        super().__init__(params, {})
-        self.source: list[torch.Tensor] = []
-
-    @torch.no_grad()
-    def step(self, closure=None):  # noqa: D102
-        for p, value in zip(self.param_groups[0]["params"], self.source):
-            p.copy_(value)
 
 
 def _per_run(values: Sequence[float], like: torch.Tensor) -> torch.Tensor:
@@ -142,6 +134,18 @@ def run_batched(specs: Sequence[RunSpec], probe: str | None = AUTO, dataset=None
     # per run: d loss / d params and the loss, all runs in one call (gradients come out contiguous)
     batched_grad = vmap(grad_and_value(one_loss))
     batched_output = vmap(one_output, in_dims=(0, 0, None))
+    twin = stacked_twin(models[0], params) if not buffers else None
+    if twin is not None:  # the same numbers without torch.func's machinery (`train.stacked`)
+        per_run_loss = vmap(loss_fn)
+        for t in stacked:
+            t.requires_grad_()
+
+        def plain_grad(x, y):
+            losses = per_run_loss(twin(x), y)
+            return dict(zip(names, torch.autograd.grad(losses.sum(), stacked))), losses.detach()
+    else:
+        def plain_grad(x, y):
+            return batched_grad(params, buffers, x, y)
     R = len(specs)
     lr = {id(t): _per_run([s.lr for s in specs], t) for t in stacked}
     wd = {id(t): _per_run([s.weight_decay for s in specs], t) for t in stacked}
@@ -154,74 +158,72 @@ def run_batched(specs: Sequence[RunSpec], probe: str | None = AUTO, dataset=None
     active = [True] * R
     diverged_at: list[int | None] = [None] * R
 
-    every = probe_every(first.steps)
-    shadows = []
-    with contextlib.ExitStack() as stack:
-        if probe == AUTO:
-            from gradvet.probe import Probe
-
-            for model in models:
-                opt = _CopyIn([p for p in model.parameters()])
-                shadows.append((model, opt, stack.enter_context(Probe(model, opt, every=every))))
-        train_start = time.perf_counter()
-        step = 0
-        for step in range(1, first.steps + 1):
-            idx = torch.stack([s.next() for s in samplers])
-            xb, yb = data.x_train[idx], data.y_train[idx]
-            sampled = shadows and (step - 1) % every == 0
-            if sampled:
-                _shadow_backward(shadows, stacked, active, xb, yb, loss_fn, step - 1, first)
-            grad_of, losses = batched_grad(params, buffers, xb, yb)
-            grads = [grad_of[k] for k in names]
-            norms = torch.stack([torch.linalg.vector_norm(g.flatten(1), dim=1) for g in grads], 1).norm(dim=1)
-            if first.clip is not None:
-                coef = torch.clamp(first.clip / (norms + 1e-6), max=1.0)
-                grads = [g * coef.view(-1, *([1] * (g.dim() - 1))) for g in grads]
-            if first.clip_value is not None:
-                grads = [g.clamp(-first.clip_value, first.clip_value) for g in grads]
-            loss_values, norm_values = torch.stack([losses, norms]).tolist()
-            stepping = []
-            for i in range(R):
-                if not active[i]:
-                    continue
-                h = histories[i]
-                h["step"].append(step)
-                h["loss"].append(loss_values[i])
-                h["grad_norm"].append(norm_values[i])
-                if math.isfinite(loss_values[i]) and math.isfinite(norm_values[i]):
-                    stepping.append(i)
+    probe_ = None
+    if probe == AUTO:
+        sample = (data.x_train[:first.batch_size], data.y_train[:first.batch_size])
+        probe_ = BatchedProbe(models[0], base, loss_fn, R, probe_every(first.steps), sample,
+                              params if twin is not None else None)
+    train_start = time.perf_counter()
+    step = 0
+    for step in range(1, first.steps + 1):
+        idx = torch.stack([s.next() for s in samplers])
+        xb, yb = data.x_train[idx], data.y_train[idx]
+        sampled = probe_ is not None and probe_.sampled(step - 1)
+        if sampled:
+            grad_of, losses, probed = probe_.gradients(params, buffers, xb, yb)
+        else:
+            grad_of, losses = plain_grad(xb, yb)
+        grads = [grad_of[k] for k in names]
+        per_tensor = torch.stack([torch.linalg.vector_norm(g.flatten(1), dim=1) for g in grads], 1)
+        norms = per_tensor.norm(dim=1)
+        if first.clip is not None:
+            coef = torch.clamp(first.clip / (norms + 1e-6), max=1.0)
+            grads = [g * coef.view(-1, *([1] * (g.dim() - 1))) for g in grads]
+        if first.clip_value is not None:
+            grads = [g.clamp(-first.clip_value, first.clip_value) for g in grads]
+        loss_values, norm_values = torch.stack([losses, norms]).tolist()
+        recorded = [i for i in range(R) if active[i]]
+        stepping = []
+        for i in recorded:
+            h = histories[i]
+            h["step"].append(step)
+            h["loss"].append(loss_values[i])
+            h["grad_norm"].append(norm_values[i])
+            if math.isfinite(loss_values[i]) and math.isfinite(norm_values[i]):
+                stepping.append(i)
+            else:
+                active[i], diverged_at[i] = False, step
+        every_run = len(stepping) == R
+        if not every_run:
+            mask = torch.zeros(R, dtype=torch.bool)
+            mask[stepping] = True
+        with torch.no_grad():
+            before = [p.clone() for p in stacked] if sampled else []
+            for k, (p, g) in enumerate(zip(stacked, grads)):
+                d = g.add(wd[id(p)] * p) if any_wd else g  # torch.optim.SGD: grad + weight_decay * w
+                if momentum:
+                    bufs[k] = d.clone() if bufs[k] is None else bufs[k].mul_(momentum).add_(d)
+                    d = bufs[k]
+                if every_run and same_lr:
+                    p.add_(d, alpha=-first.lr)
+                elif every_run:
+                    p.addcmul_(lr[id(p)], d, value=-1.0)
                 else:
-                    active[i], diverged_at[i] = False, step
-            every_run = len(stepping) == R
-            if not every_run:
-                mask = torch.zeros(R, dtype=torch.bool)
-                mask[stepping] = True
+                    keep = mask.view(-1, *([1] * (p.dim() - 1)))
+                    p.copy_(torch.where(keep, p - lr[id(p)] * d, p))
+        if sampled:
+            clipped = first.clip is not None or first.clip_value is not None
+            applied = torch.stack([torch.linalg.vector_norm(g.flatten(1), dim=1) for g in grads], 1) if clipped else per_tensor
             with torch.no_grad():
-                for k, (p, g) in enumerate(zip(stacked, grads)):
-                    d = g.add(wd[id(p)] * p) if any_wd else g  # torch.optim.SGD: grad + weight_decay * w
-                    if momentum:
-                        bufs[k] = d.clone() if bufs[k] is None else bufs[k].mul_(momentum).add_(d)
-                        d = bufs[k]
-                    if every_run and same_lr:
-                        p.add_(d, alpha=-first.lr)
-                    elif every_run:
-                        p.addcmul_(lr[id(p)], d, value=-1.0)
-                    else:
-                        keep = mask.view(-1, *([1] * (p.dim() - 1)))
-                        p.copy_(torch.where(keep, p - lr[id(p)] * d, p))
-            if sampled:
-                for i in stepping:
-                    model, opt, _ = shadows[i]
-                    opt.source = [params[name][i] for name in names]
-                    opt.step()
-            if first.eval_every and step % first.eval_every == 0 and step != first.steps and stepping:
-                results = _evaluate(batched_output, params, buffers, loss_fn, data)
-                for i in stepping:
-                    _record_eval(histories[i], step, *results[i])
-            if not any(active):
-                break
-        train_time = time.perf_counter() - train_start
-        group_steps = step
+                probe_.record(step - 1, recorded, stepping, probed, xb, names, per_tensor, applied, before, stacked)
+        if first.eval_every and step % first.eval_every == 0 and step != first.steps and stepping:
+            results = _evaluate(batched_output, params, buffers, loss_fn, data)
+            for i in stepping:
+                _record_eval(histories[i], step, *results[i])
+        if not any(active):
+            break
+    train_time = time.perf_counter() - train_start
+    group_steps = step
     final = _evaluate(batched_output, params, buffers, loss_fn, data)
     wall = time.perf_counter() - start_time
     runs = []
@@ -240,29 +242,10 @@ def run_batched(specs: Sequence[RunSpec], probe: str | None = AUTO, dataset=None
             "diverged_at": diverged_at[i], "wall_time": wall / R,
             "step_time": train_time / R / max(group_steps, 1), "batched_with": R,
         }
-        if shadows:
-            run.layer_records = shadows[i][2].trace.rows
+        if probe_ is not None:
+            run.layer_records = probe_.rows[i]
         runs.append(run)
     return runs
-
-
-def _shadow_backward(shadows, stacked, active, xb, yb, loss_fn, index: int, spec: RunSpec) -> None:
-    """Each active run's own module, holding its current weights, does this step's forward and
-    backward inside its Probe (sampled steps only), and clips as the run does: the probe reads
-    the gradients the optimiser is given."""
-    for i, (model, _, probe) in enumerate(shadows):
-        if not active[i]:
-            continue
-        probe.skip_to(index)
-        with torch.no_grad():
-            for p, value in zip(model.parameters(), (t[i] for t in stacked)):
-                p.copy_(value)
-        model.zero_grad(set_to_none=True)
-        loss_fn(model(xb[i]), yb[i]).backward()
-        if spec.clip is not None:
-            torch.nn.utils.clip_grad_norm_(list(model.parameters()), spec.clip)
-        if spec.clip_value is not None:
-            torch.nn.utils.clip_grad_value_(list(model.parameters()), spec.clip_value)
 
 
 @torch.no_grad()
