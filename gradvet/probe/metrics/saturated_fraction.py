@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+import torch
+
 from gradvet.probe.metrics.shapes import SampleMean, SlopeMetric
 from gradvet.probe.metrics.unit import ACTIVATION, Column
 
@@ -29,4 +31,13 @@ class SaturatedFraction(SlopeMetric, SampleMean):
         if not (math.isfinite(top) and top > 0):
             return
         slopes = seen.slopes
-        self.fold(layer, (slopes < SATURATION_LEVEL * top).sum(), slopes.numel())
+        self.fold(layer, count_below(slopes, SATURATION_LEVEL * top), slopes.numel())
+
+
+def count_below(values: torch.Tensor, level: float) -> torch.Tensor:
+    """How many of `values` are < level (NaN is not), as a 0-d float tensor: sign(fmax(level - v, 0))
+    is 1 exactly where level - v > 0 (a difference of two distinct floats is never 0) and 0 elsewhere,
+    NaN included (fmax takes the number over a NaN). Float ops only: on a CPU several times cheaper
+    than (values < level).sum(), whose bools are compared and summed as int64. Exact below 2**24 values
+    (float32's integers), a relative error of about 1e-7 beyond."""
+    return torch.fmax(level - values, values.new_zeros(())).sign_().sum()
