@@ -35,9 +35,9 @@ class SaturatedFraction(SlopeMetric, SampleMean):
 
 
 def count_below(values: torch.Tensor, level: float) -> torch.Tensor:
-    """How many of `values` are < level (NaN is not), as a 0-d float tensor: sign(fmax(level - v, 0))
+    """How many of `values` are < level (NaN is not), as a 0-d float tensor: sign(level - v) clamped at 0
     is 1 exactly where level - v > 0 (a difference of two distinct floats is never 0) and 0 elsewhere,
-    NaN included (fmax takes the number over a NaN). Float ops only: on a CPU several times cheaper
-    than (values < level).sum(), whose bools are compared and summed as int64. Exact below 2**24 values
+    NaN included (torch.sign(NaN) is 0). Float ops only: on a CPU about twice as cheap as
+    (values < level).sum(), whose bools are compared and summed as int64. Exact below 2**24 values
     (float32's integers), a relative error of about 1e-7 beyond."""
-    return torch.fmax(level - values, values.new_zeros(())).sign_().sum()
+    return (level - values).sign_().clamp_(min=0).sum()
