@@ -39,6 +39,7 @@ import argparse
 import contextlib
 import copy
 import cProfile
+import functools
 import io
 import pstats
 import statistics
@@ -89,8 +90,10 @@ def load_grad_norm() -> tuple[Callable[[nn.Module, float], dict], str]:
         from lightning.pytorch.utilities import grad_norm
         return grad_norm, f"lightning {version('lightning')}"
     except ImportError:
-        def grad_norm(module: nn.Module, norm_type: float) -> dict:  # lightning.pytorch.utilities.grad_norm
-            norms = {f"grad_{norm_type}_norm/{name}": p.grad.data.norm(norm_type)
+        def grad_norm(module: nn.Module, norm_type: float | int | str,  # type: ignore[misc]  # Lightning's, written out
+                      group_separator: str = "/") -> dict:
+            norm_type = float(norm_type)
+            norms = {f"grad_{norm_type}_norm{group_separator}{name}": p.grad.data.norm(norm_type)
                      for name, p in module.named_parameters() if p.grad is not None}
             if norms:
                 norms[f"grad_{norm_type}_norm_total"] = torch.tensor(list(norms.values())).norm(norm_type)
@@ -169,7 +172,7 @@ def histograms(model: nn.Module) -> Callable[[], list]:
     def run() -> list:
         out = []
         for p in params:
-            g = p.grad.detach().reshape(-1)
+            g = p.grad.detach().reshape(-1)  # type: ignore[union-attr]  # after backward
             low, high = g.min().item(), g.max().item()
             out.append((low, high, torch.histc(g, bins=HISTOGRAM_BINS, min=low, max=high).tolist()))
         return out
@@ -261,13 +264,18 @@ def profile_probe(work: Workload, steps: int, top: int = 16) -> str:
 def compare(work: Workload, steps: int, rounds: int, grad_norm, cockpit=None, cockpit_steps: int = 6,
             profile: bool = True) -> None:
     torch.manual_seed(0)
-    runs = {label: (lambda n, c=c: timed(work, c, n)) for label, c in contenders(work, grad_norm).items()}
+    runs: dict[str, Callable[[int], float]] = {
+        label: functools.partial(timed, work, c) for label, c in contenders(work, grad_norm).items()}
     if cockpit is not None and work.cockpit_data is not None:
         # Cockpit's per-example quantities cost seconds per step on a CPU, so it runs
         # fewer steps per round (the figure is per step either way).
         cockpit_model = cockpit.extend(copy.deepcopy(work.model))  # BackPACK's hooks stay off the shared model
         x, y = work.cockpit_data
-        runs[COCKPIT_LABEL] = lambda n: timed_cockpit(cockpit, cockpit_model, x, y, min(n, cockpit_steps))
+
+        def run_cockpit(n: int) -> float:
+            return timed_cockpit(cockpit, cockpit_model, x, y, min(n, cockpit_steps))
+
+        runs[COCKPIT_LABEL] = run_cockpit
     times: dict[str, list[float]] = {k: [] for k in runs}
     for run in runs.values():
         run(2)  # warm-up

@@ -172,7 +172,7 @@ class Probe:
         self._interval = 0  # backward intervals of the step: a forward call after a backward pass starts one
         self._backward_seen = False  # a backward pass ran since the latest forward call
         self._pending: set[input_grads.Pending] = set()  # input gradients whose consumers have not all run
-        self._finite: dict[tuple[str, str], torch.Tensor] = {}  # (layer, 'input' | 'output') -> all finite so far (0-d)
+        self._finite: dict[tuple[str, str], tuple[torch.Tensor, torch.Tensor]] = {}  # (layer, input|output) -> min, max so far
         self._last_output: tuple[weakref.ref, int] | None = None  # output checked last, its version
         self._last_hooked_view: tuple[weakref.ref, str] | None = None  # a view output with a gradient hook, its layer
         self._view_noted: set[str] = set()
