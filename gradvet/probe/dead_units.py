@@ -27,8 +27,13 @@ _ACTIVE = 2**31 - 1  # `since` of a unit active on the latest recorded step
 
 
 def inactive_units(slopes: torch.Tensor) -> torch.Tensor:
-    """Per unit, whether f'(z) = 0 for every sample: `slopes` is |f'(z)| as (samples, units)."""
-    return (slopes == 0).all(dim=0)
+    """Per unit, whether f'(z) = 0 for every sample: `slopes` is |f'(z)| as (samples, units), so
+    that is max over the samples = 0 (a NaN slope makes the max NaN: not inactive, as NaN == 0 is
+    False). One reduction to a row, then one comparison of that row: on a CPU several times cheaper
+    than comparing every value and reducing the bools."""
+    if slopes.shape[0] == 0:
+        return torch.ones(slopes.shape[1:], dtype=torch.bool, device=slopes.device)
+    return slopes.amax(dim=0) == 0
 
 
 class DeadUnitTracker:

@@ -3,8 +3,8 @@
 A value that turns NaN or Inf in the forward pass spreads to everything computed after it,
 and the backward pass, running in reverse, meets it first at the output layer: naming that
 layer points at the wrong end of the net. The probe checks, per watched module and call,
-whether its input and its output are finite (torch.isfinite(t).all(), a 0-d tensor read in
-the step's one host copy) and names the first watched module in forward order holding a
+whether its input and its output are finite (`extremes`: min and max in one pass, finite iff
+every value is, read in the step's one host copy) and names the first watched module in forward order holding a
 non-finite value, beside the first layer the backward pass met with a non-finite norm.
 In the trace that module carries the metric NONFINITE_INPUT (its input already held the
 value: made upstream, by code the probe does not watch or in the data) or NONFINITE_OUTPUT
@@ -14,6 +14,8 @@ value: made upstream, by code the probe does not watch or in the data) or NONFIN
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+import torch
 
 from gradvet.probe.metrics.nonfinite import Nonfinite
 from gradvet.probe.metrics.nonfinite_input import NonfiniteInput
@@ -40,6 +42,21 @@ class NonFinite:
     after: str | None
     backward_layer: str | None
     forward_checked: bool = True
+
+
+def extremes(tensor: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two 0-d tensors, both finite iff every value of `tensor` is: min and max of a real floating-point
+    tensor (torch.aminmax, one pass; a NaN makes both NaN, an Inf one of them Inf), on a CPU about ten
+    times cheaper than torch.isfinite(t).all(); zeros for an integer or empty tensor (finite); for a
+    complex one log(isfinite(t).all()) twice (0, or -inf where a value is not finite)."""
+    if tensor.numel() == 0 or not (tensor.is_floating_point() or tensor.is_complex()):
+        zero = torch.zeros((), device=tensor.device)
+        return zero, zero
+    if tensor.is_complex():
+        flag = torch.isfinite(tensor).all().float().log()
+        return flag, flag
+    low, high = torch.aminmax(tensor)
+    return low, high
 
 
 def first_in_forward(checks: list[tuple[str, str]], finite: list[float]) -> tuple[str, bool, str | None] | None:

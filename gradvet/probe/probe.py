@@ -88,7 +88,7 @@ from gradvet.probe.metrics.unit import (
     Values,
     check,
 )
-from gradvet.probe.nonfinite import NonFinite, first_in_forward
+from gradvet.probe.nonfinite import NonFinite, extremes, first_in_forward
 from gradvet.probe.param_grads import ParamGradReader
 from gradvet.probe.tensors import first_tensor, tensors
 from gradvet.probe.trace import INPUT as INPUT_LAYER
@@ -172,7 +172,7 @@ class Probe:
         self._interval = 0  # backward intervals of the step: a forward call after a backward pass starts one
         self._backward_seen = False  # a backward pass ran since the latest forward call
         self._pending: set[input_grads.Pending] = set()  # input gradients whose consumers have not all run
-        self._finite: dict[tuple[str, str], torch.Tensor] = {}  # (layer, 'input' | 'output') -> all finite so far (0-d)
+        self._finite: dict[tuple[str, str], tuple[torch.Tensor, torch.Tensor]] = {}  # (layer, input|output) -> min, max so far
         self._last_output: tuple[weakref.ref, int] | None = None  # output checked last, its version
         self._last_hooked_view: tuple[weakref.ref, str] | None = None  # a view output with a gradient hook, its layer
         self._view_noted: set[str] = set()
@@ -493,11 +493,12 @@ class Probe:
         return last is not None and last[0]() is x and x._version == last[1]
 
     def _check_finite(self, name: str, where: str, tensor: torch.Tensor) -> None:
-        """AND whether `tensor` is all finite into its check (a 0-d tensor on its device: no host sync here)."""
-        ok = torch.isfinite(tensor.detach()).all()
+        """Fold `tensor`'s extremes into its check (`probe.nonfinite.extremes`: 0-d tensors on its device, no
+        host sync here): the running minimum and maximum over the calls, all finite iff every value was."""
+        found = extremes(tensor.detach())
         key = (name, where)
         old = self._finite.get(key)
-        self._finite[key] = ok if old is None else old & ok
+        self._finite[key] = found if old is None else (torch.minimum(old[0], found[0]), torch.maximum(old[1], found[1]))
 
     def _output_grad_hook(self, st: LayerStep, units: list[Metric]):
         received = False
@@ -586,7 +587,8 @@ class Probe:
         if norms:
             pieces.append(torch.stack(torch._foreach_norm(norms)))
         if checks:
-            pieces.append(torch.stack([self._finite[k] for k in checks]).float())
+            ends = torch.stack([end for k in checks for end in self._finite[k]])
+            pieces.append(torch.isfinite(ends).view(-1, 2).all(dim=1).float())
         blocks = self._blocks.tensors()
         if blocks:
             pieces.append(torch.stack(blocks))
