@@ -261,6 +261,13 @@ def profile_probe(work: Workload, steps: int, top: int = 16) -> str:
     return out.getvalue().rstrip()
 
 
+def typical(label: str, per_round: list[float]) -> float:
+    """The time per step of a contender: the median over rounds, except for a probe recording one step
+    in N, whose recorded steps fall unevenly on the rounds (a round shorter than N holds one or none):
+    the mean over rounds, which weighs every step once."""
+    return statistics.fmean(per_round) if "every=" in label else statistics.median(per_round)
+
+
 def compare(work: Workload, steps: int, rounds: int, grad_norm, cockpit=None, cockpit_steps: int = 6,
             profile: bool = True) -> None:
     torch.manual_seed(0)
@@ -282,13 +289,14 @@ def compare(work: Workload, steps: int, rounds: int, grad_norm, cockpit=None, co
     for _ in range(rounds):
         for label, run in runs.items():
             times[label].append(run(steps))
-    base = statistics.median(times["plain"])
-    ratio = {label: statistics.median(values) / base for label, values in times.items()}
+    per_step = {label: typical(label, values) for label, values in times.items()}
+    base = per_step["plain"]
+    ratio = {label: value / base for label, value in per_step.items()}
     width = max(len(label) for label in [*times, "Cockpit economy (published)"])
     print(f"\n{work.name}; {steps} steps x {rounds} rounds, torch threads {torch.get_num_threads()}")
-    for label, values in times.items():
+    for label in times:
         note = f"  ({min(steps, cockpit_steps)} steps/round)" if label == COCKPIT_LABEL else ""
-        print(f"  {label:{width}s} {1e3 * statistics.median(values):8.2f} ms/step   ratio {ratio[label]:6.3f}{note}")
+        print(f"  {label:{width}s} {1e3 * per_step[label]:8.2f} ms/step   ratio {ratio[label]:6.3f}{note}")
     if work.cockpit_data is not None:
         print(f"  {'Cockpit economy (published)':{width}s} {'':8s}          ratio {COCKPIT_ECONOMY_EVERY_STEP:6.3f}  "
               "(every step; Schneider et al. 2021 Fig. 6, GPU, 3C3D)")

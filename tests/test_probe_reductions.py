@@ -45,6 +45,21 @@ def test_count_below_is_the_brute_force_count():
         for level in (0.05, 0.5, 1e-30, 0.0):
             brute = sum(1 for v in values.reshape(-1).tolist() if v < level)  # NaN < level is False
             assert count_below(values, level).item() == brute
+    for dtype in (torch.float16, torch.bfloat16):  # counts past 65504 (float16's largest) and 256 (bfloat16's)
+        values = (torch.rand(70_001, generator=torch.Generator().manual_seed(2)) * 0.1).to(dtype)
+        level = torch.tensor(0.05, dtype=dtype).item()  # the level as the tensor's dtype holds it, as `<` takes it
+        brute = sum(1 for v in values.float().tolist() if v < level)
+        assert count_below(values, 0.05).item() == brute == int((values < 0.05).sum()), dtype
+
+
+def test_silus_derivative_is_differentiable_again_and_finite():
+    silu = activation("silu")
+    x = torch.linspace(-6, 6, 101, dtype=torch.float64, requires_grad=True)
+    (second,) = torch.autograd.grad(silu.grad(x).sum(), x)
+    by_hand = torch.sigmoid(x) * (1 - torch.sigmoid(x)) * (2 + x * (1 - 2 * torch.sigmoid(x)))  # d/dx of s(1 + x(1 - s))
+    torch.testing.assert_close(second, by_hand.detach())
+    with torch.no_grad():  # the probe's path (torch's fused kernel) gives the same f'
+        torch.testing.assert_close(silu.grad(x.detach()), (torch.sigmoid(x) * (1 + x * (1 - torch.sigmoid(x)))).detach())
 
 
 def test_inactive_units_are_those_with_every_slope_zero():

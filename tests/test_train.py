@@ -157,3 +157,10 @@ def test_batch_sampler_covers_every_example_each_epoch():
 def test_a_probe_given_as_another_string_is_one_sentence():
     with pytest.raises(GradvetError, match=r"probe='full' must be 'auto', None or a step observer"):
         run(RunSpec(steps=2), probe="full")
+
+
+def test_batched_training_refuses_the_same_probe_strings():
+    from gradvet.train.batched import train_specs
+
+    with pytest.raises(GradvetError, match=r"probe='full' must be 'auto'"):
+        train_specs([RunSpec(steps=2, seed=s) for s in range(8)], probe="full")

@@ -20,6 +20,8 @@ backward pass).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
@@ -42,6 +44,8 @@ class GradientNorms:
         position = {layer: i for i, layer in enumerate(self.layers)}
         self.layer_index = [position[layer_of(name)] for name, _ in named]
         self.passes = 0  # backward passes since the last take()
+        self.loss_scale: Callable[[], float] | None = None  # the GradScaler's scale, read at each pass's end
+        self.pending_scale = 1.0  # the loss scale of the latest pass
         self._handles: list = []
         self._queued = False
         self._pending: tuple[list[int], torch.Tensor] | None = None
@@ -79,6 +83,7 @@ class GradientNorms:
             grads = [g.detach() for g in grads]
         with torch.no_grad():
             self._pending = (present, fused_norms(grads))
+        self.pending_scale = float(self.loss_scale()) if self.loss_scale is not None else 1.0
         self.passes += 1
 
     def take(self) -> tuple[list[int], torch.Tensor | None, int]:

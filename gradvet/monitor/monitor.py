@@ -26,12 +26,15 @@ already active is a no-op.
 Mixed precision: with a `torch.amp.GradScaler`, the gradients autograd leaves
 are those of the scaled loss (S x the true ones). Give the scaler
 (`Monitor(..., scaler=scaler)`) and the norms are divided by the scale the
-step's backward passes used (`scaler.get_scale()` read at the step's end,
-inside `scaler.step`, before `scaler.update()`), so they are the true
-gradient's whatever the scale does. A step the scaler skips (Inf/NaN in the
+step's last backward pass used (`scaler.get_scale()` read when that pass ends:
+a host read of one number per backward pass on an accelerator), so they are the
+true gradient's whatever the scale does. A step the scaler skips (Inf/NaN in the
 scaled gradients, the routine overflow of float16) calls no `optimizer.step()`:
-its backward pass merges into the next step, whose norms are read afresh, so a
-routine overflow raises no `nonfinite` alert; a loss that is itself NaN/Inf still does.
+its backward pass merges into the next step, whose norms are read afresh. Without
+an optimiser, a `monitor.step()` whose gradient norms are not finite while the
+loss is (or was not given) is taken for such a skipped step: dropped, not
+counted; so is a last such pass when the block exits. A routine overflow raises
+no `nonfinite` alert; a loss that is itself NaN/Inf still does.
 """
 
 from __future__ import annotations
@@ -108,6 +111,8 @@ class Monitor:
         if not grads.params:
             raise GradvetError(f"model {type(self.model).__name__} has no trainable parameters; "
                                "a monitor needs parameters that receive gradients.")
+        if self.scaler is not None and self.scaler.is_enabled():
+            grads.loss_scale = self.scaler.get_scale
         self._grads, self._updates = grads, UpdateNorms(grads.params, self.update_every)
         try:
             grads.attach()
@@ -192,8 +197,7 @@ class Monitor:
         signals = StepSignals(step=self.step_index, backward_passes=passes, lr=self._learning_rate())
         pos = 0
         if norms is not None:
-            unscale = self._loss_scale()
-            values = [v / unscale for v in flat[: len(present)]]
+            values = [v / self._grads.pending_scale for v in flat[: len(present)]]
             pos = len(present)
             signals.layer_grad_norms = self._per_layer([(i, v) for i, v in zip(present, values)])
             signals.grad_norm = math.sqrt(sum(v * v for v in values))
@@ -207,16 +211,28 @@ class Monitor:
         observed = flat[pos:] + [v for v in losses if not torch.is_tensor(v)]
         if observed:
             signals.loss = sum(observed) / len(observed)
-        self.last = signals
-        if self.keep_signals:
-            self.signals.append(signals)
-        new = self.alarms.update(signals)
-        self.step_index += 1
+        skipped = self._overflow_skipped(signals)  # the scaler's routine overflow: no step taken, none counted
+        new = [] if skipped else self._count(signals)
         if self.optimizer is None and self._updates.sampled(self.step_index) and self._active:
             self._updates.before()
         if self.on_alert is not None:
             for alert in new:
                 self.on_alert(alert)
+
+    def _count(self, signals: StepSignals) -> list[Alert]:
+        """Keep the step's signals, feed them to the detectors, move to the next step; the new alerts."""
+        self.last = signals
+        if self.keep_signals:
+            self.signals.append(signals)
+        new = self.alarms.update(signals)
+        self.step_index += 1
+        return new
+
+    def _overflow_skipped(self, signals: StepSignals) -> bool:
+        """Whether this step is one a GradScaler skipped: a scaler is given, the gradient norm is not
+        finite and the loss is (or was not given)."""
+        return (self.scaler is not None and self.scaler.is_enabled() and signals.has_gradient
+                and not math.isfinite(signals.grad_norm) and (signals.loss is None or math.isfinite(signals.loss)))
 
     def _per_layer(self, values: list[tuple[int, float]]) -> dict[str, float]:
         """sqrt of the sum of squares of the parameters' norms, per layer, in model order."""
@@ -226,12 +242,6 @@ class Monitor:
             sums[index[i]] = sums.get(index[i], 0.0) + v * v
         layers = self._grads.layers
         return {layers[k]: math.sqrt(sums[k]) for k in sorted(sums)}
-
-    def _loss_scale(self) -> float:
-        """The GradScaler's scale S of this step's backward passes (1 without an enabled scaler)."""
-        if self.scaler is None or not self.scaler.is_enabled():
-            return 1.0
-        return float(self.scaler.get_scale())
 
     def _learning_rate(self) -> float | None:
         if self.optimizer is None:

@@ -49,7 +49,7 @@ from torch.func import functional_call, grad_and_value, stack_module_state, vmap
 from gradvet.spec import RunSpec
 from gradvet.train.batched_probe import BatchedProbe
 from gradvet.train.batched_probe import why_not as why_not_probed
-from gradvet.train.loop import AUTO, BatchSampler, _record_eval, probe_every
+from gradvet.train.loop import AUTO, BatchSampler, _record_eval, check_probe, probe_every
 from gradvet.train.result import Run
 from gradvet.train.stacked import stacked_twin
 
@@ -273,6 +273,7 @@ def groups_of(specs: Sequence[RunSpec]) -> tuple[list[list[int]], list[int]]:
 def train_specs(specs: Sequence[RunSpec], probe: str | None = AUTO, dataset=None) -> list[Run]:
     """Every spec trained, batchable groups together and the rest one after another; runs in
     the order of `specs`."""
+    check_probe(probe)
     from gradvet.train.loop import run
 
     groups, alone = groups_of(specs)

@@ -42,6 +42,7 @@ from gradvet.probe.dead_units import DeadUnitTracker
 from gradvet.probe.layers import watched_modules
 from gradvet.probe.metrics import registry
 from gradvet.probe.metrics.bias_grad_norm import is_bias
+from gradvet.probe.metrics.nonfinite import Nonfinite
 from gradvet.probe.metrics.saturated_fraction import SATURATION_LEVEL
 from gradvet.probe.metrics.unit import BLOCK, LAYER, MODEL
 from gradvet.probe.nonfinite import NONFINITE_INPUT, NONFINITE_OUTPUT
@@ -49,7 +50,7 @@ from gradvet.probe.trace import INPUT as INPUT_LAYER
 from gradvet.probe.trace import Row
 from gradvet.train.stacked import stacked_twin
 
-NONFINITE = "nonfinite"
+NONFINITE = Nonfinite.name
 COMPUTED = {
     LAYER: {"output_grad_norm", "input_grad_norm", "weight_grad_norm", "bias_grad_norm", "applied_grad_norm",
             "gain", "mean", "std", "dead_fraction", "persistent_dead_fraction", "saturated_fraction",

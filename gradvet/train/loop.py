@@ -90,6 +90,14 @@ def probe_every(steps: int) -> int:
     return max(1, math.ceil(steps / PROBE_RECORDS))
 
 
+def check_probe(probe: object) -> None:
+    """`probe` as the engine takes it: 'auto' (gradvet's Probe, the default trace), None (no trace) or a
+    step observer; any other string is one GradvetError sentence."""
+    if isinstance(probe, str) and probe != AUTO:
+        raise GradvetError(f"probe={probe!r} must be {AUTO!r}, None or a step observer (start, after_backward, "
+                           f"finish).")
+
+
 def run(spec: RunSpec, probe: StepObserver | str | None = AUTO, progress: bool = False, dataset=None,
         on_progress: Callable[[dict[str, Any]], object] | None = None) -> Run:
     """Train the model `spec` describes and return its Run (history, metrics, profiles,
@@ -99,9 +107,7 @@ def run(spec: RunSpec, probe: StepObserver | str | None = AUTO, progress: bool =
     from gradvet.models.build import build
     from gradvet.train.optim import make_loss, make_optimizer
 
-    if isinstance(probe, str) and probe != AUTO:
-        raise GradvetError(f"probe={probe!r} must be {AUTO!r}, None or a step observer (start, after_backward, "
-                           f"finish).")
+    check_probe(probe)
     start_time = time.perf_counter()
     data = dataset if dataset is not None else load(spec.data, **dict(spec.data_options))
     generator = torch.Generator().manual_seed(spec.seed)
