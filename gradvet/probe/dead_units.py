@@ -26,14 +26,16 @@ DEAD_RECORDS = 3  # ... seen on at least this many recorded steps
 _ACTIVE = 2**31 - 1  # `since` of a unit active on the latest recorded step
 
 
-def inactive_units(slopes: torch.Tensor) -> torch.Tensor:
-    """Per unit, whether f'(z) = 0 for every sample: `slopes` is |f'(z)| as (samples, units), so
-    that is max over the samples = 0 (a NaN slope makes the max NaN: not inactive, as NaN == 0 is
-    False). One reduction to a row, then one comparison of that row: on a CPU several times cheaper
-    than comparing every value and reducing the bools."""
-    if slopes.shape[0] == 0:
-        return torch.ones(slopes.shape[1:], dtype=torch.bool, device=slopes.device)
-    return slopes.amax(dim=0) == 0
+def inactive_units(slopes: torch.Tensor, samples: int = 0) -> torch.Tensor:
+    """Per unit, whether f'(z) = 0 for every sample: `slopes` is |f'(z)| with the samples along
+    dimension `samples` ((samples, units) by default; (runs, samples, units) with samples=1 in a
+    batched group), so that is max over the samples = 0 (a NaN slope makes the max NaN: not
+    inactive, as NaN == 0 is False). One reduction to a row, then one comparison of that row: on a
+    CPU several times cheaper than comparing every value and reducing the bools."""
+    if slopes.shape[samples] == 0:
+        shape = slopes.shape[:samples] + slopes.shape[samples + 1:]
+        return torch.ones(shape, dtype=torch.bool, device=slopes.device)
+    return slopes.amax(dim=samples) == 0
 
 
 class DeadUnitTracker:

@@ -38,12 +38,12 @@ import torch
 from torch import nn
 from torch.func import functional_call, grad_and_value, vmap
 
-from gradvet.probe.dead_units import DeadUnitTracker
+from gradvet.probe.dead_units import DeadUnitTracker, inactive_units
 from gradvet.probe.layers import watched_modules
 from gradvet.probe.metrics import registry
 from gradvet.probe.metrics.bias_grad_norm import is_bias
 from gradvet.probe.metrics.nonfinite import Nonfinite
-from gradvet.probe.metrics.saturated_fraction import SATURATION_LEVEL
+from gradvet.probe.metrics.saturated_fraction import SATURATION_LEVEL, count_below
 from gradvet.probe.metrics.unit import BLOCK, LAYER, MODEL
 from gradvet.probe.nonfinite import NONFINITE_INPUT, NONFINITE_OUTPUT
 from gradvet.probe.trace import INPUT as INPUT_LAYER
@@ -298,7 +298,7 @@ class BatchedProbe:
         if act is None or not z.is_floating_point():
             return
         slopes = act.grad(z.reshape(z.shape[0], z.shape[1], -1)).abs()  # per run (samples, units), as Seen.rows
-        inactive = slopes.amax(dim=1) == 0  # f'(z) = 0 on every sample (`probe.dead_units`), as max |f'| = 0
+        inactive = inactive_units(slopes, samples=1)  # per run: f'(z) = 0 on every sample
         table.put(w.name, "dead_fraction", inactive.sum(dim=1).double() / max(inactive.shape[1], 1))
         dead = [self.trackers[i].update(w.name, index, inactive[i]) if i in runs else None for i in range(self.runs)]
         if any(d is not None for d in dead):
@@ -308,7 +308,8 @@ class BatchedProbe:
         top = act.max_grad
         if math.isfinite(top) and top > 0:
             flat = slopes.flatten(1)
-            table.put(w.name, "saturated_fraction", (flat < SATURATION_LEVEL * top).sum(dim=1).double() / flat.shape[1])
+            table.put(w.name, "saturated_fraction",
+                      count_below(flat, SATURATION_LEVEL * top, dim=1).double() / flat.shape[1])
 
     def _weights(self, table: _Table, name: str, own: list[int], names: Sequence[str], grad_norms: torch.Tensor,
                  applied: torch.Tensor, before: Sequence[torch.Tensor], after: Sequence[torch.Tensor],

@@ -34,11 +34,13 @@ class SaturatedFraction(SlopeMetric, SampleMean):
         self.fold(layer, count_below(slopes, SATURATION_LEVEL * top), slopes.numel())
 
 
-def count_below(values: torch.Tensor, level: float) -> torch.Tensor:
-    """How many of `values` are < level (NaN is not), as a 0-d float tensor: sign(level - v) clamped at 0
+def count_below(values: torch.Tensor, level: float, dim: int | None = None) -> torch.Tensor:
+    """How many of `values` are < level (NaN is not), as a 0-d float tensor (per slice along the other
+    dimensions when `dim` is given, as a batched group's runs): sign(level - v) clamped at 0
     is 1 exactly where level - v > 0 (a difference of two distinct floats is never 0) and 0 elsewhere,
     NaN included (torch.sign(NaN) is 0). Float ops only: on a CPU about twice as cheap as
     (values < level).sum(), whose bools are compared and summed as int64. Summed in float32 whatever
     the values' dtype (a float16 sum is Inf past 65504, bfloat16's rounds past 256): exact below 2**24
     values (float32's integers), a relative error of about 1e-7 beyond."""
-    return (level - values).sign_().clamp_(min=0).sum(dtype=torch.float32)
+    below = (level - values).sign_().clamp_(min=0)
+    return below.sum(dtype=torch.float32) if dim is None else below.sum(dim=dim, dtype=torch.float32)
